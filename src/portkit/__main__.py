@@ -1,0 +1,3 @@
+from portkit.cli.main import main
+
+raise SystemExit(main())

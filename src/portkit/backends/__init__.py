@@ -1,0 +1,1 @@
+"""OS access behind small Protocols: sockets, nft, conntrack, network namespaces."""

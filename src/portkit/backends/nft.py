@@ -1,0 +1,70 @@
+"""The ``nft`` command: read the ruleset as JSON, load a script in one transaction.
+
+libnftables' Python binding is not on PyPI (only in Debian's python3-nftables, built for
+the system interpreter), so portkit drives the ``nft`` binary: ``nft -j list ruleset``
+reads, ``nft -f -`` loads a whole script atomically (one netlink batch: either all of it
+or none of it is applied).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from typing import Any
+
+from portkit.errors import PrivilegeError, SystemRefused
+
+_NFT_PATHS = ("/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft")
+
+
+def nft_binary() -> str:
+    found = shutil.which("nft")
+    if found:
+        return found
+    for p in _NFT_PATHS:
+        if os.access(p, os.X_OK):
+            return p
+    raise SystemRefused("the nft command is not installed", hint="apt-get install nftables")
+
+
+def _run(args: list[str], *, stdin: str | None = None, netns: str | None = None, timeout: float = 30.0) -> str:
+    argv = [nft_binary(), *args]
+    if netns is not None:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    try:
+        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise SystemRefused(f"nft did not answer within {timeout:.0f} s") from exc
+    if proc.returncode != 0:
+        err = (proc.stderr or proc.stdout).strip()
+        first = err.splitlines()[0] if err else f"exit status {proc.returncode}"
+        if "Operation not permitted" in err or "Permission denied" in err:
+            raise PrivilegeError("nft needs CAP_NET_ADMIN (run as root)")
+        raise SystemRefused(f"nft refused: {first}" if len(err.splitlines()) <= 1 else f"nft refused: {_compact(err)}")
+    return proc.stdout
+
+
+def _compact(err: str) -> str:
+    lines = [ln.strip() for ln in err.splitlines() if ln.strip() and not set(ln.strip()) <= {"^", "~", " "}]
+    return " | ".join(lines[:3])
+
+
+def list_ruleset_json(*, netns: str | None = None) -> dict[str, Any]:
+    """``nft -j list ruleset`` as a dict (``{"nftables": [...]}``)."""
+    out = _run(["-j", "list", "ruleset"], netns=netns)
+    if not out.strip():
+        return {"nftables": []}
+    data: dict[str, Any] = json.loads(out)
+    return data
+
+
+def list_ruleset_text(*, netns: str | None = None) -> str:
+    return _run(["list", "ruleset"], netns=netns)
+
+
+def load_script(script: str, *, netns: str | None = None, check_only: bool = False) -> None:
+    """Load ``script`` with ``nft -f -`` as one atomic transaction (``-c``: check only)."""
+    args = ["-c", "-f", "-"] if check_only else ["-f", "-"]
+    _run(args, stdin=script, netns=netns)

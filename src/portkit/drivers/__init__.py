@@ -1,0 +1,1 @@
+"""The I/O loops: prober, scanner, forwarder, tracer."""

@@ -1,0 +1,1 @@
+"""Network-namespace labs: real test hosts for tests and for learning."""

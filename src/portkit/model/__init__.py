@@ -1,0 +1,1 @@
+"""Frozen, slotted dataclasses and enums that every result is made of. Standard library only."""

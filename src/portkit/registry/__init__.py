@@ -1,0 +1,1 @@
+"""Port facts: ranges, service names, notes. Pure."""

@@ -1,0 +1,105 @@
+"""The foundation: errors map to exit codes, JSON documents carry the schema, layering holds."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import enum
+import ipaddress
+import pathlib
+
+import pytest
+
+from portkit.cli.main import main
+from portkit.errors import ExitCode, FileFormatError, InputError, PortkitError, PrivilegeError
+from portkit.render.jsonout import document, to_jsonable
+from portkit.render.table import Cell, render_table
+
+SRC = pathlib.Path(__file__).resolve().parents[2] / "src" / "portkit"
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+@dataclasses.dataclass(frozen=True)
+class Inner:
+    addr: ipaddress.IPv4Address
+    c: Color
+
+
+@dataclasses.dataclass(frozen=True)
+class Outer:
+    name: str
+    items: tuple[Inner, ...]
+    _private: int = 0
+
+
+def test_document_has_schema_and_converts_dataclasses() -> None:
+    doc = document(thing=Outer("x", (Inner(ipaddress.IPv4Address("10.0.0.1"), Color.RED),)))
+    assert doc == {"schema": 1, "thing": {"name": "x", "items": [{"addr": "10.0.0.1", "c": "red"}]}}
+
+
+def test_to_jsonable_rejects_unknown_types() -> None:
+    with pytest.raises(TypeError):
+        to_jsonable(object())
+
+
+def test_error_exit_codes() -> None:
+    assert InputError("x").exit_code == ExitCode.BAD_INPUT == 2
+    assert PrivilegeError("x").exit_code == 3
+    err = FileFormatError("p.yaml", "unknown key 'prot'", line=4)
+    assert str(err) == "p.yaml:4: unknown key 'prot'"
+    assert isinstance(err, PortkitError)
+
+
+def test_table_alignment_and_no_color_when_plain() -> None:
+    out = render_table(["A", "BB"], [["1", Cell("22", "red")], ["333", "4"]], right=(0,))
+    assert out.splitlines() == ["  A  BB", "  1  22", "333  4"]
+    assert "\x1b" not in out
+
+
+def test_version_and_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    with pytest.raises(SystemExit) as exc:
+        main(["no-such-command"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+
+
+FORBIDDEN_IN_PURE = {"socket", "asyncio", "subprocess", "time", "select", "selectors", "threading"}
+
+
+@pytest.mark.parametrize("package", ["engine", "model", "parse", "registry"])
+def test_pure_layers_do_no_io(package: str) -> None:
+    """engine/model/parse/registry must not import socket, asyncio, subprocess or time."""
+    for path in (SRC / package).rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module.split(".")[0]]
+            bad = FORBIDDEN_IN_PURE.intersection(names)
+            assert not bad, f"{path.relative_to(SRC)} imports {bad}"
+
+
+def test_imports_flow_one_way() -> None:
+    """model imports nothing of portkit but itself; engine/parse never import drivers, backends, cli, api."""
+    layers = {
+        "model": {"model"},
+        "registry": {"model", "registry", "errors"},
+        "engine": {"model", "registry", "engine", "errors", "parse"},
+        "parse": {"model", "registry", "parse", "errors", "engine"},
+    }
+    for package, allowed in layers.items():
+        for path in (SRC / package).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("portkit."):
+                    part = node.module.split(".")[1]
+                    assert part in allowed, f"{path.relative_to(SRC)} imports portkit.{part}"
