@@ -12,6 +12,8 @@ import shutil
 
 import pytest
 
+pytest_plugins = ["portkit.lab.pytest_plugin"]
+
 IS_ROOT = os.geteuid() == 0
 
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (network namespaces, nftables, raw sockets)")

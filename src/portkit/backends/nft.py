@@ -68,3 +68,74 @@ def load_script(script: str, *, netns: str | None = None, check_only: bool = Fal
     """Load ``script`` with ``nft -f -`` as one atomic transaction (``-c``: check only)."""
     args = ["-c", "-f", "-"] if check_only else ["-f", "-"]
     _run(args, stdin=script, netns=netns)
+
+
+# --------------------------------------------------------------------------- host facts
+# The evaluator needs a few facts besides the ruleset: which addresses are local (fib daddr
+# type local, DNAT re-routing) and which interface a packet comes in / goes out on.
+
+
+def _ip_json(args: list[str], netns: str | None) -> Any:
+    argv = ["ip", *(["-n", netns] if netns else []), "-j", *args]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return None
+    try:
+        return json.loads(proc.stdout)
+    except ValueError:
+        return None
+
+
+def interface_addresses(*, netns: str | None = None) -> dict[str, list[str]]:
+    """{interface: [address, ...]} of the namespace (``ip -j addr``)."""
+    data = _ip_json(["addr", "show"], netns)
+    out: dict[str, list[str]] = {}
+    for link in data or []:
+        addrs = [a["local"] for a in link.get("addr_info", []) if "local" in a]
+        out[str(link.get("ifname"))] = addrs
+    return out
+
+
+def route_dev(address: str, *, netns: str | None = None) -> str | None:
+    """The interface the namespace routes ``address`` through (``ip route get``), or None."""
+    data = _ip_json(["route", "get", address], netns)
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        dev = data[0].get("dev")
+        if data[0].get("type") == "local":
+            return "lo"
+        return str(dev) if dev else None
+    return None
+
+
+def default_route_dev(*, family: int = 4, netns: str | None = None) -> str | None:
+    data = _ip_json([f"-{family}", "route", "show", "default"], netns)
+    if isinstance(data, list) and data and isinstance(data[0], dict) and data[0].get("dev"):
+        return str(data[0]["dev"])
+    return None
+
+
+def list_table_text(family: str, name: str, *, netns: str | None = None) -> str | None:
+    """``nft list table FAMILY NAME`` or None when the table does not exist."""
+    try:
+        return _run(["list", "table", family, name], netns=netns)
+    except SystemRefused as exc:
+        if "No such file" in str(exc) or "does not exist" in str(exc):
+            return None
+        raise
+
+
+def iptables_save(*, ipv6: bool = False, netns: str | None = None) -> str | None:
+    """``iptables-save`` (or ip6tables-save) text, or None when the command is missing."""
+    cmd = "ip6tables-save" if ipv6 else "iptables-save"
+    exe = shutil.which(cmd) or next((p for p in (f"/usr/sbin/{cmd}", f"/sbin/{cmd}") if os.access(p, os.X_OK)), None)
+    if exe is None:
+        return None
+    argv = [exe] if netns is None else ["ip", "netns", "exec", netns, exe]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout if proc.returncode == 0 else None

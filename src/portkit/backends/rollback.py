@@ -1,0 +1,218 @@
+"""A rollback timer that outlives the command: restore an nft script unless confirmed in time.
+
+Generic: used by ``fw apply --confirm`` and ``forward --kernel --confirm``. ``arm(name,
+restore_script, seconds, netns=None)`` stores the script under ``/run/portkit/rollback/<name>/``
+and starts a detached process (its own session, no terminal, so closing an SSH session does
+not kill it) that sleeps until the deadline and then loads the script with ``nft -f``
+(inside ``ip netns exec NETNS`` when given). ``confirm(name)`` disarms it. A lock file
+serialises confirm and firing, so a confirm that arrives at the last moment either wins
+entirely or comes too late and says so.
+
+Arming again while a timer of the same name is pending keeps the *older* restore script
+(the last state known to be good) and restarts the clock.
+
+The outcome of a timer that fired is kept in ``/run/portkit/rollback/<name>.result.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from portkit.errors import InputError, PrivilegeError
+
+STATE_ROOT = os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/rollback"
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_POLL = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackStatus:
+    name: str
+    armed: bool
+    deadline: float | None  # epoch seconds
+    seconds_left: float | None
+    netns: str | None
+    pid: int | None
+    alive: bool
+    last_result: str | None  # what happened the last time a timer of this name fired
+
+
+def _dir(name: str) -> str:
+    if not _NAME.match(name):
+        raise InputError(f"invalid rollback timer name {name!r}; use letters, digits, '.', '_' or '-'")
+    return os.path.join(STATE_ROOT, name)
+
+
+@contextlib.contextmanager
+def _locked(name: str) -> Iterator[None]:
+    os.makedirs(STATE_ROOT, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(STATE_ROOT, f"{name}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _read_meta(d: str) -> dict[str, object] | None:
+    try:
+        with open(os.path.join(d, "meta.json")) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _pid_is_timer(pid: int, name: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return b"portkit.backends.rollback" in argv and name.encode() in argv
+
+
+def _stop(pid: object, name: str) -> None:
+    if isinstance(pid, int) and _pid_is_timer(pid, name):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 15)
+
+
+def arm(name: str, restore_script: str, seconds: float, netns: str | None = None) -> RollbackStatus:
+    """Start (or restart) timer ``name``: after ``seconds``, load ``restore_script``."""
+    if not 1 <= seconds <= 86400:
+        raise InputError(f"bad confirmation timeout {seconds:g} s; use 1-86400 seconds")
+    d = _dir(name)
+    try:
+        with _locked(name):
+            old = _read_meta(d) if os.path.isdir(d) else None
+            if old is not None:
+                _stop(old.get("pid"), name)  # keep its restore script: the older good state
+            else:
+                shutil.rmtree(d, ignore_errors=True)
+                os.makedirs(d, mode=0o700)
+                with open(os.path.join(d, "restore.nft"), "w") as f:
+                    f.write(restore_script)
+            deadline = time.time() + seconds
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "portkit.backends.rollback", "--run", name],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            )
+            meta = {"name": name, "deadline": deadline, "netns": netns, "pid": proc.pid}
+            tmp = os.path.join(d, "meta.json.tmp")
+            with open(tmp, "w") as f:
+                json.dump(meta, f)
+            os.replace(tmp, os.path.join(d, "meta.json"))
+    except PermissionError as exc:
+        raise PrivilegeError(f"cannot write the rollback state under {STATE_ROOT}: {exc.strerror}") from exc
+    return status(name)
+
+
+def confirm(name: str) -> bool:
+    """Disarm timer ``name``. True if one was pending, False if none was (or it had fired)."""
+    d = _dir(name)
+    if not os.path.isdir(STATE_ROOT):
+        return False
+    with _locked(name):
+        meta = _read_meta(d)
+        if meta is None:
+            return False
+        shutil.rmtree(d, ignore_errors=True)
+        _stop(meta.get("pid"), name)
+    return True
+
+
+def status(name: str) -> RollbackStatus:
+    d = _dir(name)
+    meta = _read_meta(d)
+    last = None
+    with contextlib.suppress(OSError, ValueError), open(os.path.join(STATE_ROOT, f"{name}.result.json")) as f:
+        last = str(json.load(f).get("result"))
+    if meta is None:
+        return RollbackStatus(name, False, None, None, None, None, False, last)
+    deadline = meta.get("deadline")
+    pid = meta.get("pid")
+    netns = meta.get("netns")
+    dl = float(deadline) if isinstance(deadline, int | float) else None
+    return RollbackStatus(
+        name=name,
+        armed=True,
+        deadline=dl,
+        seconds_left=max(0.0, dl - time.time()) if dl is not None else None,
+        netns=netns if isinstance(netns, str) else None,
+        pid=pid if isinstance(pid, int) else None,
+        alive=isinstance(pid, int) and _pid_is_timer(pid, name),
+        last_result=last,
+    )
+
+
+def pending() -> tuple[RollbackStatus, ...]:
+    if not os.path.isdir(STATE_ROOT):
+        return ()
+    return tuple(status(n) for n in sorted(os.listdir(STATE_ROOT)) if os.path.isdir(os.path.join(STATE_ROOT, n)))
+
+
+def _fire(name: str) -> None:
+    """The detached timer's body: wait, then restore unless confirmed meanwhile."""
+    d = _dir(name)
+    with _locked(name):
+        pass  # arm() holds the lock until it has written our pid into meta.json
+    while True:
+        meta = _read_meta(d)
+        if meta is None or meta.get("pid") != os.getpid():
+            return  # confirmed, or re-armed by a newer timer
+        deadline = meta.get("deadline")
+        left = float(deadline) - time.time() if isinstance(deadline, int | float) else 0.0
+        if left <= 0:
+            break
+        time.sleep(min(_POLL, left))
+    with _locked(name):
+        meta = _read_meta(d)
+        if meta is None or meta.get("pid") != os.getpid():
+            return
+        netns = meta.get("netns")
+        with open(os.path.join(d, "restore.nft")) as f:
+            script = f.read()
+        argv = ["nft", "-f", "-"]
+        if isinstance(netns, str):
+            argv = ["ip", "netns", "exec", netns, *argv]
+        try:
+            proc = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=60, check=False)
+            result = "rolled back" if proc.returncode == 0 else f"rollback failed: {proc.stderr.strip()[:300]}"
+        except (OSError, subprocess.SubprocessError) as exc:
+            result = f"rollback failed: {exc}"
+        with open(os.path.join(STATE_ROOT, f"{name}.result.json"), "w") as f:
+            json.dump({"name": name, "result": result, "time": time.time(), "netns": netns}, f)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def clear_result(name: str) -> None:
+    _dir(name)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(STATE_ROOT, f"{name}.result.json"))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--run":
+        try:
+            _fire(sys.argv[2])
+        except Exception as exc:  # detached: nobody to tell but the result file
+            with contextlib.suppress(OSError), open(os.path.join(STATE_ROOT, f"{sys.argv[2]}.result.json"), "w") as f:
+                json.dump({"name": sys.argv[2], "result": f"rollback failed: {exc}"}, f)
+        raise SystemExit(0)
+    raise SystemExit(f"usage: {sys.executable} -m portkit.backends.rollback --run NAME")

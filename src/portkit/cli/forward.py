@@ -1,0 +1,251 @@
+"""``portkit forward``: userspace forwarder, kernel (nftables DNAT) forwards, and their list."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from portkit.cli.common import add_output_options, subparser
+from portkit.errors import ExitCode, InputError
+
+EPILOG = """\
+SPEC:  [BIND:]LISTEN_PORT:TARGET_HOST:TARGET_PORT[/tcp|/udp]   or   LISTEN_PORT:TARGET_PORT
+       IPv6 addresses in brackets: [::1]:8080:[fd00::2]:80
+
+userspace forwarder (runs until SIGTERM/Ctrl-C, then drains open connections):
+  portkit forward 8080:2988                       127.0.0.1:8080 -> 127.0.0.1:2988
+  portkit forward 0.0.0.0:8443:10.0.0.2:443 --allow 10.0.0.0/8
+  portkit forward 5353:10.0.0.2:53/udp 8080:10.0.0.2:80
+  portkit forward --config /etc/portkit/forward.yaml --stats    (SIGHUP re-reads the file)
+  portkit forward --check --config FILE           validate only
+
+kernel forwards (nftables DNAT in table inet portkit_forward; fw apply/reset never touch it):
+  portkit forward --kernel 8080:10.0.0.2:80       other hosts' connections to any local address
+  portkit forward --kernel --local 8080:10.0.0.2:80     this host's own connections too
+  portkit forward --kernel --confirm 60 ...       rolls back after 60 s unless --confirm-ok
+  portkit forward --list        portkit forward --remove 8080/tcp        --remove-all
+
+Like ssh -L, the userspace forwarder listens on 127.0.0.1 unless a bind address is given;
+a kernel forward without one catches traffic to every address of this host.
+Exit status: 0 done, 1 nothing to list/remove, 2 bad SPEC / port in use / unknown host,
+3 not root (kernel forwards), 4 the kernel or nft refused.
+"""
+
+
+def register(sub: Any) -> None:
+    p = subparser(
+        sub,
+        "forward",
+        help="forward ports: a fast userspace relay, or kernel DNAT (nftables)",
+        description="Forward a local port to a target: in userspace (TCP with splice, UDP sessions) or in the kernel.",
+        epilog=EPILOG,
+    )
+    p.add_argument("specs", nargs="*", metavar="SPEC", help="what to forward (see below)")
+    p.add_argument("--config", metavar="FILE", help="YAML file of forwards (see docs/forward.md)")
+    p.add_argument(
+        "--allow", action="append", default=[], metavar="CIDR", help="only these clients (repeatable)"
+    )
+    p.add_argument(
+        "--deny", action="append", default=[], metavar="CIDR", help="never these clients (repeatable)"
+    )
+    g = p.add_argument_group("userspace forwarder")
+    g.add_argument(
+        "--connect-timeout", type=float, metavar="S", help="give up on the target after S s (default 5)"
+    )
+    g.add_argument(
+        "--udp-idle", type=float, metavar="S", help="end a UDP session after S s idle (default 60)"
+    )
+    g.add_argument(
+        "--udp-max-sessions", type=int, metavar="N", help="at most N UDP sessions per forward (4096)"
+    )
+    g.add_argument("--drain", type=float, metavar="S", help="on SIGTERM, let connections finish for S s (10)")
+    g.add_argument(
+        "--stats", nargs="?", type=float, const=1.0, metavar="S", help="print live counters every S s"
+    )
+    g.add_argument("--quiet", action="store_true", help="no per-connection log lines")
+    g.add_argument("--no-splice", action="store_true", help="copy through buffers instead of os.splice")
+    g.add_argument("--check", action="store_true", help="validate the SPECs/--config and exit")
+    k = p.add_argument_group("kernel forwards")
+    k.add_argument("--kernel", action="store_true", help="install the SPECs as nftables DNAT instead")
+    k.add_argument(
+        "--local", action="store_true", help="also catch this host's own connections (output hook)"
+    )
+    k.add_argument(
+        "--route-localnet",
+        action="store_true",
+        help="allow a 127.0.0.1 target for other hosts' traffic (sets net.ipv4.conf.all.route_localnet=1)",
+    )
+    k.add_argument(
+        "--confirm", type=float, metavar="S", help="roll the change back after S s unless --confirm-ok"
+    )
+    k.add_argument("--confirm-ok", action="store_true", help="keep the last --confirm change")
+    k.add_argument("--list", action="store_true", help="list kernel forwards")
+    k.add_argument("--remove", nargs="+", metavar="SPEC|PORT[/PROTO]", help="remove kernel forwards")
+    k.add_argument("--remove-all", action="store_true", help="remove every kernel forward (the whole table)")
+    p.add_argument("--netns", metavar="NAME", help="act inside the named network namespace")
+    add_output_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.confirm_ok:
+        return _confirm_ok(args)
+    if args.list or args.remove or args.remove_all:
+        return _kernel_list_remove(args)
+    if args.kernel:
+        return _kernel_add(args)
+    if args.local or args.route_localnet or args.confirm is not None:
+        raise InputError("--local, --route-localnet and --confirm apply to kernel forwards; add --kernel")
+    return _userspace(args)
+
+
+# -- kernel ---------------------------------------------------------------------------------
+def _emit(args: argparse.Namespace, result: Any) -> None:
+    from portkit.render.forward import kernel_document, render_kernel
+    from portkit.render.output import Output, warn
+
+    out = Output.from_args(args)
+    for w in result.warnings:
+        warn(w)
+    if out.json:
+        out.emit_json(kernel_document(result))
+    else:
+        out.write(render_kernel(result, color=out.color))
+
+
+def _kernel_add(args: argparse.Namespace) -> int:
+    from portkit.ops.forward import kernel_forward_add
+
+    texts = list(args.specs)
+    if args.config:
+        texts += [str(s) for s in _load_config(args.config).forwards]
+    if not texts:
+        raise InputError("--kernel needs at least one SPEC, e.g. portkit forward --kernel 8080:10.0.0.2:80")
+    result = kernel_forward_add(
+        texts,
+        local=args.local,
+        route_localnet=args.route_localnet,
+        allow=args.allow,
+        deny=args.deny,
+        netns=args.netns,
+        confirm=args.confirm,
+    )
+    _emit(args, result)
+    return ExitCode.OK
+
+
+def _kernel_list_remove(args: argparse.Namespace) -> int:
+    from portkit.ops.forward import kernel_forward_list, kernel_forward_remove
+
+    if args.list:
+        result = kernel_forward_list(netns=args.netns)
+        _emit(args, result)
+        return ExitCode.OK if result.forwards else ExitCode.NO
+    result = kernel_forward_remove(
+        args.remove or [], all_forwards=args.remove_all, netns=args.netns, confirm=args.confirm
+    )
+    _emit(args, result)
+    return ExitCode.OK if result.changed else ExitCode.NO
+
+
+def _confirm_ok(args: argparse.Namespace) -> int:
+    from portkit.ops.forward import kernel_forward_confirm
+    from portkit.render.output import Output
+
+    ok = kernel_forward_confirm(netns=args.netns)
+    Output.from_args(args).write(
+        "kernel forwards confirmed: the rollback timer is disarmed"
+        if ok
+        else "nothing to confirm: no rollback timer is pending (it may have fired already)"
+    )
+    return ExitCode.OK if ok else ExitCode.NO
+
+
+# -- userspace ------------------------------------------------------------------------------
+def _load_config(path: str) -> Any:
+    from portkit.engine.forwardspec import parse_config
+    from portkit.errors import FileFormatError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise FileFormatError(path, f"cannot read: {exc.strerror}") from None
+    return parse_config(text, path)
+
+
+def _gather(args: argparse.Namespace) -> tuple[Any, Any]:
+    from portkit.engine.forwardspec import check_unique
+    from portkit.model.forward import ForwardOptions
+    from portkit.ops.forward import forward_specs
+
+    specs = list(forward_specs(args.specs, allow=args.allow, deny=args.deny))
+    options = ForwardOptions()
+    if args.config:
+        cfg = _load_config(args.config)
+        specs += list(cfg.forwards)
+        options = cfg.options
+    check_unique(specs)
+    overrides: dict[str, Any] = {}
+    for name, attr in (
+        ("connect_timeout", "connect_timeout"),
+        ("udp_idle", "udp_idle_timeout"),
+        ("udp_max_sessions", "udp_max_sessions"),
+        ("drain", "drain"),
+    ):
+        val = getattr(args, name)
+        if val is not None:
+            if (val <= 0 and name != "drain") or val < 0:
+                raise InputError(f"invalid --{name.replace('_', '-')} {val:g}; use a positive number")
+            overrides[attr] = val
+    if overrides:
+        import dataclasses
+
+        options = dataclasses.replace(options, **overrides)
+    return specs, options
+
+
+def _log(line: str) -> None:
+    import time
+
+    sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {line}\n")
+    sys.stderr.flush()
+
+
+def _userspace(args: argparse.Namespace) -> int:
+    from portkit.ops.forward import exposure_warnings, run_forwarder
+    from portkit.render.output import warn
+
+    if not args.specs and not args.config:
+        raise InputError("nothing to forward: give a SPEC such as 8080:127.0.0.1:2988, or --config FILE")
+    specs, options = _gather(args)
+    if args.check:
+        for s in specs:
+            sys.stdout.write(f"{s}\n")
+        return ExitCode.OK
+    for w in exposure_warnings(specs):
+        warn(w)
+
+    def reload_source() -> tuple[Any, Any]:
+        return _gather(args)
+
+    def serve() -> None:
+        run_forwarder(
+            specs,
+            options,
+            log=(lambda line: None) if args.quiet else _log,
+            stats_interval=args.stats,
+            stats_out=_log,
+            reload_source=reload_source if args.config else None,
+            use_splice=not args.no_splice,
+        )
+
+    if args.netns:
+        from portkit.backends.netns import entered, netns_path
+
+        with entered(netns_path(args.netns)):  # the main thread (signals arrive there) moves
+            serve()
+    else:
+        serve()
+    return ExitCode.OK

@@ -1,0 +1,153 @@
+"""``portkit why`` (the four-cause diagnosis) and ``portkit trace`` (a traceroute aimed at a port).
+
+Only the standard library and light portkit modules are imported at the top; the
+gathering machinery is imported inside ``run`` (start-up time).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from portkit.cli.common import add_output_options, subparser
+from portkit.errors import ExitCode
+
+WHY_DESCRIPTION = """\
+Explain why TARGET:PORT can or cannot be reached, and what to change.
+
+portkit walks the whole path from where it runs and names the cause:
+nothing listens, a firewall rule blocks it (outbound here, forward on a router, inbound on
+the server), NAT/port forwarding points at the wrong place, or the service is bound to
+127.0.0.1 only. Each finding has a stable code, the evidence (rule with table/chain/handle,
+socket line, probe result, last hop that answered) and a fix you can paste.
+
+Run it on the client, on the server (with --from CLIENT), or on the router that forwards
+the port: each host sees a different part of the path.
+"""
+
+WHY_EPILOG = """\
+codes: REACHABLE FILTERED_ON_PATH NOT_LISTENING LOOPBACK_ONLY BOUND_TO_OTHER_ADDRESS
+       FIREWALL_INBOUND_DROP FIREWALL_INBOUND_REJECT FIREWALL_OUTBOUND FIREWALL_FORWARD
+       FORWARD_TARGET_NOT_LISTENING FORWARD_TARGET_UNREACHABLE NO_ROUTE NAME_NOT_RESOLVED
+       EXPOSED_DESPITE_INBOUND_DENY UNKNOWN
+The first finding is the main cause (findings follow the path: client, routers, server).
+
+exit status: 0 reachable, 1 not reachable (also a name that does not resolve), 2 bad input
+
+examples:
+  portkit why db.example.lan:5432            on the client
+  portkit why 10.0.2.2:22 --from 10.0.1.7    on the server: would 10.0.1.7 get in?
+  portkit why 203.0.113.5:8080               on the router that forwards 8080
+  portkit why [fd00::2]:53/udp --json        {"schema": 1, "reachable": false, "findings": [...]}
+  portkit why web:80 --lang ko               in Korean (or LANG=ko_KR.UTF-8)
+"""
+
+TRACE_DESCRIPTION = """\
+Traceroute aimed at the port itself (like tcptraceroute, mtr --tcp --port): TCP connects
+(or UDP datagrams) to TARGET:PORT with rising TTL. Each router's ICMP time-exceeded is
+recorded, until the destination answers (open or closed) or the probes die. "The probes
+die after hop N" locates a filter on the path. Needs no privilege (IP_RECVERR).
+"""
+
+TRACE_EPILOG = """\
+exit status: 0 the port answered open, 1 closed/filtered/no answer, 2 bad input
+
+examples:
+  portkit trace 10.0.2.2:443
+  portkit trace [fd00::2]:53/udp --json
+  portkit trace web:80 --max-ttl 12 --timeout 0.5
+"""
+
+
+def _lang(text: str) -> str:
+    if text not in ("en", "ko"):
+        raise argparse.ArgumentTypeError(f"invalid language {text!r}; valid ones are: en, ko")
+    return text
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}; give seconds, e.g. 1 or 0.5") from None
+    if not 0.05 <= v <= 60:
+        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}; valid values are 0.05-60 seconds")
+    return v
+
+
+def _ttl(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"invalid max TTL {text!r}; valid values are 1-64")
+    return int(text)
+
+
+def _tries(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 5:
+        raise argparse.ArgumentTypeError(f"invalid number of tries {text!r}; valid values are 1-5")
+    return int(text)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    fam = p.add_mutually_exclusive_group()
+    fam.add_argument("-4", dest="family", action="store_const", const=4, help="use the name's IPv4 address only")
+    fam.add_argument("-6", dest="family", action="store_const", const=6, help="use the name's IPv6 address only")
+    p.add_argument(
+        "--lang", type=_lang, metavar="{en,ko}", help="language of the story (default: from LANG); JSON is always English"
+    )
+    add_output_options(p)
+
+
+def register(sub: Any) -> None:
+    p = subparser(sub, "why", help="explain why a port cannot be reached", description=WHY_DESCRIPTION, epilog=WHY_EPILOG)
+    p.add_argument("target", metavar="TARGET:PORT[/tcp|/udp]", help="e.g. 10.0.2.2:80, db.lan:5432, [fd00::2]:53/udp")
+    p.add_argument(
+        "--from",
+        dest="from_addr",
+        metavar="ADDR",
+        help="the client's address: one of this host's (send from it) or another host's (judge its packets here)",
+    )
+    p.add_argument("--timeout", type=_seconds, default=1.0, metavar="S", help="seconds to wait for each probe (default 1)")
+    p.add_argument("--no-trace", dest="trace", action="store_false", help="do not trace the path when the probe dies")
+    p.add_argument("-v", "--verbose", action="store_true", help="also show skipped checks and the trace hops")
+    _common(p)
+    p.set_defaults(func=run_why)
+
+    t = subparser(
+        sub, "trace", help="traceroute aimed at a port: where on the path it dies", description=TRACE_DESCRIPTION, epilog=TRACE_EPILOG
+    )
+    t.add_argument("target", metavar="TARGET:PORT[/tcp|/udp]", help="e.g. 10.0.2.2:443, [fd00::2]:53/udp")
+    t.add_argument("--max-ttl", type=_ttl, default=30, metavar="N", help="give up after N hops (default 30)")
+    t.add_argument("--timeout", type=_seconds, default=1.0, metavar="S", help="seconds to wait for each hop (default 1)")
+    t.add_argument("--tries", type=_tries, default=2, metavar="N", help="probes per silent hop (default 2)")
+    _common(t)
+    t.set_defaults(func=run_trace)
+
+
+def run_why(args: argparse.Namespace) -> int:
+    from portkit.i18n import translator
+    from portkit.ops.why import why
+    from portkit.render.output import Output
+    from portkit.render.why import why_json, why_text
+
+    out = Output.from_args(args)
+    d = why(args.target, from_addr=args.from_addr, timeout=args.timeout, trace=args.trace, family=args.family)
+    if out.json:
+        out.emit_json(why_json(d))
+    else:
+        out.write(why_text(d, translator(args.lang), color=out.color, verbose=args.verbose))
+    return int(ExitCode.OK if d.reachable else ExitCode.NO)
+
+
+def run_trace(args: argparse.Namespace) -> int:
+    from portkit.i18n import translator
+    from portkit.ops.why import trace
+    from portkit.render.output import Output
+    from portkit.render.why import trace_json, trace_text
+
+    out = Output.from_args(args)
+    t = trace(args.target, max_ttl=args.max_ttl, timeout=args.timeout, tries=args.tries, family=args.family)
+    if out.json:
+        out.emit_json(trace_json(t))
+    else:
+        out.write(trace_text(t, translator(args.lang), color=out.color))
+    return int(ExitCode.OK if t.state == "open" else ExitCode.NO)

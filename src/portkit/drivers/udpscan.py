@@ -1,0 +1,242 @@
+"""The UDP scanner: one connected datagram socket per probe, in the same epoll loop style.
+
+A UDP port says little: a reply proves it open (``udp-response``), an ICMP port-unreachable
+proves it closed (``port-unreach``), other ICMP unreachables mean a filter (``filtered``)
+and silence is ``open|filtered`` (``no-response``). Each probe carries the payload of the
+port's protocol (:mod:`portkit.registry.udp_payloads`) so real services answer.
+
+The socket is connected, so the kernel routes ICMP errors about it to it; IP_RECVERR
+puts the type, code and sender on its error queue (EPOLLERR). Linux rate-limits the ICMP
+errors a host sends (1 per second per destination by default), which is why UDP scans of
+many closed ports are slow against real hosts; portkit's labs turn that limit off.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import time
+from collections import deque
+from collections.abc import Sequence
+
+from portkit.drivers.scanner import (
+    IP_RECVERR,
+    IPV6_RECVERR,
+    Cancel,
+    Progress,
+    ScanOutcome,
+    raise_nofile_limit,
+    read_icmp,
+    icmp_verdict,
+    window_limit,
+    work_items,
+)
+from portkit.engine.timing import CongestionWindow, RetryPolicy, RttEstimator, TimingProfile
+from portkit.errors import ResourceLimit
+from portkit.model.probe import PortState, Reason, Verdict
+from portkit.registry.udp_payloads import udp_payload
+
+OPEN_FILTERED = Verdict(PortState.OPEN_FILTERED, Reason.NO_RESPONSE)
+BATCH = 64
+
+
+class UdpScanner:
+    """Probe ``items`` (``host_index << 16 | port``) of ``addresses`` over UDP."""
+
+    def __init__(
+        self,
+        addresses: Sequence[str],
+        items: Sequence[int],
+        profile: TimingProfile,
+        *,
+        on_progress: Progress | None = None,
+        record_rtt: bool = False,
+        cancel: Cancel | None = None,
+    ) -> None:
+        self.cancel = cancel
+        self.addresses = list(addresses)
+        self.items = items
+        self.profile = profile
+        self.on_progress = on_progress
+        self.record_rtt = record_rtt
+        # no LAN floor for UDP: answers come from applications (a resolver may take 100 ms), not the kernel
+        self.rtt = [RttEstimator(profile.initial_rtt, profile.min_rtt, profile.max_rtt) for _ in addresses]
+        self.limit = window_limit(profile.max_window, raise_nofile_limit())
+        self.cwnd = CongestionWindow(
+            min(profile.min_window, self.limit), self.limit, float(min(profile.initial_window, self.limit))
+        )
+        self.retry = RetryPolicy(profile.max_retries)
+        self.outcome = ScanOutcome()
+
+    def run(self) -> ScanOutcome:
+        try:
+            self._loop()
+        except KeyboardInterrupt:
+            self.outcome.interrupted = True
+        return self.outcome
+
+    def _loop(self) -> None:  # noqa: C901
+        items, total = self.items, len(self.items)
+        results = self.outcome.results
+        cwnd, retry = self.cwnd, self.retry
+        ep = select.epoll()
+        inflight: dict[int, list[object]] = {}  # fd -> [sock, item, tryno, sent_at, replies_at_send]
+        order: deque[list[object]] = deque()
+        retries: deque[tuple[int, int]] = deque()
+        next_index = done = sent = 0
+        mono = time.monotonic
+        rate_gap = 1.0 / self.profile.rate if self.profile.rate else 0.0
+        next_send = last_progress = 0.0
+        fams = [socket.AF_INET6 if ":" in a else socket.AF_INET for a in self.addresses]
+
+        def judge(hi: int, port: int, verdict: Verdict) -> None:
+            nonlocal done
+            results[(hi, port)] = verdict
+            done += 1
+
+        try:
+            while True:
+                now = mono()
+                batch = BATCH
+                while len(inflight) < self.cwnd.window and (retries or next_index < total) and batch:
+                    batch -= 1
+                    if rate_gap:
+                        if now < next_send:
+                            break
+                        next_send = max(next_send + rate_gap, now - 0.05)
+                    if retries:
+                        item, tryno = retries.popleft()
+                    else:
+                        item, tryno = items[next_index], 0
+                        next_index += 1
+                    hi, port = item >> 16, item & 0xFFFF
+                    fam = fams[hi]
+                    try:
+                        s = socket.socket(fam, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
+                    except OSError as exc:
+                        if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                            raise
+                        retries.appendleft((item, tryno))
+                        if not inflight:
+                            raise ResourceLimit(
+                                f"cannot open a UDP socket: {exc.strerror}", hint="the open-files limit is reached"
+                            ) from None
+                        cwnd.max_window = max(1, len(inflight) - 16)
+                        cwnd.cwnd = min(cwnd.cwnd, float(cwnd.max_window))
+                        break
+                    if fam == socket.AF_INET6:
+                        s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+                    else:
+                        s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+                    try:
+                        s.connect((self.addresses[hi], port))
+                        s.send(udp_payload(port))
+                    except OSError as exc:
+                        icmp = read_icmp(s)
+                        s.close()
+                        if icmp is not None:
+                            judge(hi, port, icmp_verdict(icmp, "udp", None))
+                        else:
+                            reason = Reason.NET_UNREACH if exc.errno == errno.ENETUNREACH else Reason.ERROR
+                            judge(hi, port, Verdict(PortState.FILTERED, reason, None if reason is Reason.NET_UNREACH
+                                                    else errno.errorcode.get(exc.errno or 0)))
+                        continue
+                    sent += 1
+                    fd = s.fileno()
+                    probe: list[object] = [s, item, tryno, mono(), cwnd.replies]
+                    inflight[fd] = probe
+                    order.append(probe)
+                    ep.register(fd, select.EPOLLIN)
+                self.outcome.window_peak = max(self.outcome.window_peak, len(inflight))
+                if not inflight and not retries and next_index >= total:
+                    break
+                wait = 0.0
+                if order and not (len(inflight) < cwnd.window and (retries or next_index < total)):
+                    head = order[0]
+                    wait = max(0.0, head[3] + self.rtt[head[1] >> 16].timeout() - now)  # type: ignore[operator]
+                    if rate_gap:
+                        wait = min(wait, max(0.0, next_send - now))
+                events = ep.poll(wait, 1024)
+                now = mono()
+                for fd, ev in events:
+                    probe = inflight.pop(fd)
+                    s = probe[0]  # type: ignore[assignment]
+                    item, tryno, t0 = probe[1], probe[2], probe[3]  # type: ignore[assignment]
+                    ep.unregister(fd)
+                    probe[0] = None
+                    hi, port = item >> 16, item & 0xFFFF
+                    rtt = now - t0
+                    rtt_ms = round(rtt * 1000, 3) if self.record_rtt else None
+                    verdict: Verdict | None = None
+                    if ev & select.EPOLLERR:
+                        icmp = read_icmp(s)
+                        if icmp is not None:
+                            verdict = icmp_verdict(icmp, "udp", rtt_ms)
+                    if verdict is None:
+                        try:
+                            s.recv(65535)
+                            verdict = Verdict(PortState.OPEN, Reason.UDP_RESPONSE, None, rtt_ms)
+                        except ConnectionRefusedError:
+                            verdict = Verdict(PortState.CLOSED, Reason.PORT_UNREACH, None, rtt_ms)
+                        except OSError:
+                            verdict = None
+                    s.close()
+                    if verdict is None:  # an error without an ICMP: probe the port again
+                        retries.append((item, tryno))
+                        continue
+                    if tryno == 0:
+                        self.rtt[hi].sample(rtt)
+                    else:
+                        retry.on_answer(tryno)
+                    cwnd.on_reply(t0, tryno > 0, len(inflight), now)
+                    judge(hi, port, verdict)
+                while order:
+                    probe = order[0]
+                    if probe[0] is None:
+                        order.popleft()
+                        continue
+                    item = probe[1]  # type: ignore[assignment]
+                    if now < probe[3] + self.rtt[item >> 16].timeout():  # type: ignore[operator]
+                        break
+                    order.popleft()
+                    s = probe[0]  # type: ignore[assignment]
+                    fd = s.fileno()
+                    del inflight[fd]
+                    ep.unregister(fd)
+                    s.close()
+                    probe[0] = None
+                    cwnd.on_timeout(probe[3], probe[4], len(inflight), now)  # type: ignore[arg-type]
+                    tryno = probe[2]  # type: ignore[assignment]
+                    if retry.should_retry(tryno):
+                        retries.append((item, tryno + 1))
+                    else:
+                        judge(item >> 16, item & 0xFFFF, OPEN_FILTERED)
+                if self.cancel is not None and self.cancel.is_set():
+                    self.outcome.interrupted = True
+                    break
+                if self.on_progress is not None and now - last_progress > 0.1:
+                    last_progress = now
+                    self.on_progress(done, total)
+        finally:
+            self.outcome.probes_sent = sent
+            for probe in inflight.values():
+                sock = probe[0]
+                if isinstance(sock, socket.socket):
+                    sock.close()
+            ep.close()
+            if self.on_progress is not None:
+                self.on_progress(done, total)
+
+
+def udp_scan(
+    addresses: Sequence[str],
+    ports: Sequence[int],
+    profile: TimingProfile,
+    *,
+    on_progress: Progress | None = None,
+    randomize: bool = True,
+    cancel: Cancel | None = None,
+) -> ScanOutcome:
+    items = work_items(len(addresses), ports, randomize=randomize)
+    return UdpScanner(addresses, items, profile, on_progress=on_progress, cancel=cancel).run()

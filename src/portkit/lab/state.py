@@ -1,0 +1,80 @@
+"""The per-lab state file under /run/portkit/labs/: everything a lab made, for a fresh ``down``.
+
+The file is written *before* anything is created (status ``creating``, listing every
+namespace the plan will make) and rewritten as pids become known, so a ``down`` after a
+crashed or half-failed ``up`` still knows what to remove. Writes are atomic (temp file +
+rename); an exclusive flock on the state directory serialises every ``up`` and ``down``
+(they take a fraction of a second, and one lock leaves no lock files behind).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from portkit.errors import InputError, SystemRefused
+
+STATE_DIR = os.environ.get("PORTKIT_LAB_STATE_DIR", "/run/portkit/labs")
+
+
+def state_path(name: str) -> str:
+    return os.path.join(STATE_DIR, f"{name}.json")
+
+
+def read(name: str) -> dict[str, Any] | None:
+    try:
+        with open(state_path(name), encoding="utf-8") as f:
+            data: dict[str, Any] = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise SystemRefused(f"cannot read lab state {state_path(name)}: {exc}") from exc
+    return data
+
+
+def write(name: str, data: dict[str, Any]) -> None:
+    os.makedirs(STATE_DIR, exist_ok=True)
+    path = state_path(name)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def remove(name: str) -> None:
+    try:
+        os.unlink(state_path(name))
+    except FileNotFoundError:
+        pass
+
+
+def names() -> list[str]:
+    try:
+        entries = os.listdir(STATE_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted(e[: -len(".json")] for e in entries if e.endswith(".json"))
+
+
+def require(name: str) -> dict[str, Any]:
+    data = read(name)
+    if data is None:
+        known = ", ".join(names()) or "none"
+        raise InputError(f"no lab named {name!r} is up; labs that are up: {known}")
+    return data
+
+
+@contextmanager
+def locked(name: str) -> Iterator[None]:
+    """Hold the labs' lock (``name`` documents which lab the caller works on)."""
+    os.makedirs(STATE_DIR, exist_ok=True)
+    fd = os.open(STATE_DIR, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

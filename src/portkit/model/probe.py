@@ -1,0 +1,149 @@
+"""Results of probing and scanning ports: plain, frozen data.
+
+Field names are the JSON contract of ``portkit check --json`` and ``portkit scan --json``;
+fields starting with ``_`` carry extra detail (used by the nmap XML writer) and are left
+out of JSON. States and reasons use nmap's vocabulary (``portreasons.cc``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class PortState(str, Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+    FILTERED = "filtered"
+    OPEN_FILTERED = "open|filtered"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Reason(str, Enum):
+    """Why a state was concluded, named as nmap's ``--reason`` names it."""
+
+    SYN_ACK = "syn-ack"
+    CONN_REFUSED = "conn-refused"
+    RESET = "reset"
+    NO_RESPONSE = "no-response"
+    UDP_RESPONSE = "udp-response"
+    NET_UNREACH = "net-unreach"
+    HOST_UNREACH = "host-unreach"
+    PROTO_UNREACH = "proto-unreach"
+    PORT_UNREACH = "port-unreach"
+    NET_PROHIBITED = "net-prohibited"
+    HOST_PROHIBITED = "host-prohibited"
+    ADMIN_PROHIBITED = "admin-prohibited"
+    ICMP_OTHER = "icmp-other"  # any other ICMP error (e.g. a time-exceeded); never "open"
+    ERROR = "error"  # the local kernel refused to send (e.g. no route): see reason_from
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one probe (or its retransmissions) concluded about one port."""
+
+    state: PortState
+    reason: Reason
+    reason_from: str | None = None
+    rtt_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """``host:port/proto`` as the user wrote it (host is a name or an address)."""
+
+    host: str
+    port: int
+    proto: str = "tcp"
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}/{self.proto}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One endpoint checked (``portkit check``)."""
+
+    target: str
+    address: str
+    port: int
+    proto: str
+    state: PortState
+    reason: Reason
+    reason_from: str | None
+    rtt_ms: float | None
+    banner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    results: tuple[ProbeResult, ...]
+
+    @property
+    def all_open(self) -> bool:
+        return bool(self.results) and all(r.state is PortState.OPEN for r in self.results)
+
+
+@dataclass(frozen=True, slots=True)
+class PortResult:
+    """One scanned port of one host."""
+
+    port: int
+    proto: str
+    state: PortState
+    reason: Reason
+    service: str | None
+    _reason_from: str | None = None
+    _rtt_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotShown:
+    """A group of ports sharing state and reason, summarised rather than listed."""
+
+    state: PortState
+    reason: Reason
+    count: int
+    _proto: str = "tcp"
+
+
+@dataclass(frozen=True, slots=True)
+class HostResult:
+    target: str
+    address: str
+    ports: tuple[PortResult, ...]
+    not_shown: tuple[NotShown, ...]
+    _status: str = "up"  # "up" | "down" (discovery found nothing) | "skipped"
+    _status_reason: str = "user-set"
+    _scanned: int = 0
+
+    def open_ports(self) -> tuple[PortResult, ...]:
+        return tuple(p for p in self.ports if p.state is PortState.OPEN)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetProblem:
+    """A target that could not be scanned (e.g. a name that does not resolve)."""
+
+    target: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScanReport:
+    hosts: tuple[HostResult, ...]
+    elapsed_s: float
+    interrupted: bool
+    _errors: tuple[TargetProblem, ...] = ()
+    _started: float = 0.0
+    _scan_type: str = "connect"
+    _protocol: str = "tcp"
+    _args: str = ""
+    _ports_spec: str = ""  # "tcp:1-1000;udp:53" as nmap's scaninfo services
+    _down: tuple[str, ...] = ()

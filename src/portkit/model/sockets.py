@@ -1,0 +1,153 @@
+"""Sockets, their holders, and the facts about a port: the inspect domain's plain data.
+
+Field names are the JSON contract of ``report``/``ls``/``who``/``free``/``info`` (issue 2);
+fields whose name starts with ``_`` stay out of JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+# Kernel TCP states (include/net/tcp_states.h), named without the TCP_ prefix.
+TCP_STATES: dict[int, str] = {
+    1: "ESTABLISHED",
+    2: "SYN_SENT",
+    3: "SYN_RECV",
+    4: "FIN_WAIT1",
+    5: "FIN_WAIT2",
+    6: "TIME_WAIT",
+    7: "CLOSE",
+    8: "CLOSE_WAIT",
+    9: "LAST_ACK",
+    10: "LISTEN",
+    11: "CLOSING",
+    12: "NEW_SYN_RECV",
+    13: "BOUND_INACTIVE",
+}
+# UDP reuses TCP_CLOSE for a bound, unconnected socket; ss calls it UNCONN.
+UDP_STATES: dict[int, str] = {7: "UNCONN", 1: "ESTABLISHED"}
+STATE_LISTEN = 10
+STATE_CLOSE = 7
+STATE_ESTABLISHED = 1
+STATE_TIME_WAIT = 6
+STATE_NEW_SYN_RECV = 12
+ALL_STATES_MASK = (1 << 14) - 2  # bits 1..13
+
+PORT_CLASSES = ("well-known", "registered", "dynamic")
+EXPOSURES = ("loopback", "all", "address")
+
+
+class Localizable(Protocol):
+    """A text that renders in English (JSON) or in the user's language (tables)."""
+
+    def english(self) -> str: ...
+
+    def render(self, tr: Callable[[str], str]) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRef:
+    """One process holding a socket."""
+
+    pid: int
+    name: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class SocketEntry:
+    """One socket. ``pid``/``process`` name the lowest-pid holder, ``processes`` all of them;
+    ``user`` is the socket owner's name. ``inbound``/``inbound_rule`` are filled by the
+    firewall domain (None when not evaluated)."""
+
+    proto: str  # "tcp" | "udp"
+    family: str  # "ipv4" | "ipv6"
+    local_address: str
+    local_port: int
+    remote_address: str | None
+    remote_port: int | None
+    state: str
+    pid: int | None
+    process: str | None
+    user: str | None
+    processes: tuple[ProcessRef, ...]
+    service: str | None
+    port_class: str  # "well-known" | "registered" | "dynamic"
+    exposure: str  # "loopback" | "all" | "address"
+    inbound: str | None = None
+    inbound_rule: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Holder(SocketEntry):
+    """A socket holding a port, with its first holder's command line and start time."""
+
+    cmdline: str = ""
+    started: str | None = None  # ISO-8601
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something in the report worth a look; ``message`` is English, ``_message`` localizable."""
+
+    code: str
+    port: int
+    proto: str
+    message: str
+    _message: Localizable | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SocketTable:
+    """Result of ``list_sockets``/``report``. ``_owners_incomplete`` is true when some
+    processes' file descriptors could not be read (not root), so some pids are missing."""
+
+    sockets: tuple[SocketEntry, ...]
+    notes: tuple[Note, ...] = ()
+    _owners_incomplete: bool = False
+    _backend: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KillOutcome:
+    pid: int
+    signal: str
+    exited: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WhoReport:
+    """Who holds ``port`` (all holders, lowest pid first)."""
+
+    port: int
+    holders: tuple[Holder, ...]
+    _proto: str | None = None
+    _owners_incomplete: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FreePorts:
+    ports: tuple[int, ...]
+    _range: tuple[int, int] = (0, 0)
+    _proto: str = "tcp"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceName:
+    name: str
+    proto: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class PortInfo:
+    port: int
+    port_class: str
+    services: tuple[ServiceName, ...]
+    ephemeral: bool
+    note: str | None
+    _note: Localizable | None = None
+    _ephemeral_range: tuple[int, int] = (32768, 60999)
+    _query: str = ""

@@ -1,0 +1,399 @@
+"""Kernel forwards (``portkit forward --kernel``): nftables DNAT kept in ``inet portkit_forward``.
+
+The table is rendered whole from the list of forwards (:mod:`portkit.engine.forwardnft`)
+and loaded atomically. The list is kept in ``/run/portkit/forward/<netns|host>.json``; the
+kernel is the judge of what is really installed (rules carry their SPEC as a comment), so a
+rollback that fired, or a reboot, never leaves the listing lying.
+
+With ``confirm`` seconds, the firewall's generic rollback timer (backends/rollback.py) is
+armed with the previous table *before* the new one is loaded: unless
+``portkit forward --confirm-ok`` comes in time, the old state returns by itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TypeVar
+
+from portkit.engine.forwardnft import installed_specs, kernel_forward, render_script
+from portkit.engine.forwardspec import parse_spec
+from portkit.errors import InputError, PortkitError, SystemRefused
+from portkit.model.forward import ForwardSpec, KernelForward
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class KernelForwardRow:
+    """One kernel forward as ``forward --list --kernel`` shows it."""
+
+    spec: str
+    proto: str
+    listen: str
+    target: str
+    local: bool
+    masquerade: bool
+    installed: bool
+    allow: tuple[str, ...]
+    deny: tuple[str, ...]
+    netns: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KernelForwardResult:
+    action: str  # "added" | "removed" | "list" | "confirmed"
+    forwards: tuple[KernelForwardRow, ...]
+    changed: tuple[str, ...]
+    warnings: tuple[str, ...]
+    rollback_in_s: float | None
+    netns: str | None
+
+
+def _run_dir() -> str:
+    return os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/forward"
+
+
+def _state_path(netns: str | None) -> str:
+    return os.path.join(_run_dir(), f"{netns or 'host'}.json")
+
+
+def _rollback_name(netns: str | None) -> str:
+    return f"forward-{netns or 'host'}"
+
+
+def _load_state(netns: str | None) -> list[ForwardSpec]:
+    try:
+        with open(_state_path(netns)) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return []
+    out = []
+    for item in data.get("forwards", []) if isinstance(data, dict) else []:
+        try:
+            out.append(
+                ForwardSpec(
+                    bind=item["bind"],
+                    listen_port=int(item["listen_port"]),
+                    target_host=item["target_host"],
+                    target_port=int(item["target_port"]),
+                    proto=item["proto"],
+                    allow=tuple(item.get("allow", ())),
+                    deny=tuple(item.get("deny", ())),
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def _save_state(netns: str | None, specs: Sequence[ForwardSpec], local: dict[str, bool]) -> None:
+    os.makedirs(_run_dir(), mode=0o755, exist_ok=True)
+    tmp = _state_path(netns) + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(
+            {"forwards": [{**asdict(s), "local": local.get(str(s), False)} for s in specs]}, f, indent=1
+        )
+    os.replace(tmp, _state_path(netns))
+
+
+def _load_local_flags(netns: str | None) -> dict[str, bool]:
+    try:
+        with open(_state_path(netns)) as f:
+            data = json.load(f)
+        return {
+            str(
+                ForwardSpec(
+                    i["bind"], int(i["listen_port"]), i["target_host"], int(i["target_port"]), i["proto"]
+                )
+            ): bool(i.get("local"))
+            for i in data.get("forwards", [])
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _installed(netns: str | None) -> dict[str, set[str]]:
+    from portkit.backends import nft
+
+    try:
+        return installed_specs(nft.list_ruleset_json(netns=netns))
+    except SystemRefused:
+        return {}
+
+
+def _netns_path(netns: str | None) -> str | None:
+    from portkit.backends.netns import netns_path
+
+    return netns_path(netns) if netns is not None else None
+
+
+def _in_ns(netns: str | None, fn: Callable[[], T]) -> T:
+    from portkit.backends.netns import run_in_netns
+
+    return run_in_netns(_netns_path(netns), fn)
+
+
+def _is_local_address(addr: str, netns: str | None) -> bool:
+    fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+    def probe() -> bool:
+        with socket.socket(fam, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((addr, 0))
+            except OSError:
+                return False
+            return True
+
+    return _in_ns(netns, probe)
+
+
+def _sysctl(path: str, value: str | None, netns: str | None) -> str:
+    """Read (and, with ``value``, write) /proc/sys/<path> inside ``netns``; returns the old value."""
+
+    def go() -> str:
+        full = "/proc/sys/" + path.replace(".", "/")
+        with open(full) as f:
+            old = f.read().strip()
+        if value is not None and old != value:
+            with open(full, "w") as f:
+                f.write(value)
+        return old
+
+    try:
+        return _in_ns(netns, go)
+    except OSError as exc:
+        from portkit.errors import map_os_error
+
+        raise map_os_error(exc, f"cannot set {path}") from None
+
+
+def _resolve_target(spec: ForwardSpec) -> ForwardSpec:
+    try:
+        ipaddress.ip_address(spec.target_host)
+        return spec
+    except ValueError:
+        pass
+    from portkit.drivers.forwarder import default_resolver
+
+    _fam, addr = default_resolver(spec.target_host, spec.target_port, socket.SOCK_STREAM)[0]
+    return ForwardSpec(
+        spec.bind, spec.listen_port, str(addr[0]), spec.target_port, spec.proto, spec.allow, spec.deny
+    )
+
+
+def _fit_family(spec: ForwardSpec) -> ForwardSpec:
+    if spec.bind == "0.0.0.0" and ":" in spec.target_host:
+        return ForwardSpec(
+            "::", spec.listen_port, spec.target_host, spec.target_port, spec.proto, spec.allow, spec.deny
+        )
+    return spec
+
+
+def _build(
+    specs: Sequence[ForwardSpec], local: dict[str, bool], netns: str | None
+) -> list[tuple[ForwardSpec, KernelForward]]:
+    out = []
+    for s in specs:
+        out.append(
+            (
+                s,
+                kernel_forward(
+                    s,
+                    local=local.get(str(s), False),
+                    target_is_local=_is_local_address(s.target_host, netns),
+                    netns=netns,
+                ),
+            )
+        )
+    return out
+
+
+def _rows(
+    pairs: Sequence[tuple[ForwardSpec, KernelForward]], netns: str | None
+) -> tuple[KernelForwardRow, ...]:
+    inst = _installed(netns)
+    rows = [
+        KernelForwardRow(
+            spec=f.spec,
+            proto=s.proto,
+            listen=s.listen,
+            target=s.target,
+            local=f.local,
+            masquerade=f.masquerade,
+            installed=f.spec in inst,
+            allow=s.allow,
+            deny=s.deny,
+            netns=netns,
+        )
+        for s, f in pairs
+    ]
+    known = {r.spec for r in rows}
+    for spec_text in sorted(set(inst) - known):  # in the kernel but not in our state file
+        try:
+            s = parse_spec(spec_text)
+        except PortkitError:
+            continue
+        rows.append(
+            KernelForwardRow(
+                spec_text,
+                s.proto,
+                s.listen,
+                s.target,
+                "output" in inst[spec_text],
+                "postrouting" in inst[spec_text],
+                True,
+                (),
+                (),
+                netns,
+            )
+        )
+    return tuple(rows)
+
+
+def _current(netns: str | None) -> tuple[list[ForwardSpec], dict[str, bool]]:
+    """Our state file, minus forwards the kernel no longer has (a rollback fired, a reboot)."""
+    specs = _load_state(netns)
+    inst = _installed(netns)
+    return [s for s in specs if str(s) in inst], _load_local_flags(netns)
+
+
+def _apply(
+    pairs: list[tuple[ForwardSpec, KernelForward]],
+    previous: list[tuple[ForwardSpec, KernelForward]],
+    netns: str | None,
+    confirm: float | None,
+) -> float | None:
+    from portkit.backends import nft
+
+    script = render_script(pairs)
+    nft.load_script(script, netns=netns, check_only=True)  # refuse before arming anything
+    left = None
+    if confirm is not None:
+        from portkit.backends import rollback
+
+        st = rollback.arm(_rollback_name(netns), render_script(previous), confirm, netns=netns)
+        left = st.seconds_left
+    nft.load_script(script, netns=netns)
+    return left
+
+
+def kernel_forward_add(
+    texts: Sequence[str],
+    *,
+    local: bool = False,
+    route_localnet: bool = False,
+    allow: Sequence[str] = (),
+    deny: Sequence[str] = (),
+    netns: str | None = None,
+    confirm: float | None = None,
+) -> KernelForwardResult:
+    """Install forwards as DNAT (+ masquerade); returns every forward of the table afterwards."""
+    if netns is not None:
+        _netns_path(netns)
+    new = [
+        _fit_family(_resolve_target(parse_spec(t, allow=allow, deny=deny, default_bind="0.0.0.0")))
+        for t in texts
+    ]
+    if not new:
+        raise InputError("no forward SPEC given; e.g. portkit forward --kernel 8080:10.0.0.2:80")
+    cur, local_flags = _current(netns)
+    previous = _build(cur, local_flags, netns)
+    keys = {s.key for s in new}
+    if len(keys) != len(new):
+        raise InputError("two SPECs listen on the same port; each listen port may be used once")
+    merged = [s for s in cur if s.key not in keys] + new
+    for s in new:
+        local_flags[str(s)] = local
+    pairs = _build(merged, local_flags, netns)
+    warnings: list[str] = []
+    new_pairs = [(s, f) for s, f in pairs if s in new]
+    loop_targets = [s for s, f in new_pairs if ipaddress.ip_address(s.target_host).is_loopback]
+    if loop_targets and not route_localnet:
+        s = loop_targets[0]
+        if not local:
+            raise InputError(
+                f"{s.target} is a loopback address: packets from other hosts that are DNAT'ed to it are "
+                "dropped by the kernel as martians",
+                hint="pass --route-localnet to set net.ipv4.conf.all.route_localnet=1, or --local to catch "
+                "only this host's own connections, or target an interface address",
+            )
+    if any(s.bind == "0.0.0.0" or s.bind == "::" for s, _f in new_pairs) and not allow:
+        warnings.append(
+            "the forward catches traffic to every address of this host from anyone (add --allow CIDR)"
+        )
+    if loop_targets and route_localnet:
+        old = _sysctl("net.ipv4.conf.all.route_localnet", "1", netns)
+        if old != "1":
+            warnings.append(
+                "set net.ipv4.conf.all.route_localnet=1 so DNAT to 127.0.0.1 works for packets from other hosts; "
+                "this host now accepts and routes 127.0.0.0/8 addresses arriving on its interfaces"
+            )
+    left = _apply(pairs, previous, netns, confirm)
+    for _s, f in new_pairs:
+        if f.masquerade:
+            key = "net.ipv6.conf.all.forwarding" if f.family == 6 else "net.ipv4.ip_forward"
+            if _sysctl(key, "1", netns) != "1":
+                warnings.append(f"turned on {key}: this host now routes packets between its interfaces")
+    _save_state(netns, merged, local_flags)
+    return KernelForwardResult(
+        "added", _rows(pairs, netns), tuple(str(s) for s in new), tuple(warnings), left, netns
+    )
+
+
+def kernel_forward_remove(
+    texts: Sequence[str],
+    *,
+    all_forwards: bool = False,
+    netns: str | None = None,
+    confirm: float | None = None,
+) -> KernelForwardResult:
+    """Remove forwards by SPEC (or LISTEN_PORT[/proto]); with ``all_forwards``, the whole table."""
+    if netns is not None:
+        _netns_path(netns)
+    cur, local_flags = _current(netns)
+    previous = _build(cur, local_flags, netns)
+    if all_forwards:
+        gone = list(cur)
+    else:
+        gone = []
+        for t in texts:
+            hit = _match(t, cur)
+            if not hit:
+                listing = ", ".join(str(s) for s in cur) or "none"
+                raise InputError(f"no kernel forward matches {t!r}; installed: {listing}")
+            gone += [s for s in hit if s not in gone]
+    keep = [s for s in cur if s not in gone]
+    pairs = _build(keep, local_flags, netns)
+    left = _apply(pairs, previous, netns, confirm)
+    _save_state(netns, keep, local_flags)
+    return KernelForwardResult("removed", _rows(pairs, netns), tuple(str(s) for s in gone), (), left, netns)
+
+
+def _match(text: str, cur: Sequence[ForwardSpec]) -> list[ForwardSpec]:
+    body, _, proto = text.partition("/")
+    if body.isdigit():
+        port = int(body)
+        return [s for s in cur if s.listen_port == port and (not proto or s.proto == proto)]
+    spec = _fit_family(parse_spec(text, default_bind="0.0.0.0"))
+    return [s for s in cur if s.key == spec.key]
+
+
+def kernel_forward_list(*, netns: str | None = None) -> KernelForwardResult:
+    if netns is not None:
+        _netns_path(netns)
+    specs = _load_state(netns)
+    return KernelForwardResult(
+        "list", _rows(_build(specs, _load_local_flags(netns), netns), netns), (), (), None, netns
+    )
+
+
+def kernel_forward_confirm(*, netns: str | None = None) -> bool:
+    """Keep the kernel forwards applied with ``confirm``: disarm the rollback timer."""
+    from portkit.backends import rollback
+
+    return rollback.confirm(_rollback_name(netns))

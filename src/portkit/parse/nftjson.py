@@ -1,0 +1,335 @@
+"""``nft -j list ruleset`` (libnftables-json(5)) -> :class:`NftRuleset`.
+
+Each rule's ``expr`` list becomes a tuple of statements from a small closed vocabulary
+(:mod:`portkit.model.firewall`). An expression outside it becomes ``Unknown(text)`` so the
+evaluator can name it instead of guessing. Each rule also gets a one-line nft-like text,
+used by ``fw show`` and in verdict explanations. Example::
+
+    {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}},
+               "right": {"set": [22, {"range": [80, 90]}]}}}
+    -> Match(key=("tcp dport",), op="==", right=AnonSet((Lit(22), Range(80, 90))))
+    -> "tcp dport { 22, 80-90 }"
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from portkit.model.firewall import (
+    AnonSet,
+    Concat,
+    Flags,
+    Lit,
+    Match,
+    Nat,
+    NftChain,
+    NftRule,
+    NftRuleset,
+    NftSet,
+    Opaque,
+    Passive,
+    Prefix,
+    Range,
+    SetElement,
+    SetMark,
+    SetRef,
+    Stmt,
+    Unknown,
+    Value,
+    VerdictStmt,
+    VMap,
+)
+
+_VERDICTS = ("accept", "drop", "continue", "return", "jump", "goto", "queue")
+_PASSIVE = ("counter", "log", "limit", "notrack", "ct count", "flow", "synproxy", "quota")
+
+
+def _compact(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True)
+
+
+def parse_key(obj: Any) -> tuple[str, ...] | None:
+    """The left side of a match as field names ("ip saddr"); None if not a plain field."""
+    if not isinstance(obj, Mapping) or len(obj) != 1:
+        return None
+    (kind, body), = obj.items()
+    if kind == "concat" and isinstance(body, list):
+        parts: list[str] = []
+        for part in body:
+            sub = parse_key(part)
+            if sub is None or len(sub) != 1:
+                return None
+            parts.append(sub[0])
+        return tuple(parts)
+    if not isinstance(body, Mapping):
+        return None
+    if kind == "payload" and "protocol" in body:
+        return (f"{body['protocol']} {body['field']}",)
+    if kind == "payload":
+        return (f"@{body.get('base')},{body.get('offset')},{body.get('len')}",)
+    if kind in ("meta", "ct", "rt", "socket", "osf", "ipsec"):
+        extra = f" {body['dir']}" if "dir" in body else ""
+        return (f"{kind}{extra} {body.get('key')}",)
+    if kind == "fib":
+        flags = body.get("flags", [])
+        flags = [flags] if isinstance(flags, str) else list(flags)
+        return (f"fib {' . '.join(flags)} {body.get('result')}",)
+    if kind == "exthdr":
+        return (f"exthdr {body.get('name')} {body.get('field', '')}".strip(),)
+    return None
+
+
+def parse_value(obj: Any) -> Value:
+    if isinstance(obj, bool | int | str):
+        if isinstance(obj, str) and obj.startswith("@"):
+            return SetRef(obj[1:])
+        return Lit(obj)
+    if isinstance(obj, list):
+        if all(isinstance(x, str) for x in obj):
+            return Flags(tuple(obj))
+        return AnonSet(tuple(parse_value(x) for x in obj))
+    if isinstance(obj, Mapping) and len(obj) == 1:
+        (kind, body), = obj.items()
+        if kind == "prefix" and isinstance(body, Mapping):
+            return Prefix(str(body["addr"]), int(body["len"]))
+        if kind == "range" and isinstance(body, list) and len(body) == 2:
+            lo, hi = body
+            if isinstance(lo, int | str) and isinstance(hi, int | str):
+                return Range(lo, hi)
+        if kind == "set":
+            items = body if isinstance(body, list) else [body]
+            return AnonSet(tuple(parse_value(x) for x in items))
+        if kind == "concat" and isinstance(body, list):
+            return Concat(tuple(parse_value(x) for x in body))
+        if kind == "elem" and isinstance(body, Mapping):
+            return parse_value(body.get("val"))
+    return Opaque(_compact(obj))
+
+
+def value_text(v: Value) -> str:
+    if isinstance(v, Lit):
+        if isinstance(v.value, bool):
+            return "exists" if v.value else "missing"
+        if isinstance(v.value, str) and (" " in v.value or v.value == "" or "*" in v.value):
+            return f'"{v.value}"'
+        return str(v.value)
+    if isinstance(v, Prefix):
+        return f"{v.addr}/{v.length}"
+    if isinstance(v, Range):
+        return f"{v.lo}-{v.hi}"
+    if isinstance(v, SetRef):
+        return f"@{v.name}"
+    if isinstance(v, AnonSet):
+        return "{ " + ", ".join(value_text(e) for e in v.elements) + " }"
+    if isinstance(v, Concat):
+        return " . ".join(value_text(p) for p in v.parts)
+    if isinstance(v, Flags):
+        return ",".join(v.names)
+    return v.text
+
+
+def _verdict(kind: str, body: Any) -> VerdictStmt:
+    if kind in ("jump", "goto") and isinstance(body, Mapping):
+        return VerdictStmt(kind, str(body.get("target")))
+    return VerdictStmt(kind)
+
+
+def verdict_text(v: VerdictStmt) -> str:
+    if v.kind in ("jump", "goto"):
+        return f"{v.kind} {v.target}"
+    if v.kind == "reject" and v.target:
+        return f"reject with {v.target}"
+    return v.kind
+
+
+def parse_stmt(obj: Any) -> Stmt:
+    if not isinstance(obj, Mapping) or len(obj) != 1:
+        return Unknown(_compact(obj))
+    (kind, body), = obj.items()
+    if kind == "match" and isinstance(body, Mapping):
+        left = body.get("left")
+        mask: Value | None = None
+        if isinstance(left, Mapping) and "&" in left and isinstance(left["&"], list) and len(left["&"]) == 2:
+            mask = parse_value(left["&"][1])
+            left = left["&"][0]
+        key = parse_key(left)
+        if key is None:
+            return Unknown(f"match on {_compact(left)}")
+        return Match(key, str(body.get("op", "==")), parse_value(body.get("right")), mask)
+    if kind in _VERDICTS:
+        return _verdict(kind, body)
+    if kind == "reject":
+        rtype = None
+        if isinstance(body, Mapping) and body:
+            rtype = str(body.get("type", ""))
+            if body.get("expr"):
+                rtype += f" type {body['expr']}"
+        return VerdictStmt("reject", rtype)
+    if kind == "vmap" and isinstance(body, Mapping):
+        vkey = parse_key(body.get("key"))
+        data = body.get("data")
+        if vkey is None:
+            return Unknown(f"vmap on {_compact(body.get('key'))}")
+        if isinstance(data, str) and data.startswith("@"):
+            return VMap(vkey, SetRef(data[1:]))
+        if isinstance(data, Mapping) and isinstance(data.get("set"), list):
+            pairs: list[tuple[Value, VerdictStmt]] = []
+            for pair in data["set"]:
+                if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], Mapping)):
+                    return Unknown(f"vmap {_compact(data)}")
+                (vk, vb), = pair[1].items()
+                pairs.append((parse_value(pair[0]), _verdict(vk, vb)))
+            return VMap(vkey, tuple(pairs))
+        return Unknown(f"vmap {_compact(data)}")
+    if kind in ("dnat", "snat", "masquerade", "redirect"):
+        body = body if isinstance(body, Mapping) else {}
+        addr, port = body.get("addr"), body.get("port")
+        opaque = None
+        if addr is not None and not isinstance(addr, str):
+            opaque = _compact(addr)
+        if port is not None and not isinstance(port, int):
+            opaque = _compact(port)
+        return Nat(kind, addr if isinstance(addr, str) else None, port if isinstance(port, int) else None, opaque)
+    if kind == "mangle" and isinstance(body, Mapping):
+        key = parse_key(body.get("key"))
+        if key in (("meta mark",), ("ct mark",)):
+            val = body.get("value")
+            return SetMark(key[0], val if isinstance(val, int) else None)
+        return Passive(f"set {key[0] if key else '?'}")
+    if kind in _PASSIVE or kind in ("counter", "log", "limit"):
+        if kind == "quota":
+            return Unknown("quota")
+        return Passive(kind)
+    if kind == "xt" and isinstance(body, Mapping):
+        return Unknown(f"xt {body.get('type', '')} {body.get('name', '')}".replace("  ", " ").strip())
+    return Unknown(kind if not isinstance(body, Mapping | list) else f"{kind} {_compact(body)}")
+
+
+_SHORT = {"meta iifname": "iifname", "meta oifname": "oifname", "meta iif": "iif", "meta oif": "oif"}
+
+
+def stmt_text(s: Stmt) -> str:
+    if isinstance(s, Match):
+        left = " . ".join(_SHORT.get(k, k) for k in s.key)
+        if s.mask is not None:
+            left = f"{left} & {value_text(s.mask)}"
+        op = "" if s.op in ("==", "in") else f"{s.op} "
+        right = value_text(s.right)
+        if s.key[0] in _SHORT and isinstance(s.right, Lit) and not right.startswith('"'):
+            right = f'"{right}"'
+        return f"{left} {op}{right}"
+    if isinstance(s, VerdictStmt):
+        return verdict_text(s)
+    if isinstance(s, VMap):
+        if isinstance(s.data, SetRef):
+            return f"{' . '.join(s.key)} vmap @{s.data.name}"
+        inner = ", ".join(f"{value_text(k)} : {verdict_text(v)}" for k, v in s.data)
+        return f"{' . '.join(s.key)} vmap {{ {inner} }}"
+    if isinstance(s, Nat):
+        if s.opaque:
+            return f"{s.kind} to {s.opaque}"
+        if s.kind == "masquerade":
+            return "masquerade"
+        to = s.addr or ""
+        if s.port is not None:
+            to = f"[{to}]:{s.port}" if ":" in to else f"{to}:{s.port}"
+        return f"{s.kind} to {to}".rstrip()
+    if isinstance(s, SetMark):
+        return f"{s.what} set {s.value if s.value is not None else '?'}"
+    if isinstance(s, Passive):
+        return s.name
+    return s.text
+
+
+def _rule(obj: Mapping[str, Any]) -> NftRule:
+    stmts = tuple(parse_stmt(e) for e in obj.get("expr", []))
+    comment = obj.get("comment")
+    text = " ".join(stmt_text(s) for s in stmts)
+    if comment:
+        text += f' comment "{comment}"'
+    handle = obj.get("handle")
+    return NftRule(
+        family=str(obj["family"]),
+        table=str(obj["table"]),
+        chain=str(obj["chain"]),
+        handle=handle if isinstance(handle, int) else None,
+        stmts=stmts,
+        text=text,
+        comment=str(comment) if comment else None,
+    )
+
+
+def _set(obj: Mapping[str, Any], is_map: bool) -> NftSet:
+    ktype = obj.get("type", "")
+    key_type = tuple(str(t) for t in ktype) if isinstance(ktype, list) else (str(ktype),)
+    elements: list[SetElement] = []
+    for e in obj.get("elem", []) or []:
+        if is_map and isinstance(e, list) and len(e) == 2:
+            verdict = None
+            if isinstance(e[1], Mapping) and len(e[1]) == 1:
+                (vk, vb), = e[1].items()
+                if vk in _VERDICTS or vk == "reject":
+                    verdict = _verdict(vk, vb)
+            elements.append(SetElement(parse_value(e[0]), verdict))
+        else:
+            elements.append(SetElement(parse_value(e)))
+    mtype = obj.get("map")
+    return NftSet(
+        family=str(obj["family"]),
+        table=str(obj["table"]),
+        name=str(obj["name"]),
+        key_type=key_type,
+        elements=tuple(elements),
+        is_map=is_map,
+        map_type=str(mtype) if mtype is not None else None,
+    )
+
+
+def parse_ruleset(doc: Mapping[str, Any]) -> NftRuleset:
+    """Parse the dict ``nft -j list ruleset`` prints. Rules are kept in listing order."""
+    items = doc.get("nftables", [])
+    tables: list[tuple[str, str]] = []
+    chain_meta: dict[tuple[str, str, str], Mapping[str, Any]] = {}
+    rules: dict[tuple[str, str, str], list[NftRule]] = {}
+    sets: list[NftSet] = []
+    for item in items:
+        if not isinstance(item, Mapping) or len(item) != 1:
+            continue
+        (kind, body), = item.items()
+        if not isinstance(body, Mapping):
+            continue
+        if kind == "table":
+            tables.append((str(body["family"]), str(body["name"])))
+        elif kind == "chain":
+            chain_meta[(str(body["family"]), str(body["table"]), str(body["name"]))] = body
+        elif kind == "rule":
+            r = _rule(body)
+            rules.setdefault((r.family, r.table, r.chain), []).append(r)
+        elif kind in ("set", "map"):
+            sets.append(_set(body, kind == "map"))
+    chains: list[NftChain] = []
+    for key, body in chain_meta.items():
+        prio = body.get("prio")
+        dev = body.get("dev")
+        chains.append(
+            NftChain(
+                family=key[0],
+                table=key[1],
+                name=key[2],
+                rules=tuple(rules.get(key, [])),
+                type=str(body["type"]) if "type" in body else None,
+                hook=str(body["hook"]) if "hook" in body else None,
+                prio=prio if isinstance(prio, int) else None,
+                policy=str(body.get("policy", "accept")) if "hook" in body else None,
+                device=(dev if isinstance(dev, str) else ",".join(map(str, dev))) if dev else None,
+            )
+        )
+    return NftRuleset(chains=tuple(chains), sets=tuple(sets), tables=tuple(tables))
+
+
+def has_xt(ruleset: NftRuleset) -> bool:
+    return any(
+        isinstance(s, Unknown) and s.text.startswith("xt ") for c in ruleset.chains for r in c.rules for s in r.stmts
+    )

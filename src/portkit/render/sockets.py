@@ -1,0 +1,184 @@
+"""Sockets -> table text and JSON: the host report, ``ls`` and ``who``.
+
+The socket list is the one large document portkit writes (40,000 sockets are 11 MB of
+JSON), so :func:`rows_json` writes it from the value tuples directly, with one ``%``
+template per row and JSON fragments cached per distinct value; it produces exactly the
+document ``jsonout.document(sockets=[SocketEntry(*row) ...], notes=...)`` would (a
+contract test holds the two together), several times faster.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from portkit.model.sockets import KillOutcome, Note, ProcessRef, SocketEntry, SocketTable, WhoReport
+from portkit.render.jsonout import document, to_jsonable
+from portkit.render.table import Cell, render_table
+
+EXPOSURE_STYLE = {"all": "red", "address": "yellow", "loopback": "green"}
+
+def _j(value: Any) -> str:
+    return "null" if value is None else json.dumps(to_jsonable(value), ensure_ascii=False)
+
+
+def rows_json(rows: Sequence[tuple[Any, ...]], notes: Sequence[Note], **extra: Any) -> str:
+    """The ``{"schema": 1, "sockets": [...], "notes": [...]}`` document as compact JSON text."""
+    # A row is head (proto, family, address) + its own ports + tail (state, holders, user,
+    # service, class, exposure, inbound); heads and tails repeat, so each is built once.
+    heads: dict[tuple[str, str, str], str] = {}
+    tails: dict[tuple[Any, ...], str] = {}
+    peers: dict[str | None, str] = {None: "null"}
+    parts: list[str] = []
+    append = parts.append
+    for (proto, fam, laddr, lport, raddr, rport, state, _pid, _pn, user, refs, svc, klass, exp, inb, inb_rule) in rows:  # fmt: skip
+        hkey = (proto, fam, laddr)
+        head = heads.get(hkey)
+        if head is None:
+            head = heads[hkey] = f'{{"proto":"{proto}","family":"{fam}","local_address":"{laddr}","local_port":'
+        tkey = (state, id(refs), user, svc, klass, exp, inb, inb_rule)
+        tail = tails.get(tkey)
+        if tail is None:
+            if refs:
+                first = refs[0]
+                holder = f'"pid":{first.pid},"process":{_j(first.name)}'
+                lst = ",".join(f'{{"pid":{r.pid},"name":{_j(r.name)},"user":{_j(r.user)}}}' for r in refs)
+            else:
+                holder, lst = '"pid":null,"process":null', ""
+            tail = tails[tkey] = (
+                f',"state":"{state}",{holder},"user":{_j(user)},"processes":[{lst}],"service":{_j(svc)},'
+                f'"port_class":"{klass}","exposure":"{exp}","inbound":{_j(inb)},"inbound_rule":{_j(inb_rule)}}}'
+            )
+        peer = peers.get(raddr)
+        if peer is None:
+            peer = peers[raddr] = f'"{raddr}"'
+        append(f'{head}{lport},"remote_address":{peer},"remote_port":{"null" if rport is None else rport}{tail}')
+    head_doc = {"schema": 1, **{k: to_jsonable(v) for k, v in extra.items()}}
+    prefix = json.dumps(head_doc, separators=(",", ":"), ensure_ascii=False)[:-1]
+    notes_json = json.dumps(to_jsonable(list(notes)), separators=(",", ":"), ensure_ascii=False)
+    return prefix + ',"sockets":[' + ",".join(parts) + '],"notes":' + notes_json + "}"
+
+
+def table_document(table: SocketTable) -> dict[str, Any]:
+    """The report/ls JSON document of a :class:`SocketTable` (the generic path)."""
+    return document(sockets=table.sockets, notes=table.notes)
+
+
+def _addr(address: str, family: str) -> str:
+    return f"[{address}]" if family == "ipv6" else address
+
+
+def _process_cell(refs: Sequence[ProcessRef]) -> str:
+    if not refs:
+        return "-"
+    extra = len(refs) - 1
+    return refs[0].name + (f" (+{extra})" if extra else "")
+
+
+def report_text(entries: Sequence[SocketEntry], notes: Sequence[Note], *, color: bool, tr: Callable[[str], str]) -> str:
+    """The host report table: one line per listening socket, then the notes."""
+    show_inbound = any(e.inbound is not None for e in entries)
+    headers = ["PROTO", "ADDRESS", "PORT", "SERVICE", "CLASS", "EXPOSURE", "PID", "PROCESS", "USER"]
+    if show_inbound:
+        headers.append("INBOUND")
+    rows: list[list[str | Cell]] = []
+    for e in entries:
+        row: list[str | Cell] = [
+            e.proto + ("6" if e.family == "ipv6" else ""),
+            e.local_address,
+            Cell(str(e.local_port), "bold", "right"),
+            e.service or "-",
+            e.port_class,
+            Cell(e.exposure, EXPOSURE_STYLE.get(e.exposure)),
+            Cell(str(e.pid) if e.pid is not None else "-", None, "right"),
+            _process_cell(e.processes),
+            e.user or "-",
+        ]
+        if show_inbound:
+            row.append(str(e.inbound) if e.inbound is not None else "-")
+        rows.append(row)
+    if not rows:
+        out = tr("No listening TCP or bound UDP sockets.")
+    else:
+        out = render_table(headers, rows, color=color)
+    return out + notes_text(notes, color=color, tr=tr)
+
+
+def notes_text(notes: Sequence[Note], *, color: bool, tr: Callable[[str], str]) -> str:
+    if not notes:
+        return ""
+    from portkit.render.table import style
+
+    lines = ["", style(tr("Notes:"), "bold", color)]
+    for n in notes:
+        text = n._message.render(tr) if n._message is not None else n.message
+        lines.append(f"  {style('!', 'yellow', color)} {n.port}/{n.proto} [{n.code}] {text}")
+    return "\n".join(lines)
+
+
+def ls_text(rows: Sequence[tuple[Any, ...]], notes: Sequence[Note], *, color: bool, tr: Callable[[str], str]) -> str:
+    """The ``ls`` table from value tuples (SocketEntry field order)."""
+    with_peer = any(r[4] is not None for r in rows)
+    headers = ["PROTO", "STATE", "LOCAL ADDRESS:PORT"]
+    if with_peer:
+        headers.append("PEER ADDRESS:PORT")
+    headers += ["SERVICE", "EXPOSURE", "PID", "PROCESS", "USER"]
+    out_rows: list[list[str | Cell]] = []
+    for proto, fam, laddr, lport, raddr, rport, state, pid, _pn, user, refs, svc, _k, exp, _i, _ir in rows:
+        row: list[str | Cell] = [
+            proto + ("6" if fam == "ipv6" else ""),
+            state,
+            f"{_addr(laddr, fam)}:{lport}",
+        ]
+        if with_peer:
+            row.append(f"{_addr(raddr, fam)}:{rport}" if raddr is not None else "*")
+        row += [
+            svc or "-",
+            Cell(exp, EXPOSURE_STYLE.get(exp)),
+            Cell(str(pid) if pid is not None else "-", None, "right"),
+            _process_cell(refs),
+            user or "-",
+        ]
+        out_rows.append(row)
+    if not out_rows:
+        return tr("No sockets match.")
+    return render_table(headers, out_rows, color=color) + notes_text(notes, color=color, tr=tr)
+
+
+def who_document(report: WhoReport, outcomes: Sequence[KillOutcome] | None = None) -> dict[str, Any]:
+    if outcomes is None:
+        return document(port=report.port, holders=report.holders)
+    return document(port=report.port, holders=report.holders, signals=outcomes)
+
+
+def who_text(report: WhoReport, *, color: bool, tr: Callable[[str], str]) -> str:
+    port = f"{report.port}/{report._proto}" if report._proto else str(report.port)
+    if not report.holders:
+        return tr("Nobody holds port {port}.").format(port=port)
+    headers = ["PROTO", "LOCAL ADDRESS:PORT", "STATE", "PID", "USER", "STARTED", "COMMAND"]
+    rows: list[list[str | Cell]] = []
+    for h in report.holders:
+        cmd = h.cmdline or (h.process or "-")
+        if len(h.processes) > 1:
+            cmd += " " + tr("(also pids {pids})").format(pids=", ".join(str(p.pid) for p in h.processes[1:]))
+        rows.append(
+            [
+                h.proto + ("6" if h.family == "ipv6" else ""),
+                f"{_addr(h.local_address, h.family)}:{h.local_port}",
+                h.state,
+                Cell(str(h.pid) if h.pid is not None else "-", "bold", "right"),
+                h.user or "-",
+                (h.started or "-").replace("T", " "),
+                cmd,
+            ]
+        )
+    return render_table(headers, rows, color=color)
+
+
+def kill_text(outcomes: Sequence[KillOutcome], *, tr: Callable[[str], str]) -> str:
+    lines = []
+    for o in outcomes:
+        state = tr("ended") if o.exited else tr("still running")
+        lines.append(tr("sent {signal} to pid {pid}: {state}").format(signal=o.signal, pid=o.pid, state=state))
+    return "\n".join(lines)

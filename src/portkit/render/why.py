@@ -1,0 +1,146 @@
+"""`portkit why` and `portkit trace` as a short story for people, or as JSON for scripts.
+
+The story lists each check with a tick or a cross, then the verdict (the main finding)
+with its evidence and the fix, then any further findings. Text comes from the findings'
+translatable messages rendered with the user's translator; JSON always carries the
+English text and the stable codes, whatever the language.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from portkit.i18n import N_, Translator
+from portkit.model.diagnosis import Diagnosis, Finding
+from portkit.model.trace import TraceResult
+from portkit.render.jsonout import document
+from portkit.render.table import Cell, render_table, style
+
+__all__ = ["trace_json", "trace_text", "why_json", "why_text"]
+
+MARKS = {"pass": ("✓", "green"), "fail": ("✗", "red"), "unknown": ("?", "yellow"), "skipped": ("-", "dim")}
+
+CHECK_LABELS = {
+    "resolve": N_("name"),
+    "route": N_("route"),
+    "outbound": N_("outbound rules"),
+    "probe": N_("probe"),
+    "probe_other_family": N_("other family"),
+    "trace": N_("trace"),
+    "inbound": N_("inbound rules"),
+    "listen": N_("listener"),
+    "dnat": N_("port forward"),
+    "forward": N_("forward rules"),
+    "forward_target": N_("forward target"),
+    "conntrack": N_("conntrack"),
+}
+
+ROLE_LABELS = {"client": N_("client"), "router": N_("router"), "server": N_("server")}
+
+
+def why_json(d: Diagnosis) -> dict[str, Any]:
+    return document(
+        target=d.target,
+        address=d.address,
+        port=d.port,
+        proto=d.proto,
+        reachable=d.reachable,
+        findings=d.findings,
+        checks=d.checks,
+    )
+
+
+def _finding_lines(f: Finding, tr: Translator, color: bool, *, main: bool) -> list[str]:
+    mark, colour = ("✓", "green") if f.code == "REACHABLE" else (("✗", "red") if f._blocking else ("!", "yellow"))
+    head = f"{style(mark, colour, color)} {style(f.code, 'bold ' + colour if main else colour, color)}: {f._message_text.render(tr)}"
+    lines = [head]
+    if f._evidence_text:
+        lines.append("    " + style(tr(N_("evidence:")), "dim", color))
+        lines.extend(f"      {e.render(tr)}" for e in f._evidence_text)
+    if f._fix_text is not None:
+        lines.append("    " + style(tr(N_("fix:")), "bold", color) + " " + f._fix_text.render(tr))
+    return lines
+
+
+def why_text(d: Diagnosis, tr: Translator, *, color: bool = False, verbose: bool = False) -> str:
+    """The story: checks (ticks and crosses), then the verdict and fix, then other findings."""
+    target = f"[{d.address}]" if d.address and ":" in d.address else (d.address or d.target)
+    roles = ", ".join(tr(ROLE_LABELS[r]) for r in ("client", "router", "server") if r in d._roles)
+    title = tr(N_("why {target}:{port}/{proto} (this host: {roles})")).format(
+        target=target, port=d.port, proto=d.proto, roles=roles or "-"
+    )
+    out = [style(title, "bold", color)]
+    shown = [c for c in d.checks if verbose or c.status != "skipped"]
+    width = max((len(tr(CHECK_LABELS.get(c.name, c.name))) for c in shown), default=0)
+    for c in shown:
+        mark, colour = MARKS.get(c.status, ("?", "yellow"))
+        label = tr(CHECK_LABELS.get(c.name, c.name))
+        out.append(f"  {style(mark, colour, color)} {label.ljust(width)}  {c._detail_text.render(tr)}")
+    if d._trace is not None and verbose:
+        out.append("")
+        out.append(trace_table(d._trace, tr, color=color))
+    out.append("")
+    verdict = tr(N_("verdict: reachable")) if d.reachable else tr(N_("verdict: not reachable"))
+    out.append(style(verdict, "bold green" if d.reachable else "bold red", color))
+    for i, f in enumerate(d.findings):
+        if i == 1:
+            out.append("")
+            out.append(tr(N_("also:")))
+        out.extend(_finding_lines(f, tr, color, main=i == 0))
+    return "\n".join(out)
+
+
+def trace_json(t: TraceResult) -> dict[str, Any]:
+    return document(
+        target=t.target,
+        address=t.address,
+        port=t.port,
+        proto=t.proto,
+        reached=t.reached,
+        state=t.state,
+        hops=t.hops,
+        last_hop=t.last_hop,
+    )
+
+
+def trace_table(t: TraceResult, tr: Translator, *, color: bool = False) -> str:
+    rows: list[list[str | Cell]] = []
+    for h in t.hops:
+        if h.address is None:
+            rows.append([str(h.ttl), Cell("*", "dim"), "", tr(N_("no answer"))])
+            continue
+        note = h._reason or ""
+        if h._kind == "time-exceeded":
+            note = tr(N_("time exceeded"))
+        elif h._kind == "destination":
+            note = tr(N_("destination: {reason}")).format(reason=h._reason or "")
+        elif h._kind == "unreachable":
+            note = tr(N_("unreachable: {reason}")).format(reason=h._reason or "")
+        rtt = "" if h.rtt_ms is None else f"{h.rtt_ms:.2f} ms"
+        rows.append([str(h.ttl), h.address, rtt, note])
+    headers = [tr(N_("TTL")), tr(N_("ADDRESS")), tr(N_("RTT")), tr(N_("ANSWER"))]
+    return render_table(headers, rows, color=color, right=(0, 2))
+
+
+def trace_text(t: TraceResult, tr: Translator, *, color: bool = False) -> str:
+    dest = f"[{t.address}]" if ":" in t.address else t.address
+    name = f" ({t.target})" if t.target not in (t.address, f"[{t.address}]") else ""
+    out = [style(tr(N_("trace to {dest}:{port}/{proto}{name}")).format(dest=dest, port=t.port, proto=t.proto, name=name), "bold", color)]
+    out.append(trace_table(t, tr, color=color))
+    out.append("")
+    if t.reached:
+        msg = tr(N_("reached {address} in {hops} hops: {state} ({reason})")).format(
+            address=t.address, hops=len(t.hops), state=t.state, reason=t._reason
+        )
+        out.append(style(msg, "green" if t.state == "open" else "yellow", color))
+    elif t._reason_from is not None:
+        msg = tr(N_("{sender} answered {reason}: the port is filtered there")).format(sender=t._reason_from, reason=t._reason)
+        out.append(style(msg, "red", color))
+    elif t.last_hop is not None:
+        msg = tr(N_("the probes die after hop {ttl} ({address}): that router or the next host drops them")).format(
+            ttl=t.last_hop_ttl, address=t.last_hop
+        )
+        out.append(style(msg, "red", color))
+    else:
+        out.append(style(tr(N_("no hop answered: the probes die before the first router")), "red", color))
+    return "\n".join(out)
