@@ -200,11 +200,21 @@ def nat_read(n: int) -> dict[str, float] | None:
         subprocess.run([*ex, PY, "-c", code], check=True)
         out: dict[str, float] = {}
         for name, argv in (
-            ("proc", [PY, "-c", "from portkit.ops.forward import nat_entries as n; print(len(n(source='proc')))"]),
-            ("tool", [PY, "-c", "from portkit.ops.forward import nat_entries as n; print(len(n(source='tool')))"]),
+            (
+                "proc",
+                [PY, "-c", "from portkit.ops.forward import nat_entries as n; print(len(n(source='proc')))"],
+            ),
+            (
+                "tool",
+                [PY, "-c", "from portkit.ops.forward import nat_entries as n; print(len(n(source='tool')))"],
+            ),
             (
                 "pyroute2",
-                [PY, "-c", "from pyroute2 import Conntrack\nwith Conntrack() as c: print(sum(1 for _ in c.dump_entries()))"],
+                [
+                    PY,
+                    "-c",
+                    "from pyroute2 import Conntrack\nwith Conntrack() as c: print(sum(1 for _ in c.dump_entries()))",
+                ],
             ),
         ):
             t0 = time.perf_counter()

@@ -131,7 +131,7 @@ def main() -> int:
     nat_pat = str(LABS / "nat-pat.yaml")
 
     print(f"== 1. portkit lab up/down of nat-pat.yaml, whole commands, {runs} runs")
-    ups, downs, anchors = [], [], []
+    ups, downs, anchors, anchor_downs = [], [], [], []
     for _ in range(runs):
         lab = name()
         try:
@@ -144,12 +144,18 @@ def main() -> int:
             t = time.perf_counter()
             subprocess.run(["sh", "-c", shell_script(p)], check=True, capture_output=True)
             anchors.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            script = "".join(f"ip netns del {ns}\n" for ns in p.namespaces)
+            subprocess.run(["sh", "-c", script], check=True, capture_output=True)
+            anchor_downs.append(time.perf_counter() - t)
         finally:
             cleanup(p.lab, p.namespaces)
     print(f"lab up   {stats(ups)}   target < 2000 ms")
     print(f"lab down {stats(downs)}   target < 1000 ms")
-    print(f"anchor: shell script, one ip per command (network only) {stats(anchors)}")
+    print(f"anchor up: shell script, one ip per command (network only) {stats(anchors)}")
+    print(f"anchor down: shell script, ip netns del per namespace      {stats(anchor_downs)}")
     print(f"ratio lab up / anchor: {statistics.median(ups) / statistics.median(anchors):.2f}x")
+    print(f"ratio lab down / anchor: {statistics.median(downs) / statistics.median(anchor_downs):.2f}x")
 
     print(f"\n== 2. portkit lab up, whole command, --backend iproute2 vs pyroute2, {runs} runs")
     for sc_name in SCENARIOS:

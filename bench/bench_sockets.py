@@ -70,7 +70,7 @@ def loaded_namespace(connections: int) -> Iterator[str]:
     try:
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         per = connections // 2
-        for i, port in enumerate((7001, 7002)):
+        for port in (7001, 7002):
             srv = subprocess.Popen(
                 ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, str(port), str(per)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -82,7 +82,6 @@ def loaded_namespace(connections: int) -> Iterator[str]:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             )
             procs.append(cli)
-            del i
         for p in procs:
             assert p.stdout is not None
             line = p.stdout.readline()
@@ -102,13 +101,16 @@ def loaded_namespace(connections: int) -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
-def median_wall(argv: Sequence[str], runs: int) -> float:
-    times: list[float] = []
+def interleaved(commands: dict[str, Sequence[str]], runs: int) -> dict[str, float]:
+    """Median wall time of each command; runs are interleaved (A B C, A B C, ...) so that
+    load from other work on the machine falls on every command alike."""
+    times: dict[str, list[float]] = {k: [] for k in commands}
     for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, argv in commands.items():
+            t0 = time.perf_counter()
+            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def median_call(fn: Callable[[], object], runs: int) -> float:
@@ -138,6 +140,8 @@ def in_process(ns: str, runs: int) -> dict[str, float]:
             lambda b=backend: netns_mod.run_in_netns(path, lambda: b.dump(masks, fams)), n  # type: ignore[misc]
         )
     out["walk /proc/*/fd (all sockets)"] = median_call(lambda: procs.socket_owners(None), runs)
+    listening = {r[8] for r in netns_mod.run_in_netns(path, lambda: make_backend("netlink").dump({"tcp": 1 << 10}, fams))}
+    out[f"walk /proc/*/fd ({len(listening)} listening inodes)"] = median_call(lambda: procs.socket_owners(listening), runs)
     return out
 
 
@@ -149,34 +153,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench_sockets needs root (it creates a network namespace)", file=sys.stderr)
         return 3
+    # An installed portkit has its bytecode compiled; an editable checkout may not (and
+    # PYTHONDONTWRITEBYTECODE may be set), which would add compile time to every run.
+    subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "src" / "portkit")], check=True, stdout=subprocess.DEVNULL)
     with loaded_namespace(args.connections) as ns:
         nsx = ["ip", "netns", "exec", ns]
         n = subprocess.run([*nsx, "ss", "-tanH"], check=True, capture_output=True, text=True).stdout.count("\n")
         print(f"namespace {ns}: {n} TCP sockets")
         r = args.runs
-        t: dict[str, float] = {}
-        t["ss -tanp"] = median_wall([*nsx, "ss", "-tanp"], r)
-        t["ss -tan"] = median_wall([*nsx, "ss", "-tan"], r)
-        t["ss -tlnp"] = median_wall([*nsx, "ss", "-tlnp"], r)
-        t["psutil.net_connections('tcp')"] = median_wall(
-            [*nsx, PY, "-c", "import psutil; psutil.net_connections('tcp')"], r
-        )
-        t["portkit ls --all --json (ip netns exec)"] = median_wall([*nsx, PORTKIT, "ls", "--all", "--json"], r)
-        t["portkit ls --all --json --netns"] = median_wall([PORTKIT, "ls", "--all", "--json", "--netns", ns], r)
-        t["portkit ls --all --json (procfs backend)"] = median_wall(
-            [*nsx, "env", "PORTKIT_SOCKET_BACKEND=procfs", PORTKIT, "ls", "--all", "--json"], r
-        )
-        t["portkit ls (ip netns exec)"] = median_wall([*nsx, PORTKIT, "ls"], r)
-        t["portkit ls --netns"] = median_wall([PORTKIT, "ls", "--netns", ns], r)
-        t["python -c pass"] = median_wall([PY, "-c", "pass"], r * 3)
-        t["portkit who 1"] = median_wall([PORTKIT, "who", "1", "--json"], r * 3) if False else 0.0
-        # who exits 1 when nobody holds the port: time it without check.
-        times = []
-        for _ in range(r * 3):
-            t0 = time.perf_counter()
-            subprocess.run([PORTKIT, "who", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            times.append(time.perf_counter() - t0)
-        t["portkit who 1"] = statistics.median(times)
+        nofork = ["env", "PORTKIT_PARALLEL_WALK=0"]
+        t = interleaved(
+            {
+                "ss -tanp": [*nsx, "ss", "-tanp"],
+                "ss -tan": [*nsx, "ss", "-tan"],
+                "ss -tlnp": [*nsx, "ss", "-tlnp"],
+                "psutil.net_connections('tcp')": [*nsx, PY, "-c", "import psutil; psutil.net_connections('tcp')"],
+                "portkit ls --all --json (ip netns exec)": [*nsx, PORTKIT, "ls", "--all", "--json"],
+                "portkit ls --all --json --netns": [PORTKIT, "ls", "--all", "--json", "--netns", ns],
+                "portkit ls --all --json (no forked walk)": [*nsx, *nofork, PORTKIT, "ls", "--all", "--json"],
+                "portkit ls --all --json (procfs backend)": [
+                    *nsx, "env", "PORTKIT_SOCKET_BACKEND=procfs", PORTKIT, "ls", "--all", "--json",
+                ],
+                "portkit ls (ip netns exec)": [*nsx, PORTKIT, "ls"],
+                "portkit ls --netns": [PORTKIT, "ls", "--netns", ns],
+                "portkit ls (no forked walk)": [*nsx, *nofork, PORTKIT, "ls"],
+            },
+            r,
+        )  # fmt: skip
+        t.update(interleaved({"python -c pass": [PY, "-c", "pass"], "portkit who 1": [PORTKIT, "who", "1"]}, r * 3))
         for k, v in in_process(ns, r).items():
             t[k] = v
     width = max(len(k) for k in t)
@@ -189,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"ls --all --json / psutil              = {t['portkit ls --all --json (ip netns exec)'] / ps:.2f}x (target <= 1.0x)")
     print(f"ls / ss -tlnp                         = {t['portkit ls (ip netns exec)'] / t['ss -tlnp']:.2f}x (target <= 1.0x)")
     print(f"ls --netns / ss -tlnp                 = {t['portkit ls --netns'] / t['ss -tlnp']:.2f}x")
+    print(f"ls (no forked walk) / ss -tlnp        = {t['portkit ls (no forked walk)'] / t['ss -tlnp']:.2f}x")
+    print(f"ls --all --json (no fork) / ss -tanp  = {t['portkit ls --all --json (no forked walk)'] / t['ss -tanp']:.2f}x")
     print(f"who 1                                 = {t['portkit who 1'] * 1000:.0f} ms (target <= 150 ms)")
     return 0
 

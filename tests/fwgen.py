@@ -193,7 +193,7 @@ def _rule(rng: random.Random, u: Universe, regular: list[str], sets: list[tuple[
         else:
             parts.append(f"{'ip' if fam == 4 else 'ip6'} saddr @{name}")
     if rng.random() < 0.1:
-        parts.append(rng.choice(['log prefix "t "', "limit rate 1000/second", "counter"]))
+        parts.append(rng.choice(['log prefix "t "', "limit rate 1000000/second burst 1000000 packets", "counter"]))
     r = rng.random()
     if regular and r < 0.2:
         parts.append(f"{rng.choice(['jump', 'jump', 'goto'])} {rng.choice(regular)}")

@@ -149,3 +149,39 @@ def test_without_root_is_a_clear_error() -> None:
 def test_help_teaches_the_schema() -> None:
     r = portkit("lab", "up", "--help")
     assert r.returncode == 0 and "masquerade" in r.stdout and "kind: echo|http|banner|silent" in r.stdout
+
+
+@needs_root
+@pytest.mark.root
+def test_down_after_crashed_up(lab_name: str) -> None:
+    """An `up` killed midway (namespaces made, services started, never finished) is undone by `down`."""
+    crash = (
+        "import os, sys\n"
+        "from portkit.lab import build, scenario, system\n"
+        "system.wait_ready = lambda procs, timeout=15.0: os._exit(9)\n"
+        f"build.up(scenario.load('nat-pat'), name={lab_name!r})\n"
+    )
+    r = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 9, r.stderr
+    record = state.read(lab_name)
+    assert record is not None and record["status"] == "creating"
+    assert leftovers(lab_name)  # namespaces, files and the runner are there
+    st = portkit("lab", "status", lab_name)
+    assert st.returncode == 1 and "creating" in st.stdout
+    down = portkit("lab", "down", lab_name)
+    assert down.returncode == 0, down.stderr
+    assert leftovers(lab_name) == []
+
+
+@needs_root
+@pytest.mark.root
+def test_up_rebuilds_an_edited_scenario_but_not_another_file(lab_name: str, tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text((LABS / "loopback-only.yaml").read_text())
+    assert portkit("lab", "up", str(path), "--name", lab_name).returncode == 0
+    path.write_text(path.read_text().replace("5.7.0-mysql", "8.0.0-mysql"))
+    again = portkit("lab", "up", str(path), "--name", lab_name)
+    assert again.returncode == 0 and "is up" in again.stdout  # rebuilt, not "already up"
+    other = portkit("lab", "up", str(LABS / "nat-pat.yaml"), "--name", lab_name)
+    assert other.returncode == 2 and "already up from" in other.stderr
+    assert portkit("lab", "status", lab_name).returncode == 0

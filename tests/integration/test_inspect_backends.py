@@ -101,3 +101,18 @@ def test_backends_look_into_a_namespace(name: str) -> None:
         assert [(r[3], r[4]) for r in rows] == [("127.0.0.1", 4321)]
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_forked_walk_matches_sequential(own_sockets: dict[str, socket.socket]) -> None:
+    from portkit.backends import procs
+
+    mine = {os.fstat(s.fileno()).st_ino for s in own_sockets.values()}
+    seq, _ = procs.socket_owners(mine, parallel=False)
+    par, _ = procs.socket_owners(mine, parallel=True)
+    assert seq == par and set(seq) == mine and all(v == [os.getpid()] for v in seq.values())
+    seq_all, _ = procs.socket_owners(None, parallel=False)
+    par_all, _ = procs.socket_owners(None, parallel=True)
+    for ino in mine:
+        assert seq_all[ino] == par_all[ino] == [os.getpid()]
+    halves = procs._balanced_halves([os.getpid(), 1], "/proc")
+    assert halves is None or sorted(halves[0] + halves[1]) == sorted([os.getpid(), 1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -91,8 +92,35 @@ def test_udp_kinds(two: LabHandle) -> None:
     banner = two.probe("a", two.address("b", 6), 5353, proto="udp")
     assert (banner.state, banner.data) == ("open", b"hi\r\n")
     assert two.probe("a", b4, 9, proto="udp", timeout=0.3).state == "timeout"
-    # Closed UDP port: ICMP port unreachable, every time (rate limit is off).
-    assert all(two.probe("a", b4, 10, proto="udp").state == "refused" for _ in range(20))
+    # Closed UDP ports: ICMP port unreachable every time, also in a fast burst (rate limits off).
+
+    def burst() -> int:
+        """400 datagrams to 400 closed ports within a few ms; count the port-unreachables."""
+        import socket
+        import time
+
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(400)]
+        try:
+            for port, s in enumerate(socks, start=10000):
+                s.connect((b4, port))
+            for s in socks:
+                s.send(b"x")
+            time.sleep(0.3)
+            refused = 0
+            for s in socks:
+                s.setblocking(False)
+                try:
+                    s.recv(16)
+                except ConnectionRefusedError:
+                    refused += 1
+                except BlockingIOError:
+                    pass
+            return refused
+        finally:
+            for s in socks:
+                s.close()
+
+    assert two.call("a", burst) == 400  # with the default per-destination limit: about 6
 
 
 def test_namespace_settings(two: LabHandle) -> None:
@@ -269,3 +297,24 @@ def test_echo_under_load(two: LabHandle) -> None:
 
     assert two.call("a", bulk) == 4 * 1024 * 1024
     assert two.call("a", many) == 800
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to drop to nobody")
+def test_fixture_skips_with_a_reason_without_root() -> None:
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="pk-labskip-")
+    try:
+        os.chmod(d, 0o755)
+        test = Path(d) / "test_inner.py"
+        test.write_text("def test_needs_a_lab(lab):\n    lab({'hosts': {'a': {}}, 'links': []})\n")
+        os.chmod(test, 0o644)
+        r = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "pytest", "-rs", "-q",
+             "-p", "portkit.lab.pytest_plugin", "-p", "no:cacheprovider", str(test)],
+            capture_output=True, text=True, cwd=d, timeout=120,
+        )
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    assert "1 skipped" in r.stdout, r.stdout + r.stderr
+    assert "lab needs root" in r.stdout

@@ -98,7 +98,7 @@ def test_port_proto_and_range_and_signal() -> None:
     with pytest.raises(PortSpecError, match="invalid range '9-3'"):
         extra.parse_range("9-3")
     assert extra.parse_signal("term") == signal.SIGTERM == extra.parse_signal("SIGTERM") == extra.parse_signal(15)
-    with pytest.raises(InputError, match="invalid signal 'FOO'; valid signals are: .*TERM"):
+    with pytest.raises(InputError, match=r"invalid signal 'FOO'; valid signals are: .*TERM"):
         extra.parse_signal("FOO")
 
 
@@ -115,7 +115,11 @@ def test_free_ports_search() -> None:
     few = extra.free_ports(10, (8000, 8009), is_free=fake)
     assert len(few.ports) == 5  # only five even ports: the caller reports the shortfall
     tried.clear()
-    default = extra.free_ports(20, is_free=lambda p, proto: tried.append(p) is None)
+    def record(port: int, proto: str) -> bool:
+        tried.append(port)
+        return True
+
+    default = extra.free_ports(20, is_free=record)
     low, high = default._range
     assert low == 1024 and high < 32768
     assert 3306 not in tried and 5432 not in tried  # named ports are skipped by default
@@ -153,11 +157,12 @@ def test_tables_render_plain_and_colour() -> None:
 
 
 def test_who_render_and_document() -> None:
-    h = Holder(*row(processes=NGINX), cmdline="nginx: master process", started="2026-01-01T00:00:00+00:00")
+    fields = dict(zip(ops._ENTRY_FIELDS, row(processes=NGINX), strict=True))
+    h = Holder(**fields, cmdline="nginx: master process", started="2026-01-01T00:00:00+00:00")
     rep = WhoReport(80, (h,), "tcp")
     text = who_text(rep, color=False, tr=lambda s: s)
     assert "nginx: master process (also pids 101)" in text and "2026-01-01 00:00:00" in text
     doc = who_document(rep, (KillOutcome(100, "SIGTERM", True),))
     assert doc["port"] == 80 and doc["holders"][0]["cmdline"] == "nginx: master process"
     assert doc["signals"] == [{"pid": 100, "signal": "SIGTERM", "exited": True}]
-    assert "Nobody holds port 81/udp." == who_text(WhoReport(81, (), "udp"), color=False, tr=lambda s: s)
+    assert who_text(WhoReport(81, (), "udp"), color=False, tr=lambda s: s) == "Nobody holds port 81/udp."

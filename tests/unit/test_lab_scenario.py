@@ -182,3 +182,19 @@ def test_unique_names_are_valid_lab_names(base: str) -> None:
     base = base.lstrip("-") or "x"
     name = unique_name(base)
     assert len(name) <= scenario.MAX_LAB_NAME and re.match(r"^[a-z0-9][a-z0-9-]*$", name)
+
+
+@pytest.mark.parametrize("bad", ["../x", "A", "", "a/b", "x" * 41, "-x"])
+def test_lab_names_are_checked_before_use_as_paths(bad: str) -> None:
+    from portkit.lab import state
+
+    with pytest.raises(InputError, match="invalid lab name"):
+        state.state_path(bad)
+
+
+def test_invalid_file_stem_needs_a_name(tmp_path: Path) -> None:
+    p = tmp_path / "My_Lab.yaml"
+    p.write_text("hosts: {a: {}}\nlinks: []\n")
+    with pytest.raises(FileFormatError, match="add a 'name:'"):
+        scenario.load(p)
+    assert scenario.load(p, default_name="my-lab").name == "my-lab"

@@ -345,10 +345,18 @@ def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | Non
             outbound = fw.verdict(res, "out", out_pkt)
             if outbound is None:
                 acc.unknowns.append(Unknown("outbound", _why_unknown(res)))
+        blocked_here = outbound is not None and outbound.verdict != "accept"
+        tracing = None
+        if not local_target and o.trace and not blocked_here:
+            # The trace runs beside the probe, not after it: a dropped port then costs one
+            # timeout instead of two. It is used only when the probe dies (no answer at all).
+            tracing = _Background(lambda: (o.trace_fn or _default_trace)(address, port, proto, target=target))
         probe = acc.attempt("probe", lambda: _probe(address, port, proto, o))
-        if probe is not None and probe.state != "open" and not local_target and o.trace and probe.reason in ("no-response",):
-            tracer = o.trace_fn or _default_trace
-            trace = acc.attempt("trace", lambda: tracer(address, port, proto, target=target))
+        if tracing is not None:
+            if probe is not None and probe.state != "open" and probe.reason == "no-response":
+                trace = acc.attempt("trace", tracing.result)
+            else:
+                tracing.wait()  # not needed: the probe got an answer
         if other is not None and (probe is None or probe.state != "open"):
             other_probe = acc.attempt("probe_other_family", lambda: _probe(other or "", port, proto, o))
 
@@ -374,6 +382,34 @@ def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | Non
         other_family=other_probe,
         unknowns=tuple(acc.unknowns),
     )
+
+
+class _Background:
+    """Run ``fn`` in a thread now; ``result()`` joins it and returns (or raises) its outcome."""
+
+    def __init__(self, fn: Callable[[], TraceResult]) -> None:
+        import threading
+
+        self._box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                self._box["value"] = fn()
+            except BaseException as exc:
+                self._box["error"] = exc
+
+        self._thread = threading.Thread(target=work, name="portkit-trace", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> TraceResult:
+        self._thread.join()
+        if "error" in self._box:
+            raise self._box["error"]
+        value: TraceResult = self._box["value"]
+        return value
 
 
 def _default_trace(address: str, port: int, proto: str, *, target: str | None = None) -> TraceResult:

@@ -60,6 +60,11 @@ def list_ruleset_json(*, netns: str | None = None) -> dict[str, Any]:
     return data
 
 
+def list_ruleset_debug(*, netns: str | None = None) -> str:
+    """``nft --debug=netlink list ruleset``: the rules' bytecode (to see what listing hides)."""
+    return _run(["--debug=netlink", "list", "ruleset"], netns=netns)
+
+
 def list_ruleset_text(*, netns: str | None = None) -> str:
     return _run(["list", "ruleset"], netns=netns)
 

@@ -7,7 +7,6 @@ the files (at run time, never from the network) and caches the result per proces
 from __future__ import annotations
 
 import os
-import shutil
 
 from portkit.registry.ports import LINUX_DEFAULT_EPHEMERAL, parse_port_range
 from portkit.registry.services import ServiceDb, parse_etc_services, parse_nmap_services
@@ -29,6 +28,8 @@ def _read(path: str) -> str:
 
 def nmap_services_path() -> str | None:
     """nmap-services next to an installed nmap, else the usual locations; None without nmap."""
+    import shutil  # not at top: it pulls in lzma and bz2, and start-up time matters
+
     nmap = shutil.which("nmap")
     candidates = list(NMAP_SERVICES_PATHS)
     if nmap:

@@ -36,17 +36,41 @@ not resolve, 3 --syn without root, 130 interrupted.
 
 
 def register(sub: Any) -> None:
-    p = subparser(sub, "check", help="is a port open, closed or filtered, and why", description=DESCRIPTION, epilog=EPILOG)
-    p.add_argument("endpoints", nargs="+", metavar="TARGET:PORT[/tcp|/udp]", help="endpoints; or a bare TARGET with -p")
+    p = subparser(
+        sub,
+        "check",
+        help="is a port open, closed or filtered, and why",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "endpoints", nargs="+", metavar="TARGET:PORT[/tcp|/udp]", help="endpoints; or a bare TARGET with -p"
+    )
     p.add_argument("-p", "--ports", metavar="SPEC", help="ports for bare targets: 22,80,8000-8010")
     p.add_argument("-u", "--udp", action="store_true", help="probe UDP where an endpoint names no protocol")
-    p.add_argument("--syn", action="store_true", help="send raw SYNs instead of connecting (root / CAP_NET_RAW)")
-    p.add_argument("--banner", action="store_true", help="for open TCP ports, read the first line (or detect TLS)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="how long one probe waits (default 1, then adaptive)")
-    p.add_argument("--retries", type=int, metavar="N", default=1, help="retransmissions of an unanswered probe (default 1)")
+    p.add_argument(
+        "--syn", action="store_true", help="send raw SYNs instead of connecting (root / CAP_NET_RAW)"
+    )
+    p.add_argument(
+        "--banner", action="store_true", help="for open TCP ports, read the first line (or detect TLS)"
+    )
+    p.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="how long one probe waits (default 1, then adaptive)"
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        metavar="N",
+        default=1,
+        help="retransmissions of an unanswered probe (default 1)",
+    )
     fam = p.add_mutually_exclusive_group()
-    fam.add_argument("-4", dest="family", action="store_const", const=4, help="use IPv4 addresses of names only")
-    fam.add_argument("-6", dest="family", action="store_const", const=6, help="use IPv6 addresses of names only")
+    fam.add_argument(
+        "-4", dest="family", action="store_const", const=4, help="use IPv4 addresses of names only"
+    )
+    fam.add_argument(
+        "-6", dest="family", action="store_const", const=6, help="use IPv6 addresses of names only"
+    )
     add_output_options(p)
     p.set_defaults(func=run)
 
@@ -59,7 +83,9 @@ def _expand(args: argparse.Namespace) -> list[str]:
     ports = parse_ports(args.ports) if args.ports else None
     for text in args.endpoints:
         bare = text.strip()
-        has_port = bare.startswith("[") and "]:" in bare or (not bare.startswith("[") and bare.count(":") == 1)
+        has_port = (bare.startswith("[") and "]:" in bare) or (
+            not bare.startswith("[") and bare.count(":") == 1
+        )
         if not has_port and ports is None and ":" in bare and not bare.startswith("["):
             raise InputError(f"invalid endpoint {text!r}: put an IPv6 address in brackets, e.g. [fd00::2]:80")
         if has_port:
@@ -82,8 +108,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"invalid --timeout {args.timeout}: give seconds, above 0 and at most 60")
     if not 0 <= args.retries <= 20:
         raise InputError(f"invalid --retries {args.retries}: give 0-20")
-    report = check(_expand(args), timeout=args.timeout, retries=args.retries, banner=args.banner, syn=args.syn,
-                   family=args.family)
+    report = check(
+        _expand(args),
+        timeout=args.timeout,
+        retries=args.retries,
+        banner=args.banner,
+        syn=args.syn,
+        family=args.family,
+    )
     if out.json:
         out.emit_json(check_json(report))
     else:

@@ -65,6 +65,9 @@ def register(sub: Any) -> None:
     )
     g.add_argument("--quiet", action="store_true", help="no per-connection log lines")
     g.add_argument("--no-splice", action="store_true", help="copy through buffers instead of os.splice")
+    g.add_argument(
+        "--pipe-size", type=int, metavar="BYTES", help="splice pipe size (default 1 MiB; the kernel rounds it)"
+    )
     g.add_argument("--check", action="store_true", help="validate the SPECs/--config and exit")
     k = p.add_argument_group("kernel forwards")
     k.add_argument("--kernel", action="store_true", help="install the SPECs as nftables DNAT instead")
@@ -193,6 +196,7 @@ def _gather(args: argparse.Namespace) -> tuple[Any, Any]:
         ("udp_idle", "udp_idle_timeout"),
         ("udp_max_sessions", "udp_max_sessions"),
         ("drain", "drain"),
+        ("pipe_size", "pipe_size"),
     ):
         val = getattr(args, name)
         if val is not None:
@@ -220,12 +224,12 @@ def _userspace(args: argparse.Namespace) -> int:
     if not args.specs and not args.config:
         raise InputError("nothing to forward: give a SPEC such as 8080:127.0.0.1:2988, or --config FILE")
     specs, options = _gather(args)
+    for w in exposure_warnings(specs):
+        warn(w)
     if args.check:
         for s in specs:
             sys.stdout.write(f"{s}\n")
         return ExitCode.OK
-    for w in exposure_warnings(specs):
-        warn(w)
 
     def reload_source() -> tuple[Any, Any]:
         return _gather(args)

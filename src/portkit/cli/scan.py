@@ -46,27 +46,47 @@ printed, "interrupted": true).
 
 
 def register(sub: Any) -> None:
-    p = subparser(sub, "scan", help="scan ports of hosts or networks (nmap-accurate)", description=DESCRIPTION, epilog=EPILOG)
-    p.add_argument("targets", nargs="+", metavar="TARGET", help="host names, IPv4/IPv6 addresses, CIDR blocks")
+    p = subparser(
+        sub,
+        "scan",
+        help="scan ports of hosts or networks (nmap-accurate)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "targets", nargs="+", metavar="TARGET", help="host names, IPv4/IPv6 addresses, CIDR blocks"
+    )
     ports = p.add_mutually_exclusive_group()
     ports.add_argument("-p", "--ports", metavar="SPEC", help="22,80,8000-8100; '-' or 1-65535 for all")
-    ports.add_argument("-p-", dest="ports", action="store_const", const="-", help="all 65535 ports (same as -p -)")
+    ports.add_argument(
+        "-p-", dest="ports", action="store_const", const="-", help="all 65535 ports (same as -p -)"
+    )
     ports.add_argument("--top", type=int, metavar="N", help="the N most commonly open ports (default 1000)")
     kind = p.add_argument_group("scan type")
-    kind.add_argument("--syn", "-sS", action="store_true", help="raw SYN scan, no handshake (root / CAP_NET_RAW)")
+    kind.add_argument(
+        "--syn", "-sS", action="store_true", help="raw SYN scan, no handshake (root / CAP_NET_RAW)"
+    )
     kind.add_argument("--connect", "-sT", action="store_true", help="TCP connect scan (the default)")
     kind.add_argument("--udp", "-sU", action="store_true", help="UDP scan (with --syn: TCP and UDP)")
     fam = p.add_mutually_exclusive_group()
     fam.add_argument("-4", dest="family", action="store_const", const=4, help="IPv4 addresses of names only")
     fam.add_argument("-6", dest="family", action="store_const", const=6, help="IPv6 addresses of names only")
     tm = p.add_argument_group("timing")
-    tm.add_argument("-Pn", "--no-ping", dest="no_ping", action="store_true", help="scan every address of a CIDR block")
+    tm.add_argument(
+        "-Pn", "--no-ping", dest="no_ping", action="store_true", help="scan every address of a CIDR block"
+    )
     tm.add_argument("--rate", type=float, metavar="PPS", help="at most PPS probes per second")
-    tm.add_argument("--max-retries", type=int, metavar="N", help="retransmissions of unanswered probes (default up to 6)")
-    tm.add_argument("--timeout", type=float, metavar="SECONDS", help="fixed wait per probe instead of adaptive timeouts")
+    tm.add_argument(
+        "--max-retries", type=int, metavar="N", help="retransmissions of unanswered probes (default up to 6)"
+    )
+    tm.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="fixed wait per probe instead of adaptive timeouts"
+    )
     tm.add_argument("--processes", type=int, metavar="N", help="worker processes (default: 2 on 2+ cores)")
     p.add_argument("--all", dest="all_ports", action="store_true", help="list every port, summarise nothing")
-    p.add_argument("-oX", dest="xml", metavar="FILE", help="also write nmap-compatible XML to FILE ('-' for stdout)")
+    p.add_argument(
+        "-oX", dest="xml", metavar="FILE", help="also write nmap-compatible XML to FILE ('-' for stdout)"
+    )
     add_output_options(p)
     p.set_defaults(func=run)
 

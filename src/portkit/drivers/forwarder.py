@@ -117,7 +117,9 @@ def _bind(spec: ForwardSpec, who_holds: WhoHolds | None) -> socket.socket:
                 hint=f"see 'portkit who {spec.listen_port}', or pick another listen port",
             ) from None
         if exc.errno == errno.EADDRNOTAVAIL:
-            raise InputError(f"cannot listen on {spec.listen}: no interface of this host has {spec.bind}") from None
+            raise InputError(
+                f"cannot listen on {spec.listen}: no interface of this host has {spec.bind}"
+            ) from None
         raise map_os_error(exc, f"cannot listen on {spec.listen}/{spec.proto}") from None
     return sock
 
@@ -198,7 +200,9 @@ class Forwarder:
             raise ResolveError(spec.target_host, "no address")
         return found[0]
 
-    def _open_all(self, specs: Sequence[ForwardSpec]) -> list[tuple[ForwardSpec, socket.socket, tuple[int, SockAddr]]]:
+    def _open_all(
+        self, specs: Sequence[ForwardSpec]
+    ) -> list[tuple[ForwardSpec, socket.socket, tuple[int, SockAddr]]]:
         """Resolve every target, then bind every listener; on any failure close them all."""
         targets = [self._resolve(s) for s in specs]
         opened: list[tuple[ForwardSpec, socket.socket, tuple[int, SockAddr]]] = []
@@ -215,7 +219,12 @@ class Forwarder:
         """Resolve targets and bind every listener (all or nothing); raise PortkitError."""
         if not self.specs:
             raise InputError("no forwards given; pass a SPEC such as 8080:127.0.0.1:80 or --config FILE")
-        for spec, sock, target in self._open_all(self.specs):
+        try:
+            opened = self._open_all(self.specs)
+        except BaseException:
+            self._shutdown()
+            raise
+        for spec, sock, target in opened:
             self._serve(spec, sock, target)
 
     def _serve(self, spec: ForwardSpec, sock: socket.socket, target: tuple[int, SockAddr]) -> None:
@@ -316,7 +325,9 @@ class Forwarder:
         except OSError as exc:
             sock.close()
             self.counters.failed += 1
-            self._log(f"tcp {client} -> {lst.spec.target}: cannot open a socket ({exc.strerror}), client closed")
+            self._log(
+                f"tcp {client} -> {lst.spec.target}: cannot open a socket ({exc.strerror}), client closed"
+            )
             return
         up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err = up.connect_ex(lst.target)
@@ -326,7 +337,9 @@ class Forwarder:
             self.counters.failed += 1
             self._log(f"tcp {client} -> {lst.spec.target}: target down ({os.strerror(err)}), client closed")
             return
-        r = Relay(lst.spec, sock, client, up, self.pool, self.use_splice, now, now + self.options.connect_timeout)
+        r = Relay(
+            lst.spec, sock, client, up, self.pool, self.use_splice, now, now + self.options.connect_timeout
+        )
         self.counters.accepted += 1
         self.counters.active += 1
         self._open_files += 2
@@ -377,7 +390,9 @@ class Forwarder:
             self._log(f"tcp {r.peer} -> {spec.target}: target down ({failed}), client closed")
             return
         dur = time.monotonic() - r.started
-        self._log(f"tcp {r.peer} -> {spec.target}: {r.up.nbytes} B up, {r.down.nbytes} B down, {dur:.3f} s ({how})")
+        self._log(
+            f"tcp {r.peer} -> {spec.target}: {r.up.nbytes} B up, {r.down.nbytes} B down, {dur:.3f} s ({how})"
+        )
 
     # -- reload ----------------------------------------------------------------------------
     def _reload(self) -> None:
@@ -475,8 +490,20 @@ class Forwarder:
             self._shutdown()
 
     def stats_line(self) -> str:
+        """Counters including the bytes of connections still open (live, not only finished)."""
         udp_active = sum(len(u.sessions) for u in self._udp.values())
-        return self.counters.line(self.pool.in_use, udp_active)
+        live = {id(r): r for r in self._relays.values()}.values()
+        c = self.counters
+        snap = Counters(
+            accepted=c.accepted,
+            active=c.active,
+            failed=c.failed,
+            refused=c.refused + sum(u.refused for u in self._udp.values()),
+            bytes_up=c.bytes_up + sum(r.up.nbytes for r in live),
+            bytes_down=c.bytes_down + sum(r.down.nbytes for r in live),
+            started=c.started,
+        )
+        return snap.line(self.pool.in_use, udp_active)
 
     def _begin_drain(self) -> None:
         now = time.monotonic()

@@ -19,6 +19,7 @@ import socket
 import sys
 
 from portkit.drivers.forwarder_tcp import End, Half, PipePool, RelayError
+from portkit.drivers.udpforward import grow_buffer
 
 _ET = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
 
@@ -37,7 +38,7 @@ def serve(host: str, tcp_port: int | None, udp_port: int | None) -> None:
         ep.register(tcp.fileno(), select.EPOLLIN)
     if udp_port is not None:
         udp = socket.socket(fam, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
-        udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        grow_buffer(udp, 8 << 20)
         udp.bind((host, udp_port))
         ep.register(udp.fileno(), select.EPOLLIN)
     sys.stdout.write(f"ready {tcp.getsockname()[1] if tcp else 0} {udp.getsockname()[1] if udp else 0}\n")

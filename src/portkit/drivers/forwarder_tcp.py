@@ -265,7 +265,9 @@ class Relay:
         for end in (self.client, self.upstream):
             if reset:
                 try:
-                    end.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    end.sock.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    )
                 except OSError:
                     pass
             end.sock.close()

@@ -26,7 +26,9 @@ from portkit.model.probe import PortState
 from portkit.parse.banner import client_hello, describe_tls, first_line
 
 DISCOVERY_PORTS = (80, 443)
-DISCOVERY_PROFILE = TimingProfile(initial_rtt=0.5, min_rtt=0.1, max_rtt=1.0, max_retries=1, initial_window=256)
+DISCOVERY_PROFILE = TimingProfile(
+    initial_rtt=0.5, min_rtt=0.1, max_rtt=1.0, max_retries=1, initial_window=256
+)
 
 
 def system_resolver(name: str, family: int | None) -> list[tuple[int, str]]:
@@ -47,7 +49,9 @@ def system_resolver(name: str, family: int | None) -> list[tuple[int, str]]:
     return out
 
 
-def grab_banner(address: str, port: int, *, timeout: float = 2.0, server_name: str | None = None) -> str | None:
+def grab_banner(
+    address: str, port: int, *, timeout: float = 2.0, server_name: str | None = None
+) -> str | None:
     """The first line an open TCP service sends, or ``"TLS 1.3"`` etc. for a TLS server."""
     try:
         with socket.create_connection((address, port), timeout=timeout) as s:
@@ -78,7 +82,8 @@ def _recv_some(s: socket.socket, timeout: float) -> bytes:
 def _icmp_checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    words: tuple[int, ...] = struct.unpack(f"!{len(data) // 2}H", data)
+    total = sum(words)
     total = (total & 0xFFFF) + (total >> 16)
     total += total >> 16
     return ~total & 0xFFFF
@@ -119,10 +124,14 @@ def _echo_alive(addresses: Sequence[str], timeout: float) -> set[int]:
                         break
                     off = 0 if v6 else (data[0] & 15) * 4
                     reply = 129 if v6 else 0
-                    if len(data) >= off + 8 and data[off] == reply and data[off + 4 : off + 6] == struct.pack("!H", ident):
-                        i = where.get(str(addr[0]).split("%")[0])
-                        if i is not None:
-                            alive.add(i)
+                    if (
+                        len(data) >= off + 8
+                        and data[off] == reply
+                        and data[off + 4 : off + 6] == struct.pack("!H", ident)
+                    ):
+                        found = where.get(str(addr[0]).split("%")[0])
+                        if found is not None:
+                            alive.add(found)
     return alive
 
 
@@ -145,7 +154,9 @@ def discover(addresses: Sequence[str], *, privileged: bool, timeout: float = 1.0
             part = [k for k, a in enumerate(sub) if (":" in a) == v6]
             if not part:
                 continue
-            res = SynScanner([sub[k] for k in part], work_items(len(part), DISCOVERY_PORTS), DISCOVERY_PROFILE).run()
+            res = SynScanner(
+                [sub[k] for k in part], work_items(len(part), DISCOVERY_PORTS), DISCOVERY_PROFILE
+            ).run()
             for (hi, _port), v in res.results.items():
                 if _says_alive(v.state, v.reason_from, sub[part[hi]]):
                     alive.add(rest[part[hi]])

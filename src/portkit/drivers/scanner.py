@@ -34,6 +34,7 @@ import pickle
 import random
 import resource
 import select
+import signal
 import socket
 import time
 from collections import deque
@@ -41,7 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from portkit.engine.timing import CongestionWindow, RetryPolicy, RttEstimator, TimingProfile
+from portkit.engine.timing import CongestionWindow, RetryPolicy, RttEstimator, SilenceTracker, TimingProfile
 from portkit.errors import ResourceLimit
 from portkit.model.probe import PortState, Reason, Verdict
 from portkit.parse.sockerr import icmp_reason, parse_sock_extended_err, state_for
@@ -58,6 +59,7 @@ class Cancel(Protocol):
     """Anything with ``is_set()`` (a threading.Event): the scan stops, partial, when set."""
 
     def is_set(self) -> bool: ...
+
 
 OPEN_SYNACK = Verdict(PortState.OPEN, Reason.SYN_ACK)
 CLOSED_REFUSED = Verdict(PortState.CLOSED, Reason.CONN_REFUSED)
@@ -93,7 +95,7 @@ def window_limit(profile_max: int, open_files: int, processes: int = 1) -> int:
     return max(1, min(profile_max, open_files - FD_MARGIN))
 
 
-def verdict_from_error(sock: socket.socket, err: int, rtt_ms: float | None, proto: str = "tcp") -> Verdict:
+def verdict_from_error(sock: _socket.socket, err: int, rtt_ms: float | None, proto: str = "tcp") -> Verdict:
     """Judge a failed probe: the ICMP on the error queue if any, else the errno."""
     icmp = read_icmp(sock)
     if icmp is not None:
@@ -101,7 +103,9 @@ def verdict_from_error(sock: socket.socket, err: int, rtt_ms: float | None, prot
     if err == errno.ECONNREFUSED and rtt_ms is None:
         return CLOSED_REFUSED
     state, reason = _ERRNO_REASON.get(err, (PortState.FILTERED, Reason.ERROR))
-    return Verdict(state, reason, None if reason is not Reason.ERROR else errno.errorcode.get(err, str(err)), rtt_ms)
+    return Verdict(
+        state, reason, None if reason is not Reason.ERROR else errno.errorcode.get(err, str(err)), rtt_ms
+    )
 
 
 IcmpInfo = tuple[int, int, int, str | None]  # (family 4|6, type, code, sender)
@@ -123,7 +127,7 @@ def icmp_from_ancillary(anc: list[tuple[int, int, bytes]]) -> IcmpInfo | None:
     return None
 
 
-def read_icmp(sock: socket.socket) -> IcmpInfo | None:
+def read_icmp(sock: _socket.socket) -> IcmpInfo | None:
     """The first ICMP error queued on ``sock`` (non-ICMP entries are skipped), or None."""
     for _ in range(8):
         try:
@@ -169,8 +173,11 @@ class ConnectScanner:
         self.cancel = cancel
         self.record_rtt = record_rtt
         self.hosts = [
-            _Host(a, socket.AF_INET6 if ":" in a else socket.AF_INET,
-                  RttEstimator(profile.initial_rtt, profile.min_rtt, profile.max_rtt, profile.lan_min_rtt))
+            _Host(
+                a,
+                socket.AF_INET6 if ":" in a else socket.AF_INET,
+                RttEstimator(profile.initial_rtt, profile.min_rtt, profile.max_rtt, profile.lan_min_rtt),
+            )
             for a in addresses
         ]
         self.items = items
@@ -181,6 +188,7 @@ class ConnectScanner:
             min(profile.min_window, self.limit), self.limit, float(min(profile.initial_window, self.limit))
         )
         self.retry = RetryPolicy(profile.max_retries)
+        self.silence = SilenceTracker(len(self.hosts))
         self.outcome = ScanOutcome()
 
     def run(self) -> ScanOutcome:
@@ -200,9 +208,8 @@ class ConnectScanner:
         profile = self.profile
         on_progress = self.on_progress
         ep = select.epoll()
-        # fd -> [sock, host index, port, tryno, sent_at, replies_at_send]; None sock once done
-        inflight: dict[int, list[object]] = {}
-        order: deque[list[object]] = deque()  # probes in send order, for timeouts
+        inflight: dict[int, _Probe] = {}  # fd -> probe
+        order: deque[_Probe] = deque()  # probes in send order, for timeouts
         retries: deque[tuple[int, int, int]] = deque()  # (host index, port, tryno)
         next_index = 0
         mono = time.monotonic
@@ -211,8 +218,11 @@ class ConnectScanner:
         stream = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
         sol, so_error = socket.SOL_SOCKET, socket.SO_ERROR
         einprogress = errno.EINPROGRESS
-        EPOLLOUT, EPOLLERR = select.EPOLLOUT, select.EPOLLERR
-        recverr = {socket.AF_INET: (socket.IPPROTO_IP, IP_RECVERR), socket.AF_INET6: (socket.IPPROTO_IPV6, IPV6_RECVERR)}
+        epollout, epollerr = select.EPOLLOUT, select.EPOLLERR
+        recverr: dict[int, tuple[int, int]] = {
+            socket.AF_INET: (socket.IPPROTO_IP, IP_RECVERR),
+            socket.AF_INET6: (socket.IPPROTO_IPV6, IPV6_RECVERR),
+        }
         rate_gap = 1.0 / profile.rate if profile.rate else 0.0
         next_send = 0.0
         done = 0
@@ -222,12 +232,10 @@ class ConnectScanner:
         keep_rtt = self.record_rtt
         econnrefused = errno.ECONNREFUSED
         errqueue_flags = socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT
-
-        def finish(probe: list[object], verdict: Verdict) -> None:
-            nonlocal done
-            probe[0] = None
-            results[(probe[1], probe[2])] = verdict  # type: ignore[index]
-            done += 1
+        verdict: Verdict
+        silence = self.silence
+        host_replies = silence.replies
+        heard = silence.heard
 
         try:
             while True:
@@ -273,10 +281,10 @@ class ConnectScanner:
                         e = s.getsockopt(sol, so_error)
                         if e == 0:
                             fd = s.fileno()
-                            probe: list[object] = [s, hi, port, tryno, t0, cwnd.replies]
+                            probe = _Probe(s, hi, port, tryno, t0, cwnd.replies, host_replies[hi])
                             inflight[fd] = probe
                             order.append(probe)
-                            ep.register(fd, EPOLLOUT)
+                            ep.register(fd, epollout)
                             continue
                     # answered within connect() itself (a LAN or loopback): a reply, RTT ~ now
                     rtt = mono() - t0
@@ -299,17 +307,25 @@ class ConnectScanner:
                     if tryno:
                         retry.on_answer(tryno)
                     cwnd.on_reply(t0, tryno > 0, len(inflight), t0)
+                    host_replies[hi] += 1
                     results[(hi, port)] = verdict
                     done += 1
                 if len(inflight) > self.outcome.window_peak:
                     self.outcome.window_peak = len(inflight)
                 if not inflight and not retries and next_index >= total:
-                    break
+                    again, final = silence.next_round()
+                    for hi, item in final:
+                        results[(hi, item & 0xFFFF)] = FILTERED_SILENT
+                        done += 1
+                    if not again:
+                        break
+                    retries.extend((hi, item & 0xFFFF, 0) for hi, item in again)
+                    continue
                 # 2. wait for answers, no longer than the oldest probe's deadline
                 wait = 0.0
                 if order:
                     head = order[0]
-                    wait = max(0.0, head[4] + hosts[head[1]].rtt.timeout() - now)  # type: ignore[index,operator]
+                    wait = max(0.0, head.sent + hosts[head.hi].rtt.timeout() - now)
                     if len(inflight) < cwnd.window and (retries or next_index < total):
                         wait = 0.0 if not rate_gap else max(0.0, min(wait, next_send - now))
                 elif rate_gap:
@@ -318,45 +334,48 @@ class ConnectScanner:
                 now = mono()
                 for fd, ev in events:
                     probe = inflight.pop(fd)
-                    s = probe[0]  # type: ignore[assignment]
+                    s = probe.sock
                     ep.unregister(fd)
-                    hi, port, tryno, t0 = probe[1], probe[2], probe[3], probe[4]  # type: ignore[assignment]
-                    rtt = now - t0
-                    host = hosts[hi]
-                    if tryno == 0:
-                        host.rtt.sample(rtt)
+                    rtt = now - probe.sent
+                    if probe.tryno == 0:
+                        hosts[probe.hi].rtt.sample(rtt)
+                    else:
+                        retry.on_answer(probe.tryno)
                     e = s.getsockopt(sol, so_error)
-                    if tryno:
-                        retry.on_answer(tryno)
-                    if e == 0 and not ev & EPOLLERR:
+                    if e == 0 and not ev & epollerr:
                         verdict = Verdict(PortState.OPEN, Reason.SYN_ACK, None, round(rtt * 1000, 3))
                     else:
                         verdict = verdict_from_error(s, e, round(rtt * 1000, 3) if keep_rtt else None)
                     s.close()
-                    cwnd.on_reply(t0, tryno > 0, len(inflight), now)
-                    finish(probe, verdict)
+                    probe.done = True
+                    host_replies[probe.hi] += 1
+                    cwnd.on_reply(probe.sent, probe.tryno > 0, len(inflight), now)
+                    results[(probe.hi, probe.port)] = verdict
+                    done += 1
                 # 3. time out overdue probes: retransmit, or conclude "filtered / no-response"
                 while order:
                     probe = order[0]
-                    if probe[0] is None:
+                    if probe.done:
                         order.popleft()
                         continue
-                    hi = probe[1]  # type: ignore[assignment]
-                    if now < probe[4] + hosts[hi].rtt.timeout():  # type: ignore[operator]
+                    if now < probe.sent + hosts[probe.hi].rtt.timeout():
                         break
                     order.popleft()
-                    s = probe[0]  # type: ignore[assignment]
+                    s = probe.sock
                     fd = s.fileno()
                     del inflight[fd]
                     ep.unregister(fd)
                     s.close()
-                    cwnd.on_timeout(probe[4], probe[5], len(inflight), now)  # type: ignore[arg-type]
-                    tryno = probe[3]  # type: ignore[assignment]
-                    if retry.should_retry(tryno):
-                        probe[0] = None
-                        retries.append((hi, probe[2], tryno + 1))  # type: ignore[arg-type]
-                    else:
-                        finish(probe, FILTERED_SILENT)
+                    probe.done = True
+                    cwnd.on_timeout(probe.sent, probe.replies, len(inflight), now)
+                    item = probe.hi << 16 | probe.port
+                    if host_replies[probe.hi] > probe.hsnap:
+                        heard.add(item)
+                    if retry.should_retry(probe.tryno):
+                        retries.append((probe.hi, probe.port, probe.tryno + 1))
+                    elif silence.conclude(probe.hi, item):
+                        results[(probe.hi, probe.port)] = FILTERED_SILENT
+                        done += 1
                 if self.cancel is not None and self.cancel.is_set():
                     self.outcome.interrupted = True
                     break
@@ -366,12 +385,28 @@ class ConnectScanner:
         finally:
             self.outcome.probes_sent = sent
             for probe in inflight.values():
-                sock = probe[0]
-                if isinstance(sock, _socket.socket):
-                    sock.close()
+                probe.sock.close()
             ep.close()
             if on_progress is not None:
                 on_progress(done, total)
+
+
+class _Probe:
+    """One outstanding connect (slotted: attribute access is as fast as list indexing)."""
+
+    __slots__ = ("done", "hi", "hsnap", "port", "replies", "sent", "sock", "tryno")
+
+    def __init__(
+        self, sock: _socket.socket, hi: int, port: int, tryno: int, sent: float, replies: int, hsnap: int
+    ) -> None:
+        self.hsnap = hsnap
+        self.sock = sock
+        self.hi = hi
+        self.port = port
+        self.tryno = tryno
+        self.sent = sent
+        self.replies = replies
+        self.done = False
 
 
 def _encode(outcome: ScanOutcome) -> bytes:
@@ -398,7 +433,9 @@ def _decode(blob: bytes, into: ScanOutcome) -> None:
     into.window_peak = max(into.window_peak, peak)
 
 
-def work_items(nhosts: int, ports: Sequence[int], *, randomize: bool = True, seed: int | None = None) -> list[int]:
+def work_items(
+    nhosts: int, ports: Sequence[int], *, randomize: bool = True, seed: int | None = None
+) -> list[int]:
     """Every (host, port) pair as ``host << 16 | port``; shuffled like nmap's port order, so a
     block of dropped ports is spread over the scan instead of stalling the window."""
     items = [(hi << 16) | p for p in ports for hi in range(nhosts)]
@@ -410,7 +447,9 @@ def work_items(nhosts: int, ports: Sequence[int], *, randomize: bool = True, see
 Worker = Callable[[Sequence[int], "Progress | None"], ScanOutcome]
 
 
-def run_split(worker: Worker, items: Sequence[int], processes: int, on_progress: Progress | None) -> ScanOutcome:
+def run_split(
+    worker: Worker, items: Sequence[int], processes: int, on_progress: Progress | None
+) -> ScanOutcome:
     """Run ``worker`` over ``items`` in ``processes`` forked processes (this one included).
 
     Python spends more time per probe than the kernel does, so on a multi-core machine a
@@ -428,7 +467,9 @@ def run_split(worker: Worker, items: Sequence[int], processes: int, on_progress:
             code = 0
             try:
                 os.close(r)
-                blob = _encode(worker(items[k::processes], None))
+                part = worker(items[k::processes], None)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not lose the results
+                blob = _encode(part)
                 with os.fdopen(w, "wb") as f:
                     f.write(blob)
             except BaseException:
@@ -443,7 +484,13 @@ def run_split(worker: Worker, items: Sequence[int], processes: int, on_progress:
         if on_progress is not None:
             on_progress(min(done * processes, total), total)
 
-    outcome = worker(items[0::processes], progress)
+    try:
+        outcome = worker(items[0::processes], progress)
+    except BaseException:
+        _stop_children(children)
+        raise
+    if outcome.interrupted:
+        _stop_children(children)  # a Ctrl-C reached us (or the scan was cancelled): stop them too
     for pid, r in children:
         chunks: list[bytes] = []
         while True:
@@ -453,6 +500,7 @@ def run_split(worker: Worker, items: Sequence[int], processes: int, on_progress:
                 continue
             except KeyboardInterrupt:
                 outcome.interrupted = True
+                _stop_children(children)
                 continue
             if not chunk:
                 break
@@ -466,6 +514,14 @@ def run_split(worker: Worker, items: Sequence[int], processes: int, on_progress:
     if on_progress is not None:
         on_progress(len(outcome.results), total)
     return outcome
+
+
+def _stop_children(children: list[tuple[int, int]]) -> None:
+    for pid, _r in children:
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
 
 
 def connect_scan(
@@ -491,7 +547,12 @@ def connect_scan(
     def worker(part: Sequence[int], progress: Progress | None) -> ScanOutcome:
         mine = progress is not None or n == 1
         return ConnectScanner(
-            addresses, part, share, on_progress=progress, record_rtt=record_rtt, cancel=cancel if mine else None
+            addresses,
+            part,
+            share,
+            on_progress=progress,
+            record_rtt=record_rtt,
+            cancel=cancel if mine else None,
         ).run()
 
     return run_split(worker, items, n, on_progress)

@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from portkit.drivers.scanner import FILTERED_SILENT, Cancel, Progress, ScanOutcome, run_split, work_items
-from portkit.engine.timing import CongestionWindow, RetryPolicy, RttEstimator, TimingProfile
+from portkit.engine.timing import CongestionWindow, RetryPolicy, RttEstimator, SilenceTracker, TimingProfile
 from portkit.errors import PrivilegeError, SystemRefused
 from portkit.model.probe import PortState, Reason, Verdict
 from portkit.parse.sockerr import icmp_reason
@@ -44,10 +44,11 @@ BATCH = 256
 
 def _checksum_base(src: bytes, dst: bytes, sport: int, seq: int) -> int:
     """One's-complement sum of the pseudo-header and a SYN with dport 0 and checksum 0."""
-    total = sum(struct.unpack(f"!{len(src) // 2}H", src)) + sum(struct.unpack(f"!{len(dst) // 2}H", dst))
-    total += socket.IPPROTO_TCP + 20
-    total += sum(struct.unpack("!10H", _syn_header(sport, 0, seq, 0)))
-    return total
+    words: tuple[int, ...] = struct.unpack(f"!{len(src) // 2}H", src) + struct.unpack(
+        f"!{len(dst) // 2}H", dst
+    )
+    words += struct.unpack("!10H", _syn_header(sport, 0, seq, 0))
+    return sum(words) + socket.IPPROTO_TCP + 20
 
 
 def _syn_header(sport: int, dport: int, seq: int, csum: int) -> bytes:
@@ -90,7 +91,8 @@ def open_raw(family: int, proto: int) -> socket.socket:
         return socket.socket(family, socket.SOCK_RAW, proto)
     except PermissionError:
         raise PrivilegeError(
-            "--syn needs raw sockets (root or CAP_NET_RAW)", hint="run as root, or drop --syn for a connect scan"
+            "--syn needs raw sockets (root or CAP_NET_RAW)",
+            hint="run as root, or drop --syn for a connect scan",
         ) from None
 
 
@@ -115,9 +117,13 @@ class SynScanner:
         self.items = items
         self.profile = profile
         self.on_progress = on_progress
-        self.rtt = [RttEstimator(profile.initial_rtt, profile.min_rtt, profile.max_rtt, profile.lan_min_rtt) for _ in addresses]
+        self.rtt = [
+            RttEstimator(profile.initial_rtt, profile.min_rtt, profile.max_rtt, profile.lan_min_rtt)
+            for _ in addresses
+        ]
         self.cwnd = CongestionWindow(profile.min_window, profile.max_window, float(profile.initial_window))
         self.retry = RetryPolicy(profile.max_retries)
+        self.silence = SilenceTracker(len(addresses))
         self.outcome = ScanOutcome()
         self.seq = random.getrandbits(32)
 
@@ -158,13 +164,18 @@ class SynScanner:
         host_of_packed = {p: i for i, p in enumerate(packed)}
         host_of_text = {a: i for i, a in enumerate(self.addresses)}
         if not v6:
-            bases = [_checksum_base(socket.inet_pton(fam, s), p, sport, seq) for s, p in zip(srcs, packed, strict=True)]
+            bases = [
+                _checksum_base(socket.inet_pton(fam, s), p, sport, seq)
+                for s, p in zip(srcs, packed, strict=True)
+            ]
         hdr = bytearray(_syn_header(sport, 0, seq, 0))
         pack_into = struct.pack_into
         dests = [(a, 0) for a in self.addresses]
         sendto = tx.sendto
         # item -> (sent_at, tryno, replies_at_send)
-        inflight: dict[int, tuple[float, int, int]] = {}
+        inflight: dict[int, tuple[float, int, int, int]] = {}
+        silence = self.silence
+        host_replies = silence.replies
         order: deque[tuple[int, float, int]] = deque()
         order_append = order.append
         retries: deque[tuple[int, int]] = deque()  # (item, tryno)
@@ -219,12 +230,19 @@ class SynScanner:
                         continue
                     sent += 1
                     # one timestamp per batch: a batch takes well under a millisecond
-                    inflight[item] = (now, tryno, replies_now)
+                    inflight[item] = (now, tryno, replies_now, host_replies[hi])
                     order_append((item, now, tryno))
                 if len(inflight) > self.outcome.window_peak:
                     self.outcome.window_peak = len(inflight)
                 if not inflight and not retries and next_index >= total:
-                    break
+                    again, final = silence.next_round()
+                    for hi, item in final:
+                        results[(hi, item & 0xFFFF)] = FILTERED_SILENT
+                        done += 1
+                    if not again:
+                        break
+                    retries.extend((item, 0) for _hi, item in again)
+                    continue
                 wait = 0.0
                 if order and not (len(inflight) < cwnd.window and (retries or next_index < total)):
                     item0, t0, _ = order[0]
@@ -261,7 +279,8 @@ class SynScanner:
                     probe = inflight.pop(key, None)
                     if probe is None:
                         continue  # a duplicate, or a late answer to a port already judged
-                    sent_at, tryno, _r = probe
+                    sent_at, tryno, _r, _h = probe
+                    host_replies[hi_opt] += 1
                     if tryno == 0:
                         rtts[hi_opt].sample(now - sent_at)
                     else:
@@ -287,7 +306,8 @@ class SynScanner:
                     probe = inflight.pop(key, None)
                     if probe is None:
                         continue
-                    sent_at, tryno, _r = probe
+                    sent_at, tryno, _r, _h = probe
+                    host_replies[hi2] += 1
                     if tryno == 0:
                         rtts[hi2].sample(now - sent_at)
                     else:
@@ -307,9 +327,10 @@ class SynScanner:
                     order.popleft()
                     del inflight[item]
                     cwnd.on_timeout(t_sent, probe[2], len(inflight), now)
+                    silence.on_timeout(item >> 16, item, probe[3])
                     if retry.should_retry(tryno):
                         retries.append((item, tryno + 1))
-                    else:
+                    elif silence.conclude(item >> 16, item):
                         results[(item >> 16, item & 0xFFFF)] = FILTERED_SILENT
                         done += 1
                 if self.cancel is not None and self.cancel.is_set():
@@ -383,7 +404,9 @@ def syn_scan(
             if on_progress is not None:
                 on_progress(base + done, total)
 
-        def worker(part: Sequence[int], prog: Progress | None, sub: list[str] = sub) -> ScanOutcome:
+        def worker(
+            part: Sequence[int], prog: Progress | None, sub: list[str] = sub, share: TimingProfile = share
+        ) -> ScanOutcome:
             return SynScanner(sub, part, share, on_progress=prog, cancel=cancel).run()
 
         res = run_split(worker, items, n, progress)

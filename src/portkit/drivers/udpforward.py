@@ -23,6 +23,23 @@ from portkit.model.forward import ForwardSpec
 
 MAX_DATAGRAM = 65535
 BATCH = 64
+LISTENER_BUFFER = 4 << 20  # a burst of 64 full-size datagrams from many clients fits
+SESSION_BUFFER = 1 << 20
+
+
+def grow_buffer(sock: socket.socket, size: int) -> None:
+    """Receive buffer of ``size``: past net.core.rmem_max when root (SO_RCVBUFFORCE)."""
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    try:
+        if force is not None:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+            return
+    except OSError:
+        pass
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    except OSError:
+        pass
 
 
 class Reactor(Protocol):
@@ -80,6 +97,7 @@ class UdpForward:
         self._last_full_log = -1e9
         self.accepting = True
         self._buf = bytearray(MAX_DATAGRAM)
+        grow_buffer(sock, LISTENER_BUFFER)
         reactor.add_reader(sock.fileno(), self._on_listener)
 
     # -- datagrams from clients ------------------------------------------------------------
@@ -129,6 +147,7 @@ class UdpForward:
         except OSError as exc:
             self.reactor.log(f"udp {fmt_addr(key)}: cannot open upstream socket: {exc.strerror}")
             return None
+        grow_buffer(up, SESSION_BUFFER)
         try:
             up.connect(self.target_addr)
         except OSError as exc:

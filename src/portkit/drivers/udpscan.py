@@ -26,13 +26,14 @@ from portkit.drivers.scanner import (
     Cancel,
     Progress,
     ScanOutcome,
+    _Probe,
+    icmp_verdict,
     raise_nofile_limit,
     read_icmp,
-    icmp_verdict,
     window_limit,
     work_items,
 )
-from portkit.engine.timing import CongestionWindow, RetryPolicy, RttEstimator, TimingProfile
+from portkit.engine.timing import CongestionWindow, RetryPolicy, RttEstimator, SilenceTracker, TimingProfile
 from portkit.errors import ResourceLimit
 from portkit.model.probe import PortState, Reason, Verdict
 from portkit.registry.udp_payloads import udp_payload
@@ -67,6 +68,7 @@ class UdpScanner:
             min(profile.min_window, self.limit), self.limit, float(min(profile.initial_window, self.limit))
         )
         self.retry = RetryPolicy(profile.max_retries)
+        self.silence = SilenceTracker(len(addresses))
         self.outcome = ScanOutcome()
 
     def run(self) -> ScanOutcome:
@@ -76,14 +78,14 @@ class UdpScanner:
             self.outcome.interrupted = True
         return self.outcome
 
-    def _loop(self) -> None:  # noqa: C901
+    def _loop(self) -> None:
         items, total = self.items, len(self.items)
         results = self.outcome.results
         cwnd, retry = self.cwnd, self.retry
         ep = select.epoll()
-        inflight: dict[int, list[object]] = {}  # fd -> [sock, item, tryno, sent_at, replies_at_send]
-        order: deque[list[object]] = deque()
-        retries: deque[tuple[int, int]] = deque()
+        inflight: dict[int, _Probe] = {}  # fd -> probe
+        order: deque[_Probe] = deque()
+        retries: deque[tuple[int, int]] = deque()  # (item, tryno)
         next_index = done = sent = 0
         mono = time.monotonic
         rate_gap = 1.0 / self.profile.rate if self.profile.rate else 0.0
@@ -99,7 +101,7 @@ class UdpScanner:
             while True:
                 now = mono()
                 batch = BATCH
-                while len(inflight) < self.cwnd.window and (retries or next_index < total) and batch:
+                while len(inflight) < cwnd.window and (retries or next_index < total) and batch:
                     batch -= 1
                     if rate_gap:
                         if now < next_send:
@@ -120,7 +122,8 @@ class UdpScanner:
                         retries.appendleft((item, tryno))
                         if not inflight:
                             raise ResourceLimit(
-                                f"cannot open a UDP socket: {exc.strerror}", hint="the open-files limit is reached"
+                                f"cannot open a UDP socket: {exc.strerror}",
+                                hint="the open-files limit is reached",
                             ) from None
                         cwnd.max_window = max(1, len(inflight) - 16)
                         cwnd.cwnd = min(cwnd.cwnd, float(cwnd.max_window))
@@ -137,81 +140,90 @@ class UdpScanner:
                         s.close()
                         if icmp is not None:
                             judge(hi, port, icmp_verdict(icmp, "udp", None))
+                        elif exc.errno == errno.ENETUNREACH:
+                            judge(hi, port, Verdict(PortState.FILTERED, Reason.NET_UNREACH))
                         else:
-                            reason = Reason.NET_UNREACH if exc.errno == errno.ENETUNREACH else Reason.ERROR
-                            judge(hi, port, Verdict(PortState.FILTERED, reason, None if reason is Reason.NET_UNREACH
-                                                    else errno.errorcode.get(exc.errno or 0)))
+                            judge(
+                                hi,
+                                port,
+                                Verdict(
+                                    PortState.FILTERED, Reason.ERROR, errno.errorcode.get(exc.errno or 0)
+                                ),
+                            )
                         continue
                     sent += 1
-                    fd = s.fileno()
-                    probe: list[object] = [s, item, tryno, mono(), cwnd.replies]
-                    inflight[fd] = probe
+                    probe = _Probe(s, hi, port, tryno, mono(), cwnd.replies, self.silence.snapshot(hi))
+                    inflight[s.fileno()] = probe
                     order.append(probe)
-                    ep.register(fd, select.EPOLLIN)
+                    ep.register(s.fileno(), select.EPOLLIN)
                 self.outcome.window_peak = max(self.outcome.window_peak, len(inflight))
                 if not inflight and not retries and next_index >= total:
-                    break
+                    again, final = self.silence.next_round()
+                    for hi, item in final:
+                        judge(hi, item & 0xFFFF, OPEN_FILTERED)
+                    if not again:
+                        break
+                    retries.extend((item, 0) for _hi, item in again)
+                    continue
                 wait = 0.0
                 if order and not (len(inflight) < cwnd.window and (retries or next_index < total)):
                     head = order[0]
-                    wait = max(0.0, head[3] + self.rtt[head[1] >> 16].timeout() - now)  # type: ignore[operator]
+                    wait = max(0.0, head.sent + self.rtt[head.hi].timeout() - now)
                     if rate_gap:
                         wait = min(wait, max(0.0, next_send - now))
                 events = ep.poll(wait, 1024)
                 now = mono()
                 for fd, ev in events:
                     probe = inflight.pop(fd)
-                    s = probe[0]  # type: ignore[assignment]
-                    item, tryno, t0 = probe[1], probe[2], probe[3]  # type: ignore[assignment]
                     ep.unregister(fd)
-                    probe[0] = None
-                    hi, port = item >> 16, item & 0xFFFF
-                    rtt = now - t0
+                    probe.done = True
+                    s2 = probe.sock
+                    rtt = now - probe.sent
                     rtt_ms = round(rtt * 1000, 3) if self.record_rtt else None
                     verdict: Verdict | None = None
                     if ev & select.EPOLLERR:
-                        icmp = read_icmp(s)
+                        icmp = read_icmp(s2)
                         if icmp is not None:
                             verdict = icmp_verdict(icmp, "udp", rtt_ms)
                     if verdict is None:
                         try:
-                            s.recv(65535)
+                            s2.recv(65535)
                             verdict = Verdict(PortState.OPEN, Reason.UDP_RESPONSE, None, rtt_ms)
                         except ConnectionRefusedError:
                             verdict = Verdict(PortState.CLOSED, Reason.PORT_UNREACH, None, rtt_ms)
                         except OSError:
                             verdict = None
-                    s.close()
+                    s2.close()
                     if verdict is None:  # an error without an ICMP: probe the port again
-                        retries.append((item, tryno))
+                        retries.append(((probe.hi << 16) | probe.port, probe.tryno))
                         continue
-                    if tryno == 0:
-                        self.rtt[hi].sample(rtt)
+                    if probe.tryno == 0:
+                        self.rtt[probe.hi].sample(rtt)
                     else:
-                        retry.on_answer(tryno)
-                    cwnd.on_reply(t0, tryno > 0, len(inflight), now)
-                    judge(hi, port, verdict)
+                        retry.on_answer(probe.tryno)
+                    cwnd.on_reply(probe.sent, probe.tryno > 0, len(inflight), now)
+                    self.silence.on_reply(probe.hi)
+                    judge(probe.hi, probe.port, verdict)
                 while order:
                     probe = order[0]
-                    if probe[0] is None:
+                    if probe.done:
                         order.popleft()
                         continue
-                    item = probe[1]  # type: ignore[assignment]
-                    if now < probe[3] + self.rtt[item >> 16].timeout():  # type: ignore[operator]
+                    if now < probe.sent + self.rtt[probe.hi].timeout():
                         break
                     order.popleft()
-                    s = probe[0]  # type: ignore[assignment]
-                    fd = s.fileno()
+                    fd = probe.sock.fileno()
                     del inflight[fd]
                     ep.unregister(fd)
-                    s.close()
-                    probe[0] = None
-                    cwnd.on_timeout(probe[3], probe[4], len(inflight), now)  # type: ignore[arg-type]
-                    tryno = probe[2]  # type: ignore[assignment]
-                    if retry.should_retry(tryno):
-                        retries.append((item, tryno + 1))
-                    else:
-                        judge(item >> 16, item & 0xFFFF, OPEN_FILTERED)
+                    probe.sock.close()
+                    probe.done = True
+                    cwnd.on_timeout(probe.sent, probe.replies, len(inflight), now)
+                    item = (probe.hi << 16) | probe.port
+                    self.silence.on_timeout(probe.hi, item, probe.hsnap)
+                    if retry.should_retry(probe.tryno):
+                        retries.append((item, probe.tryno + 1))
+                    elif self.silence.conclude(probe.hi, item):
+                        judge(probe.hi, probe.port, OPEN_FILTERED)
                 if self.cancel is not None and self.cancel.is_set():
                     self.outcome.interrupted = True
                     break
@@ -221,9 +233,7 @@ class UdpScanner:
         finally:
             self.outcome.probes_sent = sent
             for probe in inflight.values():
-                sock = probe[0]
-                if isinstance(sock, socket.socket):
-                    sock.close()
+                probe.sock.close()
             ep.close()
             if self.on_progress is not None:
                 self.on_progress(done, total)

@@ -165,6 +165,8 @@ class _Reasoner:
                     if f.unknown(name) is None:
                         evidence.append(T(N_("{what} could not be determined"), what=name))
                 evidence.extend(self.extra_evidence)
+                reasons = " ".join(u.reason for u in f.unknowns if u.what in undetermined).lower()
+                privilege = any(w in reasons for w in ("root", "privilege", "cap_net", "permission", "not permitted"))
                 head.append(
                     finding(
                         Code.UNKNOWN,
@@ -176,7 +178,9 @@ class _Reasoner:
                             what=", ".join(undetermined),
                         ),
                         evidence,
-                        T(N_("run portkit why as root, or on the host that holds the missing facts")),
+                        T(N_("run portkit why as root (reading the firewall rules and every socket's owner needs it)"))
+                        if privilege
+                        else None,
                     )
                 )
             else:

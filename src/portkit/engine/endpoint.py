@@ -42,7 +42,9 @@ MAX_CIDR_ADDRESSES = 65536  # a /16 of IPv4; larger blocks are almost surely a t
 # family being 4 or 6. It raises ResolveError (or returns []) when the name is unknown.
 Resolver = Callable[[str, int | None], Sequence[tuple[int, str]]]
 
-_NAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?$")
+_NAME_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?$"
+)
 
 
 def parse_port(text: str, *, what: str = "port") -> int:
@@ -92,7 +94,9 @@ def _strip_brackets(host: str) -> str:
 
 def _check_host(host: str, original: str) -> str:
     if not host:
-        raise TargetError(f"invalid endpoint {original!r}: the host is missing (e.g. 10.0.0.2:22 or [fd00::2]:80)")
+        raise TargetError(
+            f"invalid endpoint {original!r}: the host is missing (e.g. 10.0.0.2:22 or [fd00::2]:80)"
+        )
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
@@ -126,7 +130,9 @@ def parse_endpoint(text: str, default_proto: str = "tcp") -> Endpoint:
             raise TargetError(f"invalid IPv6 address {host!r} in {text!r}") from None
     else:
         if t.count(":") > 1:
-            raise TargetError(f"invalid endpoint {text!r}: put an IPv6 address in brackets, e.g. [fd00::2]:80")
+            raise TargetError(
+                f"invalid endpoint {text!r}: put an IPv6 address in brackets, e.g. [fd00::2]:80"
+            )
         host, sep, port_s = t.rpartition(":")
         if not sep:
             raise TargetError(f"invalid endpoint {text!r}: missing :PORT (e.g. {t}:22, or use -p 22)")
@@ -169,7 +175,9 @@ def parse_target(text: str) -> Target:
             raise TargetError(f"invalid CIDR block {t!r}: {addr!r} is not an IPv4 or IPv6 address") from None
         maxlen = ip.max_prefixlen
         if not plen.isdigit() or not 0 <= int(plen) <= maxlen:
-            raise TargetError(f"invalid CIDR block {t!r}: the prefix length must be 0-{maxlen} for IPv{ip.version}")
+            raise TargetError(
+                f"invalid CIDR block {t!r}: the prefix length must be 0-{maxlen} for IPv{ip.version}"
+            )
         net = ipaddress.ip_network(f"{addr}/{plen}", strict=False)
         if net.num_addresses > MAX_CIDR_ADDRESSES:
             raise TargetError(

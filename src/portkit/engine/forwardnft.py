@@ -34,7 +34,9 @@ FAMILY = "inet"
 COMMENT_PREFIX = "portkit-forward "
 
 
-def kernel_forward(spec: ForwardSpec, *, local: bool, target_is_local: bool, netns: str | None) -> KernelForward:
+def kernel_forward(
+    spec: ForwardSpec, *, local: bool, target_is_local: bool, netns: str | None
+) -> KernelForward:
     """Validate a SPEC for the kernel path and decide masquerade."""
     try:
         target = ipaddress.ip_address(spec.target_host)

@@ -90,7 +90,9 @@ def parse_host(text: str, what: str, spec: str, *, literal_only: bool = False) -
     if text.replace(".", "").isdigit():
         raise TargetError(f"invalid IPv4 {what} {text!r} in {spec!r}")
     if literal_only and text != "localhost":
-        raise TargetError(f"invalid {what} {text!r} in {spec!r}; a bind address is an IP address like 0.0.0.0 or [::]")
+        raise TargetError(
+            f"invalid {what} {text!r} in {spec!r}; a bind address is an IP address like 0.0.0.0 or [::]"
+        )
     if not _HOSTNAME.match(text):
         raise TargetError(f"invalid {what} {text!r} in {spec!r}; expected an IP address or a host name")
     if text == "localhost" and literal_only:
@@ -153,7 +155,9 @@ def parse_cidr(text: str) -> Network:
     try:
         return ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
-        raise TargetError(f"invalid CIDR block {text!r}; expected e.g. 10.0.0.0/8, 192.0.2.7 or fd00::/8") from None
+        raise TargetError(
+            f"invalid CIDR block {text!r}; expected e.g. 10.0.0.0/8, 192.0.2.7 or fd00::/8"
+        ) from None
 
 
 def parse_cidrs(items: Iterable[str]) -> tuple[Network, ...]:
@@ -215,12 +219,12 @@ def _number(value: Any, key: str, path: str, *, integer: bool = False) -> float:
 def parse_config(text: str, path: str = "<config>") -> ForwardConfig:
     """Parse a YAML config file. Example::
 
-        allow: [10.0.0.0/8]          # applies to every forward without its own list
-        connect_timeout: 5
-        forwards:
-          - "8080:2988"
-          - spec: "0.0.0.0:5353:10.0.0.2:53/udp"
-            allow: [10.1.0.0/16]
+    allow: [10.0.0.0/8]          # applies to every forward without its own list
+    connect_timeout: 5
+    forwards:
+      - "8080:2988"
+      - spec: "0.0.0.0:5353:10.0.0.2:53/udp"
+        allow: [10.1.0.0/16]
     """
     import yaml  # pure parsing; imported here to keep CLI start-up fast
 
@@ -239,7 +243,9 @@ def parse_config(text: str, path: str = "<config>") -> ForwardConfig:
         raise FileFormatError(path, "expected a mapping with a 'forwards' list")
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
-        raise FileFormatError(path, f"unknown key {unknown[0]!r}; valid keys are: {', '.join(sorted(_TOP_KEYS))}")
+        raise FileFormatError(
+            path, f"unknown key {unknown[0]!r}; valid keys are: {', '.join(sorted(_TOP_KEYS))}"
+        )
     entries = data.get("forwards")
     if not isinstance(entries, list) or not entries:
         raise FileFormatError(path, "'forwards' must be a non-empty list of SPECs")
@@ -252,9 +258,16 @@ def parse_config(text: str, path: str = "<config>") -> ForwardConfig:
         if isinstance(entry, str):
             spec_text, allow, deny = entry, top_allow, top_deny
         elif isinstance(entry, dict):
+            if len(entry) == 1 and "spec" not in entry and list(entry.values()) == [""]:
+                key = next(iter(entry))
+                raise FileFormatError(
+                    path, f"{where}: {key + ':'!r} is not a SPEC (missing target port; quote SPECs)"
+                )
             bad = sorted(set(entry) - _ENTRY_KEYS)
             if bad:
-                raise FileFormatError(path, f"{where}: unknown key {bad[0]!r}; valid keys are: allow, deny, spec")
+                raise FileFormatError(
+                    path, f"{where}: unknown key {bad[0]!r}; valid keys are: allow, deny, spec"
+                )
             raw = entry.get("spec")
             if not isinstance(raw, str):
                 raise FileFormatError(path, f"{where}: missing 'spec' (a SPEC such as \"8080:127.0.0.1:80\")")
@@ -268,15 +281,26 @@ def parse_config(text: str, path: str = "<config>") -> ForwardConfig:
         except InputError as exc:
             raise FileFormatError(path, f"{where}: {exc}") from None
         if spec.key in seen:
-            raise FileFormatError(path, f"{where}: {spec.listen}/{spec.proto} is already used by {seen[spec.key]}")
+            raise FileFormatError(
+                path, f"{where}: {spec.listen}/{spec.proto} is already used by {seen[spec.key]}"
+            )
         seen[spec.key] = where
         forwards.append(spec)
     defaults = ForwardOptions()
     options = ForwardOptions(
-        connect_timeout=_number(data.get("connect_timeout", defaults.connect_timeout), "connect_timeout", path),
-        udp_idle_timeout=_number(data.get("udp_idle_timeout", defaults.udp_idle_timeout), "udp_idle_timeout", path),
+        connect_timeout=_number(
+            data.get("connect_timeout", defaults.connect_timeout), "connect_timeout", path
+        ),
+        udp_idle_timeout=_number(
+            data.get("udp_idle_timeout", defaults.udp_idle_timeout), "udp_idle_timeout", path
+        ),
         udp_max_sessions=int(
-            _number(data.get("udp_max_sessions", defaults.udp_max_sessions), "udp_max_sessions", path, integer=True)
+            _number(
+                data.get("udp_max_sessions", defaults.udp_max_sessions),
+                "udp_max_sessions",
+                path,
+                integer=True,
+            )
         ),
         drain=_number(data.get("drain", defaults.drain), "drain", path),
     )
@@ -288,5 +312,7 @@ def check_unique(specs: Sequence[ForwardSpec]) -> None:
     seen: set[tuple[str, int, str]] = set()
     for s in specs:
         if s.key in seen:
-            raise InputError(f"two forwards listen on {s.listen}/{s.proto}; each listen port may be used once")
+            raise InputError(
+                f"two forwards listen on {s.listen}/{s.proto}; each listen port may be used once"
+            )
         seen.add(s.key)

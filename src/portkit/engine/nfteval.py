@@ -412,6 +412,16 @@ class Evaluator:
             elif isinstance(s, VerdictStmt):
                 if pending:
                     return ("unknown", pending)
+                if s.kind == "reject" and s.target == "tcp reset" and st.packet.proto.lower() != "tcp":
+                    return ("next", None)  # nft adds (and hides) the meta l4proto tcp it needs
+                if s.kind == "reject" and rule.family in ("inet", "bridge", "netdev") and s.target:
+                    # nft adds (and hides) a meta nfproto match for family-specific rejects
+                    if s.target.startswith("icmp ") and st.packet.family != 4:
+                        return ("next", None)
+                    if s.target.startswith("icmpv6 ") and st.packet.family != 6:
+                        return ("next", None)
+                    if rule.ambiguous:
+                        return ("unknown", rule.ambiguous)
                 return ("verdict", s)
             elif isinstance(s, VMap):
                 if pending:
@@ -534,10 +544,16 @@ class Evaluator:
     # ------------------------------------------------------------------ hooks
 
     def _stage_chains(self, stage: str, p: Packet) -> Iterator[NftChain | list[NftChain]]:
+        """Base chains of ``stage`` that see ``p``, in the order the kernel runs them.
+
+        Lower priority first. Among equal priorities the kernel inserts a new hook before
+        the ones already there (nf_hook_entries_grow), so the chain registered later - later
+        in the listing - runs first. NAT chains run as one group at the NAT core's priority.
+        """
         fams = ("inet", "ip") if p.family == 4 else ("inet", "ip6")
-        regular: list[tuple[int, NftChain | list[NftChain]]] = []
-        nat: list[NftChain] = []
-        for c in self.ruleset.chains:
+        regular: list[tuple[int, int, NftChain | list[NftChain]]] = []
+        nat: list[tuple[int, int, NftChain]] = []
+        for index, c in enumerate(self.ruleset.chains):
             if c.hook != stage:
                 continue
             if stage == "ingress":
@@ -550,14 +566,15 @@ class Evaluator:
             elif c.family not in fams:
                 continue
             if c.type == "nat":
-                nat.append(c)
+                nat.append((c.prio or 0, -index, c))
             else:
-                regular.append((c.prio or 0, c))
+                regular.append((c.prio or 0, -index, c))
         if nat:
-            nat.sort(key=lambda c: c.prio or 0)
-            regular.append((NAT_CORE_PRIO.get(stage, 0), nat))
-        regular.sort(key=lambda t: t[0])  # stable: equal priorities keep listing order
-        for _, item in regular:
+            nat.sort(key=lambda t: (t[0], t[1]))
+            first_registered = min(-t[1] for t in nat)
+            regular.append((NAT_CORE_PRIO.get(stage, 0), -first_registered, [t[2] for t in nat]))
+        regular.sort(key=lambda t: (t[0], t[1]))
+        for _, _, item in regular:
             yield item
 
     def evaluate(self, packet: Packet) -> FwCheckResult:

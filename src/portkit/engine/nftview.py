@@ -17,10 +17,12 @@ HOOK_ORDER = ("ingress", "prerouting", "input", "forward", "output", "postroutin
 _VIEWS = (("ipv4", ("inet", "ip")), ("ipv6", ("inet", "ip6")), ("netdev", ("netdev",)), ("bridge", ("bridge",)), ("arp", ("arp",)))
 
 
-def _sort_key(c: NftChain) -> tuple[int, int]:
+def _sort_key(item: tuple[int, NftChain]) -> tuple[int, int, int]:
+    """Priority; equal priorities run latest-registered (latest listed) first."""
+    index, c = item
     if c.type == "nat" and c.hook in NAT_CORE_PRIO:
-        return (NAT_CORE_PRIO[c.hook], c.prio or 0)
-    return (c.prio or 0, 0)
+        return (NAT_CORE_PRIO[c.hook], c.prio or 0, -index)
+    return (c.prio or 0, -(1 << 30), -index)
 
 
 def chain_label(c: NftChain) -> str:
@@ -32,13 +34,13 @@ def ruleset_view(rs: NftRuleset) -> RulesetView:
     hooks: list[ShowHook] = []
     for hook in HOOK_ORDER:
         for view, fams in _VIEWS:
-            chains = [c for c in rs.chains if c.hook == hook and c.family in fams]
+            chains = [(i, c) for i, c in enumerate(rs.chains) if c.hook == hook and c.family in fams]
             if view in ("ipv4", "ipv6") and hook == "ingress":
-                chains = [c for c in chains if c.family == "inet"]
+                chains = [(i, c) for i, c in chains if c.family == "inet"]
             if not chains:
                 continue
             chains.sort(key=_sort_key)
-            hooks.append(ShowHook(hook, view, tuple(chain_label(c) for c in chains)))
+            hooks.append(ShowHook(hook, view, tuple(chain_label(c) for _, c in chains)))
     shown = sorted(rs.chains, key=lambda c: (c.family, c.table, not c.is_base, HOOK_ORDER.index(c.hook) if c.hook in HOOK_ORDER else 99, c.name))
     chains_out = tuple(
         ShowChain(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 
 from portkit.engine.timing import TimingProfile
-from portkit.model.probe import NotShown, PortResult, PortState
+from portkit.model.probe import NotShown, PortResult, PortState, Reason
 
 __all__ = ["COLLAPSE_OVER", "DEFAULT_MAX_WINDOW", "compact_ports", "group_ports", "profile_for"]
 
@@ -58,9 +58,24 @@ def group_ports(
     hidden = {
         key for key, n in counts.items() if collapse and n > COLLAPSE_OVER and key[1] is not PortState.OPEN
     }
-    shown = tuple(sorted((r for r in rows if (r.proto, r.state, r.reason) not in hidden), key=lambda r: (r.proto, r.port)))
+    shown = tuple(
+        sorted(
+            (r for r in rows if (r.proto, r.state, r.reason) not in hidden), key=lambda r: (r.proto, r.port)
+        )
+    )
+    members: dict[tuple[str, PortState, Reason], list[int]] = {key: [] for key in hidden}
+    for r in rows:
+        key = (r.proto, r.state, r.reason)
+        if key in members:
+            members[key].append(r.port)
     groups = tuple(
-        NotShown(state, reason, counts[(proto, state, reason)], proto)
+        NotShown(
+            state,
+            reason,
+            counts[(proto, state, reason)],
+            proto,
+            compact_ports(members[(proto, state, reason)]),
+        )
         for proto, state, reason in sorted(hidden, key=lambda k: (-counts[k], k[0], k[1].value, k[2].value))
     )
     return shown, groups

@@ -33,13 +33,21 @@ back-off count.
 **Retransmissions** follow nmap's ``max_successful_tryno`` idea: a port is re-probed up
 to ``min(max_retries, highest try that ever got an answer + 1)`` times, so a clean LAN
 retransmits dropped ports once, a lossy path up to ``max_retries`` times.
+
+**Silence is not filtering.** "filtered / no-response" is concluded only for a port whose
+probes went unanswered while the same host answered *other* probes: the host was alive and
+chose not to answer that port. A port whose every try timed out while the host answered
+nothing at all (a host still bringing its address up, a link flapping, a brief outage) is a
+suspect: :class:`SilenceTracker` hands it back for another round once the scan queue is
+drained, if the host answered anything *after* that port went quiet (at most ``max_rounds``
+rounds). A host that answers nothing more (firewalled, or down) costs no extra round.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["CongestionWindow", "RetryPolicy", "RttEstimator", "TimingProfile"]
+__all__ = ["CongestionWindow", "RetryPolicy", "RttEstimator", "SilenceTracker", "TimingProfile"]
 
 MAX_SAMPLE_S = 8.0
 MIN_RTTVAR_S = 0.005
@@ -181,3 +189,54 @@ class RetryPolicy:
     def should_retry(self, tryno: int) -> bool:
         """``tryno`` is 0 for the first probe of a port."""
         return tryno < self.allowed_retries()
+
+
+@dataclass(slots=True)
+class SilenceTracker:
+    """Which unanswered ports may be called filtered, and which deserve another round.
+
+    Hosts are indexes; an item is any int naming a (host, port) probe.
+    """
+
+    hosts: int
+    max_rounds: int = 2
+    replies: list[int] = field(default_factory=list)
+    heard: set[int] = field(default_factory=set)
+    suspects: list[tuple[int, int, int]] = field(default_factory=list)  # (host, item, replies then)
+    rounds: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.replies:
+            self.replies = [0] * self.hosts
+
+    def on_reply(self, host: int) -> None:
+        self.replies[host] += 1
+
+    def snapshot(self, host: int) -> int:
+        """Taken when a probe is sent; compared when it times out."""
+        return self.replies[host]
+
+    def on_timeout(self, host: int, item: int, snapshot: int) -> None:
+        if self.replies[host] > snapshot:
+            self.heard.add(item)  # the host answered others while this port stayed silent
+
+    def conclude(self, host: int, item: int) -> bool:
+        """The last allowed try timed out: True = filtered now, False = suspect for later."""
+        if item in self.heard or self.rounds.get(item, 0) >= self.max_rounds:
+            return True
+        self.suspects.append((host, item, self.replies[host]))
+        return False
+
+    def next_round(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """(items to probe again, items to conclude filtered) once the queue is drained."""
+        again: list[tuple[int, int]] = []
+        final: list[tuple[int, int]] = []
+        for host, item, then in self.suspects:
+            if self.replies[host] > then:
+                # the host answered others after this port went quiet: it was away, not filtering
+                self.rounds[item] = self.rounds.get(item, 0) + 1
+                again.append((host, item))
+            else:
+                final.append((host, item))  # silent ever since: the host filters (or is gone)
+        self.suspects = []
+        return again, final

@@ -79,14 +79,21 @@ def up(scenario: Scenario, *, name: str | None = None, backend: str = "iproute2"
     if backend not in BACKENDS:
         raise InputError(f"invalid lab backend {backend!r}; valid ones are: {', '.join(BACKENDS)}")
     require_root("up")
-    lab = name or scenario.name
+    lab = state.check_name(name or scenario.name)
     t0 = time.monotonic()
     with state.locked(lab):
         old = state.read(lab)
         if old is not None:
-            if old.get("digest") == digest(scenario) and old.get("status") == "up" and _healthy(old):
+            same = old.get("digest") == digest(scenario)
+            if same and old.get("status") == "up" and _healthy(old):
                 services = sum(len(h.services) for h in scenario.hosts)
                 return LabResult(lab, "already-up", tuple(old["namespaces"]), services, time.monotonic() - t0)
+            if not same and old.get("source") != scenario.source:
+                raise InputError(
+                    f"lab {lab!r} is already up from {old.get('source')}",
+                    hint=f"'portkit lab down {lab}' first, or choose another name with --name",
+                )
+            # The same scenario half-dead, or its file edited since: rebuild it.
             _down_locked(lab, old)
         p = planmod.make_plan(scenario, lab)
         taken = [ns for ns in p.namespaces if system.ns_exists(ns)]
@@ -171,12 +178,13 @@ def down(name: str) -> LabResult:
         if record is None:
             known = ", ".join(state.names()) or "none"
             raise InputError(f"no lab named {name!r} is up; labs that are up: {known}")
-        _down_locked(name, record)
+        lingering = _down_locked(name, record)
     services = sum(len(h.get("services", [])) for h in record.get("scenario", {}).get("hosts", []))
-    return LabResult(name, "down", tuple(record.get("namespaces", [])), services, time.monotonic() - t0)
+    return LabResult(name, "down", tuple(record.get("namespaces", [])), services, time.monotonic() - t0, lingering)
 
 
-def _down_locked(name: str, record: dict[str, Any]) -> None:
+def _down_locked(name: str, record: dict[str, Any]) -> tuple[int, ...]:
+    """Remove what ``record`` lists; the pids of other processes still inside its namespaces."""
     pids = [
         r["pid"]
         for host, r in record.get("runners", {}).items()
@@ -186,6 +194,7 @@ def _down_locked(name: str, record: dict[str, Any]) -> None:
     pids += [p for p in system.runners_of(name) if p not in pids]
     system.kill_pids(pids)
     namespaces = [ns for ns in record.get("namespaces", []) if system.ns_exists(ns)]
+    lingering = tuple(system.pids_in(namespaces))
     if namespaces:
         # -force: keep going past one that vanished meanwhile.
         try:
@@ -197,6 +206,7 @@ def _down_locked(name: str, record: dict[str, Any]) -> None:
     for ns in record.get("namespaces", []):
         system.remove_etc(ns)
     state.remove(name)
+    return lingering
 
 
 def status(name: str) -> LabStatus:
@@ -208,6 +218,8 @@ def status(name: str) -> LabStatus:
         ns = record["hosts"].get(host, planmod.netns_name(name, host))
         runner = record.get("runners", {}).get(host)
         alive = bool(runner) and system.is_runner(runner["pid"], name, host, runner.get("starttime"))
+        # With root, each listener is checked among the runner's own sockets; else the runner's life.
+        bound = system.bound_ports(runner["pid"]) if runner and alive else None
         addrs = tuple(
             HostAddress(link=ln["name"], address=a)
             for ln in sc.get("links", [])
@@ -221,7 +233,7 @@ def status(name: str) -> LabStatus:
                 proto=s["proto"],
                 listen=f"[{s['address']}]:{s['port']}" if ":" in s["address"] else f"{s['address']}:{s['port']}",
                 kind=s["kind"],
-                alive=alive,
+                alive=alive and (bound is None or (s["proto"], s["port"]) in bound),
             )
             for s in hd.get("services", [])
         )

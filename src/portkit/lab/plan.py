@@ -23,6 +23,10 @@ HOST_SYSCTLS: tuple[tuple[str, str], ...] = (
     # Rejections (RST, ICMP unreachable) must never be rate limited, else closed ports read as silent.
     ("net/ipv4/icmp_ratelimit", "0"),
     ("net/ipv6/icmp/ratelimit", "0"),
+    # The namespace-wide ICMP budget (1000/s, burst 50 by default; IPv4 and IPv6 share it)
+    # would still silence a fast scan's port-unreachables: make it practically unlimited.
+    ("net/ipv4/icmp_msgs_per_sec", "100000000"),
+    ("net/ipv4/icmp_msgs_burst", "100000000"),
     # No duplicate-address detection: IPv6 addresses are usable at once (also link-local).
     ("net/ipv6/conf/all/accept_dad", "0"),
     ("net/ipv6/conf/default/accept_dad", "0"),
@@ -34,6 +38,8 @@ FORWARD_SYSCTLS: tuple[tuple[str, str], ...] = (
     ("net/ipv6/conf/all/forwarding", "1"),
     ("net/ipv6/conf/default/forwarding", "1"),
 )
+# Per-namespace only on newer kernels (older ones keep them in the initial namespace alone).
+OPTIONAL_SYSCTLS = frozenset({"net/ipv4/icmp_msgs_per_sec", "net/ipv4/icmp_msgs_burst"})
 SWITCH_SYSCTLS: tuple[tuple[str, str], ...] = (
     ("net/ipv6/conf/all/disable_ipv6", "1"),
     ("net/ipv6/conf/default/disable_ipv6", "1"),

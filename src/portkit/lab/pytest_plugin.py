@@ -4,8 +4,9 @@ Register with ``pytest_plugins = ["portkit.lab.pytest_plugin"]`` (tests/conftest
 
     def test_http(lab):
         h = lab("examples/labs/inbound-rules.yaml")      # or a dict, YAML text, or "inbound-rules"
-        r = h.run("client1", ["curl", "-s", f"http://{h.address('server')}/"])
-        assert r.returncode == 0
+        assert h.probe("client1", h.address("server"), 80).state == "open"
+        r = h.portkit("client1", "check", "server:22")   # python -m portkit inside client1
+        h.run("server", ["nft", "list", "ruleset"], check=True)
 
 ``lab`` is function-scoped, ``lab_module`` module-scoped; both are factories returning a
 :class:`LabHandle`. Each lab gets a unique name (the scenario's name plus a random suffix)
@@ -21,6 +22,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +112,10 @@ class LabHandle:
     def _wrap(self, host: str, argv: Sequence[str]) -> list[str]:
         from portkit.lab.system import ip_binary
 
-        return [ip_binary(), "netns", "exec", self.netns(host), *argv]
+        cmd = list(argv)
+        if cmd and cmd[0] == "portkit":  # this portkit, whether or not its bin/ is on PATH
+            cmd = [sys.executable, "-m", "portkit", *cmd[1:]]
+        return [ip_binary(), "netns", "exec", self.netns(host), *cmd]
 
     def run(
         self,
@@ -229,9 +234,11 @@ class LabFactory:
         handle = LabHandle(name, sc)
         self.handles.append(handle)
         _CREATED.add(name)
+        from portkit.errors import PrivilegeError
+
         try:
             build.up(sc, name=name)
-        except PermissionError as exc:  # pragma: no cover - e.g. a container without CAP_SYS_ADMIN
+        except PrivilegeError as exc:  # root, yet not allowed: e.g. a container without CAP_SYS_ADMIN
             pytest.skip(f"network namespaces are not available here: {exc}")
         return handle
 
@@ -245,9 +252,16 @@ class LabFactory:
             if state.read(h.name) is None:
                 continue
             try:
-                build.down(h.name)
+                result = build.down(h.name)
             except PortkitError as exc:
                 errors.append(f"{h.name}: {exc}")
+                continue
+            if result.lingering:
+                warnings.warn(
+                    f"lab {h.name}: processes {list(result.lingering)} still run inside its namespaces after "
+                    "teardown (start them with LabHandle.popen so they are killed)",
+                    stacklevel=1,
+                )
         self.handles.clear()
         if errors:
             raise RuntimeError("lab teardown failed: " + "; ".join(errors))

@@ -137,14 +137,17 @@ def examples_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "examples" / "labs"
 
 
-def load(scenario: Mapping[str, Any] | str | os.PathLike[str]) -> Scenario:
-    """A validated Scenario from a dict, a YAML file path, YAML text, or a shipped example name."""
+def load(scenario: Mapping[str, Any] | str | os.PathLike[str], *, default_name: str | None = None) -> Scenario:
+    """A validated Scenario from a dict, a YAML file path, YAML text, or a shipped example name.
+
+    A scenario without ``name:`` is named ``default_name``, else after its file's stem.
+    """
     if isinstance(scenario, Mapping):
-        return validate(dict(scenario), {}, "<dict>", default_name=None)
+        return validate(dict(scenario), {}, "<dict>", default_name=default_name)
     text_in = os.fspath(scenario)
     if isinstance(scenario, str) and "\n" in scenario:
         data, lines = load_yaml(scenario, "<yaml>")
-        return validate(data, lines, "<yaml>", default_name=None)
+        return validate(data, lines, "<yaml>", default_name=default_name)
     path = Path(text_in)
     if not path.exists() and not path.suffix:
         candidate = examples_dir() / f"{text_in}.yaml"
@@ -157,7 +160,7 @@ def load(scenario: Mapping[str, Any] | str | os.PathLike[str]) -> Scenario:
     except OSError as exc:
         raise InputError(f"cannot read scenario file {text_in!r}: {exc.strerror}") from exc
     data, lines = load_yaml(text, str(path))
-    return validate(data, lines, str(path), default_name=path.stem)
+    return validate(data, lines, str(path), default_name=default_name or path.stem)
 
 
 # --- validation -------------------------------------------------------------------
@@ -247,6 +250,12 @@ def validate(data: Any, lines: dict[PathKey, int], source: str, *, default_name:
         raise ctx.fail(("name",), "the scenario needs a 'name:'")
     name = _str(ctx, name, ("name",), "name")
     if not _NAME_RE.match(name) or len(name) > MAX_LAB_NAME:
+        if "name" not in top:
+            raise ctx.fail(
+                (),
+                f"the file name gives the lab name {name!r}, which is not valid; add a 'name:' "
+                f"of up to {MAX_LAB_NAME} of a-z, 0-9 and '-'",
+            )
         raise ctx.fail(("name",), f"invalid lab name {name!r}; use up to {MAX_LAB_NAME} of a-z, 0-9 and '-'")
     hosts_raw = top.get("hosts")
     if not isinstance(hosts_raw, dict) or not hosts_raw:

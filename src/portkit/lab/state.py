@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,8 +22,18 @@ from portkit.errors import InputError, SystemRefused
 STATE_DIR = os.environ.get("PORTKIT_LAB_STATE_DIR", "/run/portkit/labs")
 
 
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+
+
+def check_name(name: str) -> str:
+    """A lab name is also part of file and namespace names: a-z, 0-9 and '-', up to 40."""
+    if not _NAME_RE.match(name):
+        raise InputError(f"invalid lab name {name!r}; a lab name is up to 40 of a-z, 0-9 and '-'")
+    return name
+
+
 def state_path(name: str) -> str:
-    return os.path.join(STATE_DIR, f"{name}.json")
+    return os.path.join(STATE_DIR, f"{check_name(name)}.json")
 
 
 def read(name: str) -> dict[str, Any] | None:

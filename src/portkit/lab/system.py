@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from portkit.backends.netns import NETNS_RUN_DIR, run_in_netns
 from portkit.errors import PrivilegeError, SystemRefused
+from portkit.lab.plan import OPTIONAL_SYSCTLS
 
 T = TypeVar("T")
 RUNNER_MODULE = "portkit.lab.runner"
@@ -85,7 +86,8 @@ def write_sysctls(ns: str, items: Sequence[tuple[str, str]]) -> None:
                 with open(f"/proc/sys/{key}", "w") as f:
                     f.write(value)
             except FileNotFoundError:
-                if "ipv6" not in key:  # a kernel without IPv6 has no ipv6 keys: fine
+                # A kernel without IPv6 has no ipv6 keys; some keys are per-namespace only lately.
+                if "ipv6" not in key and key not in OPTIONAL_SYSCTLS:
                     raise SystemRefused(f"sysctl {key.replace('/', '.')} does not exist in this kernel") from None
             except OSError as exc:
                 raise SystemRefused(f"cannot set {key.replace('/', '.')}={value} in {ns}: {exc.strerror}") from exc
@@ -198,12 +200,18 @@ def is_runner(pid: int, lab: str, host: str | None = None, starttime: int | None
 
 
 def _gone(pid: int) -> bool:
+    """Has ``pid`` exited? Reaps it when it is our child (a lab runner started by this process)."""
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return True
     except ChildProcessError:
         pass
+    return _dead(pid)
+
+
+def _dead(pid: int) -> bool:
+    """Gone or a zombie, without reaping."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
@@ -256,3 +264,56 @@ def write_etc(ns: str, files: dict[str, str]) -> None:
 
 def remove_etc(ns: str) -> None:
     shutil.rmtree(os.path.join(ETC_NETNS, ns), ignore_errors=True)
+
+
+def bound_ports(pid: int) -> set[tuple[str, int]] | None:
+    """(proto, port) of the sockets ``pid`` holds that listen (TCP) or are bound (UDP).
+
+    Read from /proc/PID/net/* (the tables of the pid's own namespace) and matched by
+    socket inode against /proc/PID/fd. None when that cannot be read (not root, pid gone).
+    """
+    try:
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        found: set[tuple[str, int]] = set()
+        for table, proto, state in (("tcp", "tcp", "0A"), ("tcp6", "tcp", "0A"), ("udp", "udp", "07"), ("udp6", "udp", "07")):
+            with open(f"/proc/{pid}/net/{table}", encoding="ascii") as f:
+                next(f, None)
+                for line in f:
+                    parts = line.split()
+                    # local "ADDR:PORT", state, ..., inode is the 10th field
+                    if len(parts) > 9 and parts[3] == state and parts[9] in inodes:
+                        found.add((proto, int(parts[1].rsplit(":", 1)[1], 16)))
+        return found
+    except OSError:
+        return None
+
+
+def pids_in(namespaces: Sequence[str]) -> list[int]:
+    """Pids whose network namespace is one of ``namespaces`` (matched by inode)."""
+    wanted = set()
+    for ns in namespaces:
+        try:
+            st = os.stat(ns_path(ns))
+        except OSError:
+            continue
+        wanted.add((st.st_dev, st.st_ino))
+    if not wanted:
+        return []
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            st = os.stat(f"/proc/{entry}/ns/net")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in wanted and not _dead(int(entry)):
+            out.append(int(entry))
+    return sorted(out)

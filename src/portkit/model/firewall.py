@@ -248,6 +248,9 @@ class NftRule:
     stmts: tuple[Stmt, ...]
     text: str
     comment: str | None = None
+    # nft's listing drops a ``meta nfproto`` match written before ``reject with tcp reset``
+    # in inet tables; until the bytecode says which, such a rule is ambiguous (the reason).
+    ambiguous: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

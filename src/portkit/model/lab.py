@@ -152,3 +152,6 @@ class LabResult:
     namespaces: tuple[str, ...]
     services: int
     seconds: float
+    # down: processes (not the lab's own) still inside its namespaces; lab down never kills them,
+    # and they keep the (now unnamed) namespaces and their links alive until they exit.
+    lingering: tuple[int, ...] = ()

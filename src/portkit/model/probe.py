@@ -8,20 +8,17 @@ out of JSON. States and reasons use nmap's vocabulary (``portreasons.cc``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class PortState(str, Enum):
+class PortState(StrEnum):
     OPEN = "open"
     CLOSED = "closed"
     FILTERED = "filtered"
     OPEN_FILTERED = "open|filtered"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Reason(str, Enum):
+class Reason(StrEnum):
     """Why a state was concluded, named as nmap's ``--reason`` names it."""
 
     SYN_ACK = "syn-ack"
@@ -38,9 +35,6 @@ class Reason(str, Enum):
     ADMIN_PROHIBITED = "admin-prohibited"
     ICMP_OTHER = "icmp-other"  # any other ICMP error (e.g. a time-exceeded); never "open"
     ERROR = "error"  # the local kernel refused to send (e.g. no route): see reason_from
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +105,7 @@ class NotShown:
     reason: Reason
     count: int
     _proto: str = "tcp"
+    _ports: str = ""  # the ports, compacted ("1-21,23-79"), as nmap's XML extrareasons has them
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from portkit.model.firewall import (
     PortRange,
     RulesetView,
 )
-from portkit.parse.nftjson import has_xt, parse_ruleset
+from portkit.parse.nftjson import has_ambiguous, has_xt, hidden_nfproto, parse_ruleset, resolve_hidden
 from portkit.parse.policy_yaml import dump_policy, load_policy, parse_services
 
 __all__ = [
@@ -183,6 +183,8 @@ def edit_policy(
 def live_ruleset(*, netns: str | None = None) -> NftRuleset:
     """The kernel's ruleset; ``xt`` rules of iptables-nft are read through iptables-save."""
     rs = parse_ruleset(nftb.list_ruleset_json(netns=netns))
+    if has_ambiguous(rs):
+        rs = resolve_hidden(rs, hidden_nfproto(nftb.list_ruleset_debug(netns=netns)))
     if has_xt(rs):
         from portkit.parse.iptables_save import merge_iptables
 

@@ -1,11 +1,11 @@
 """portkit.api functions for the forward domain: userspace forwards, kernel forwards, NAT table.
 
-    import portkit
-    portkit.nat_entries(port=7, netns="pk-lab-router")      # -> tuple[NatEntry, ...]
-    portkit.forward_specs(["8080:2988"])                     # -> tuple[ForwardSpec, ...]
-    portkit.run_forwarder(specs)                             # serve until SIGTERM
-    portkit.kernel_forward_add(["0.0.0.0:8080:10.0.2.2:80"], netns="pk-lab-router")
-    portkit.kernel_forward_list(netns=...) / kernel_forward_remove([...], netns=...)
+import portkit
+portkit.nat_entries(port=7, netns="pk-lab-router")      # -> tuple[NatEntry, ...]
+portkit.forward_specs(["8080:2988"])                     # -> tuple[ForwardSpec, ...]
+portkit.run_forwarder(specs)                             # serve until SIGTERM
+portkit.kernel_forward_add(["0.0.0.0:8080:10.0.2.2:80"], netns="pk-lab-router")
+portkit.kernel_forward_list(netns=...) / kernel_forward_remove([...], netns=...)
 """
 
 from __future__ import annotations
@@ -94,7 +94,11 @@ def nat_diff(
 
 
 def forward_specs(
-    texts: Sequence[str], *, allow: Sequence[str] = (), deny: Sequence[str] = (), default_bind: str = "127.0.0.1"
+    texts: Sequence[str],
+    *,
+    allow: Sequence[str] = (),
+    deny: Sequence[str] = (),
+    default_bind: str = "127.0.0.1",
 ) -> tuple[ForwardSpec, ...]:
     """Parse SPECs (raising InputError, exit 2) and check no listen address is used twice."""
     specs = tuple(parse_spec(t, allow=allow, deny=deny, default_bind=default_bind) for t in texts)

@@ -16,11 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from portkit.backends import netns as _netns
 from portkit.backends import procs, services
 from portkit.backends.sockets import get_backend
 from portkit.errors import InputError, PortSpecError, SystemRefused
-from portkit.i18n import N_, Message
 from portkit.model.sockets import (
     ALL_STATES_MASK,
     STATE_CLOSE,
@@ -226,7 +224,7 @@ class _Namer:
 def _dump(masks: dict[str, int], families: tuple[str, ...], netns: str | None, netns_pid: int | None,
           backend_name: str | None, want_range: bool) -> tuple[list[Row], str, Any, tuple[int, int] | None]:  # fmt: skip
     backend = get_backend(backend_name)
-    path = _netns.resolve(netns, netns_pid)
+    path = _netns_path(netns, netns_pid)
     if path is not None and not backend.per_thread_netns:
         raise SystemRefused(f"the {backend.name} socket backend cannot look into another network namespace")
 
@@ -234,8 +232,21 @@ def _dump(masks: dict[str, int], families: tuple[str, ...], netns: str | None, n
         rows = backend.dump(masks, families) if masks else []
         return rows, (services.ephemeral_range() if want_range else None)
 
-    rows, eph = _netns.run_in_netns(path, work)
+    if path is None:
+        rows, eph = work()
+    else:
+        from portkit.backends.netns import run_in_netns
+
+        rows, eph = run_in_netns(path, work)
     return rows, backend.name, backend, eph
+
+
+def _netns_path(netns: str | None, netns_pid: int | None) -> str | None:
+    if netns is None and netns_pid is None:
+        return None
+    from portkit.backends.netns import resolve  # ctypes: only when a namespace is asked for
+
+    return resolve(netns, netns_pid)
 
 
 def collect_sockets(
@@ -326,6 +337,8 @@ def _sort_key(v: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _notes(values: Sequence[tuple[Any, ...]], eph: tuple[int, int]) -> tuple[Note, ...]:
+    from portkit.i18n import N_, Message  # gettext: only when there is something to note
+
     out: dict[tuple[str, int, str], Note] = {}
     low, high = eph
     for v in values:
@@ -418,5 +431,10 @@ def service_name(port: int, proto: str = "tcp") -> str | None:
 
 def ephemeral_range(*, netns: str | None = None, netns_pid: int | None = None) -> tuple[int, int]:
     """The OS ephemeral port range (``net.ipv4.ip_local_port_range``) of a namespace."""
-    return _netns.run_in_netns(_netns.resolve(netns, netns_pid), services.ephemeral_range)
+    path = _netns_path(netns, netns_pid)
+    if path is None:
+        return services.ephemeral_range()
+    from portkit.backends.netns import run_in_netns
+
+    return run_in_netns(path, services.ephemeral_range)
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from portkit.backends import procs, services
 from portkit.backends.sockets_free import port_is_free
 from portkit.errors import InputError, PortSpecError, PrivilegeError
-from portkit.i18n import Message
 from portkit.model.sockets import FreePorts, KillOutcome, PortInfo, ServiceName, WhoReport
 from portkit.registry.ports import common_port, port_class
 
@@ -102,6 +101,8 @@ def port_info(query: int | str) -> PortInfo:
     svcs = tuple(ServiceName(r.name, r.proto, r.description) for r in recs)
     low, high = services.ephemeral_range()
     c = common_port(port)
+    from portkit.i18n import Message
+
     note = Message(c.note) if c is not None else None
     return PortInfo(
         port, port_class(port), svcs, low <= port <= high, note.english() if note else None, note, (low, high), text

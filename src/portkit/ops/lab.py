@@ -41,7 +41,12 @@ def lab_up(
     """
     from portkit.lab import build
 
-    sc = scenario if isinstance(scenario, Scenario) else lab_load(scenario)
+    if isinstance(scenario, Scenario):
+        sc = scenario
+    else:
+        from portkit.lab import scenario as scenario_mod
+
+        sc = scenario_mod.load(scenario, default_name=name)
     return build.up(sc, name=name, backend=backend)
 
 

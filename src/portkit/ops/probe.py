@@ -18,7 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from portkit.engine.endpoint import Resolver, Target, parse_endpoint, parse_ports, parse_target, resolve_addresses
+from portkit.engine.endpoint import (
+    Resolver,
+    Target,
+    parse_endpoint,
+    parse_ports,
+    parse_target,
+    resolve_addresses,
+)
 from portkit.engine.scanplan import compact_ports, group_ports, profile_for
 from portkit.errors import InputError, PortSpecError, ResolveError, TargetError
 from portkit.model.probe import (
@@ -107,7 +114,9 @@ def check(
     for proto in ("tcp", "udp"):
         idx = [i for i, e in enumerate(parsed) if e.proto == proto]
         if idx:
-            verdicts.update(_probe_group([addrs[i] for i in idx], [parsed[i].port for i in idx], idx, proto, syn, profile))
+            verdicts.update(
+                _probe_group([addrs[i] for i in idx], [parsed[i].port for i in idx], idx, proto, syn, profile)
+            )
     results: list[ProbeResult] = []
     for i, (ep, addr) in enumerate(zip(parsed, addrs, strict=True)):
         v = verdicts.get(i, Verdict(PortState.FILTERED, Reason.NO_RESPONSE))
@@ -115,8 +124,12 @@ def check(
         if banner and ep.proto == "tcp" and v.state is PortState.OPEN:
             from portkit.drivers.prober import grab_banner
 
-            text = grab_banner(addr, ep.port, timeout=banner_timeout, server_name=ep.host if ep.host != addr else None)
-        results.append(ProbeResult(ep.host, addr, ep.port, ep.proto, v.state, v.reason, v.reason_from, v.rtt_ms, text))
+            text = grab_banner(
+                addr, ep.port, timeout=banner_timeout, server_name=ep.host if ep.host != addr else None
+            )
+        results.append(
+            ProbeResult(ep.host, addr, ep.port, ep.proto, v.state, v.reason, v.reason_from, v.rtt_ms, text)
+        )
     return CheckReport(tuple(results))
 
 
@@ -143,14 +156,19 @@ def _probe_group(
             if not fam_idx:
                 continue
             sub = [uniq[k] for k in fam_idx]
-            sub_items = [(fam_idx.index(it >> 16) << 16) | (it & 0xFFFF) for it in items if (it >> 16) in fam_idx]
+            sub_items = [
+                (fam_idx.index(it >> 16) << 16) | (it & 0xFFFF) for it in items if (it >> 16) in fam_idx
+            ]
             out = SynScanner(sub, sub_items, profile).run()
             if out.interrupted:
                 raise KeyboardInterrupt
             for (hi, port), v in out.results.items():
                 outcome_results[(fam_idx[hi], port)] = v
-        return {i: outcome_results[(it >> 16, it & 0xFFFF)] for i, it in zip(idx, items, strict=True)
-                if (it >> 16, it & 0xFFFF) in outcome_results}
+        return {
+            i: outcome_results[(it >> 16, it & 0xFFFF)]
+            for i, it in zip(idx, items, strict=True)
+            if (it >> 16, it & 0xFFFF) in outcome_results
+        }
     else:
         outcome = ConnectScanner(uniq, items, profile, record_rtt=True).run()
     if outcome.interrupted:
@@ -166,7 +184,9 @@ def _require_root(what: str) -> None:
     if not _is_root():
         from portkit.errors import PrivilegeError
 
-        raise PrivilegeError(f"{what} needs raw sockets (root or CAP_NET_RAW)", hint="drop it for a connect scan")
+        raise PrivilegeError(
+            f"{what} needs raw sockets (root or CAP_NET_RAW)", hint="drop it for a connect scan"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +206,9 @@ def _plan_targets(
         if t.kind == "network":
             assert t.network is not None
             if family is not None and t.network.version != family:
-                raise TargetError(f"{text} is an IPv{t.network.version} block but -{family} asks for IPv{family} only")
+                raise TargetError(
+                    f"{text} is an IPv{t.network.version} block but -{family} asks for IPv{family} only"
+                )
             networks.append(t)
             planned.extend(_Planned(text, a) for a in t.addresses())
             continue
@@ -244,7 +266,7 @@ def scan(
     port_lists: dict[str, tuple[int, ...]] = {}
     for proto in protos:
         if ports is None:
-            port_lists[proto] = top_ports(top or 1000, proto)
+            port_lists[proto] = top_ports(1000 if top is None else top, proto)
         elif isinstance(ports, str):
             port_lists[proto] = parse_ports(ports)
         else:
@@ -293,9 +315,13 @@ def scan(
             elif syn:
                 from portkit.drivers.synscan import syn_scan
 
-                out = syn_scan(addresses, plist, profile, processes=nproc, on_progress=progress, cancel=cancel)
+                out = syn_scan(
+                    addresses, plist, profile, processes=nproc, on_progress=progress, cancel=cancel
+                )
             else:
-                out = connect_scan(addresses, plist, profile, processes=nproc, on_progress=progress, cancel=cancel)
+                out = connect_scan(
+                    addresses, plist, profile, processes=nproc, on_progress=progress, cancel=cancel
+                )
             outcomes[proto] = out.results
             done_before += len(plist) * len(addresses)
             if out.interrupted:

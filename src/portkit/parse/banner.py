@@ -18,7 +18,13 @@ __all__ = ["client_hello", "describe_tls", "first_line"]
 
 MAX_BANNER = 200
 
-_TLS_VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
+_TLS_VERSIONS = {
+    0x0300: "SSL 3.0",
+    0x0301: "TLS 1.0",
+    0x0302: "TLS 1.1",
+    0x0303: "TLS 1.2",
+    0x0304: "TLS 1.3",
+}
 
 
 def first_line(data: bytes) -> str | None:
@@ -43,7 +49,23 @@ def client_hello(server_name: str | None, random32: bytes, key_share32: bytes) -
     """
     if len(random32) != 32 or len(key_share32) != 32:
         raise ValueError("client_hello needs 32-byte random and key share")
-    suites = [0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8, 0xC013, 0xC014, 0x009C, 0x009D, 0x002F, 0x0035]
+    suites = [
+        0x1301,
+        0x1302,
+        0x1303,
+        0xC02B,
+        0xC02F,
+        0xC02C,
+        0xC030,
+        0xCCA9,
+        0xCCA8,
+        0xC013,
+        0xC014,
+        0x009C,
+        0x009D,
+        0x002F,
+        0x0035,
+    ]
     exts = b""
     if server_name and not server_name.replace(".", "").isdigit() and ":" not in server_name:
         name = server_name.encode("idna")

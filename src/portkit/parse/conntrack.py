@@ -151,11 +151,18 @@ def format_line(e: NatEntry) -> str:
     return " ".join(parts)
 
 
-def matches(e: NatEntry, *, port: int | None = None, host: str | None = None, proto: str | None = None) -> bool:
+def matches(
+    e: NatEntry, *, port: int | None = None, host: str | None = None, proto: str | None = None
+) -> bool:
     """Filters of ``portkit nat``: any port / any address of either tuple; host may be a CIDR."""
     if proto is not None and e.proto != proto:
         return False
-    if port is not None and port not in (e.original.sport, e.original.dport, e.translated.sport, e.translated.dport):
+    if port is not None and port not in (
+        e.original.sport,
+        e.original.dport,
+        e.translated.sport,
+        e.translated.dport,
+    ):
         return False
     if host is not None:
         addrs = {e.original.src, e.original.dst, e.translated.src, e.translated.dst}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from portkit.model.firewall import (
@@ -250,15 +251,71 @@ def _rule(obj: Mapping[str, Any]) -> NftRule:
     if comment:
         text += f' comment "{comment}"'
     handle = obj.get("handle")
+    family = str(obj["family"])
     return NftRule(
-        family=str(obj["family"]),
+        family=family,
         table=str(obj["table"]),
         chain=str(obj["chain"]),
         handle=handle if isinstance(handle, int) else None,
         stmts=stmts,
         text=text,
         comment=str(comment) if comment else None,
+        ambiguous=_hidden_family(family, stmts),
     )
+
+
+_FAMILY_KEYS = {"meta nfproto", "ip saddr", "ip daddr", "ip6 saddr", "ip6 daddr", "ip protocol", "ip6 nexthdr", "meta protocol"}
+
+
+def _hidden_family(family: str, stmts: tuple[Stmt, ...]) -> str | None:
+    if family not in ("inet", "bridge", "netdev"):
+        return None
+    if not any(isinstance(s, VerdictStmt) and s.kind == "reject" and s.target == "tcp reset" for s in stmts):
+        return None
+    if any(isinstance(s, Match) and set(s.key) & _FAMILY_KEYS for s in stmts):
+        return None
+    return "nft's listing hides a 'meta nfproto' match before 'reject with tcp reset' (read the bytecode to tell)"
+
+
+def hidden_nfproto(debug_text: str) -> dict[tuple[str, str, str, int], str]:
+    """``nft --debug=netlink list ruleset`` -> {(family, table, chain, handle): "ipv4"|"ipv6"}
+    for rules whose bytecode starts with a ``meta nfproto`` comparison."""
+    out: dict[tuple[str, str, str, int], str] = {}
+    lines = debug_text.splitlines()
+    for i, line in enumerate(lines):
+        head = line.split()
+        if len(head) < 4 or line.startswith((" ", "\t")) or not head[3].isdigit() or i + 2 >= len(lines):
+            continue
+        load, cmp = lines[i + 1].strip(), lines[i + 2].strip()
+        if load.startswith("[ meta load nfproto => reg ") and cmp.startswith("[ cmp eq reg "):
+            value = cmp.split()[-2]
+            fam = {"0x00000002": "ipv4", "0x0000000a": "ipv6"}.get(value)
+            if fam:
+                out[(head[0], head[1], head[2], int(head[3]))] = fam
+    return out
+
+
+def resolve_hidden(rs: NftRuleset, families: Mapping[tuple[str, str, str, int], str]) -> NftRuleset:
+    """Put the nfproto matches the bytecode shows back into ambiguous rules."""
+    chains = []
+    for c in rs.chains:
+        if not any(r.ambiguous for r in c.rules):
+            chains.append(c)
+            continue
+        rules = []
+        for r in c.rules:
+            if r.ambiguous and r.handle is not None:
+                fam = families.get((r.family, r.table, r.chain, r.handle))
+                stmts = ((Match(("meta nfproto",), "==", Lit(fam)),) + r.stmts) if fam else r.stmts
+                text = f"meta nfproto {fam} {r.text}" if fam else r.text
+                r = replace(r, stmts=stmts, text=text, ambiguous=None)
+            rules.append(r)
+        chains.append(replace(c, rules=tuple(rules)))
+    return replace(rs, chains=tuple(chains))
+
+
+def has_ambiguous(rs: NftRuleset) -> bool:
+    return any(r.ambiguous for c in rs.chains for r in c.rules)
 
 
 def _set(obj: Mapping[str, Any], is_map: bool) -> NftSet:

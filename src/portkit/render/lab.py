@@ -18,7 +18,14 @@ def render_result(r: LabResult, *, color: bool = False) -> str:
             f"       portkit lab exec {r.name} HOST -- portkit ls\n"
             f"       portkit lab down {r.name}"
         )
-    return f"lab {r.name} is down: removed {len(r.namespaces)} namespaces and {r.services} services ({r.seconds:.2f} s)"
+    text = f"lab {r.name} is down: removed {len(r.namespaces)} namespaces and {r.services} services ({r.seconds:.2f} s)"
+    if r.lingering:
+        pids = ", ".join(str(p) for p in r.lingering)
+        text += (
+            f"\n  note: processes {pids} still run inside its namespaces (started there by someone else,"
+            " so not killed); the namespaces' links live on until they exit"
+        )
+    return text
 
 
 def _state_cell(state: str) -> Cell:

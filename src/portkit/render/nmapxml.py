@@ -31,13 +31,16 @@ def _host(parent: ET.Element, host: HostResult, start: int, end: int) -> None:
     if host.target != host.address and "/" not in host.target:
         ET.SubElement(hn, "hostname", name=host.target, type="user")
     ports = ET.SubElement(h, "ports")
-    by_state: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
+    by_state: dict[str, list[tuple[str, str, int, str]]] = defaultdict(list)
     for g in host.not_shown:
-        by_state[g.state.value].append((g.reason.value, g._proto, g.count))
+        by_state[g.state.value].append((g.reason.value, g._proto, g.count, g._ports))
     for state, reasons in by_state.items():
         ep = ET.SubElement(ports, "extraports", state=state, count=str(sum(r[2] for r in reasons)))
-        for reason, proto, count in reasons:
-            ET.SubElement(ep, "extrareasons", reason=reason, count=str(count), proto=proto)
+        for reason, proto, count, spec in reasons:
+            attrs = {"reason": reason, "count": str(count), "proto": proto}
+            if spec:
+                attrs["ports"] = spec
+            ET.SubElement(ep, "extrareasons", attrs)
     for p in host.ports:
         pe = ET.SubElement(ports, "port", protocol=p.proto, portid=str(p.port))
         st = {"state": p.state.value, "reason": p.reason.value, "reason_ttl": "0"}
@@ -63,7 +66,10 @@ def scan_xml(report: ScanReport, *, args: str = "portkit scan") -> str:
     specs = dict(part.split(":", 1) for part in report._ports_spec.split(";") if ":" in part)
     for proto in report._protocol.split("+"):
         services = specs.get(proto, "")
-        count = sum(int(b) - int(a) + 1 for a, _, b in (r.partition("-") if "-" in r else (r, "", r) for r in services.split(",") if r))
+        count = sum(
+            int(b) - int(a) + 1
+            for a, _, b in (r.partition("-") if "-" in r else (r, "", r) for r in services.split(",") if r)
+        )
         ET.SubElement(
             root,
             "scaninfo",
@@ -91,4 +97,8 @@ def scan_xml(report: ScanReport, *, args: str = "portkit scan") -> str:
     )
     ET.SubElement(rs, "hosts", up=str(up), down=str(down), total=str(up + down))
     ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE nmaprun>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE nmaprun>\n'
+        + ET.tostring(root, encoding="unicode")
+        + "\n"
+    )

@@ -64,7 +64,7 @@ def host_table(host: HostResult, *, color: bool = False) -> str:
     title = host.address if host.target == host.address else f"{host.target} ({host.address})"
     lines = [f"portkit scan of {title}: {host._scanned} ports"]
     if host.ports:
-        rows = [
+        rows: list[list[str | Cell]] = [
             [
                 f"{p.port}/{p.proto}",
                 Cell(p.state.value, STATE_STYLE[p.state]),
@@ -86,7 +86,9 @@ def host_table(host: HostResult, *, color: bool = False) -> str:
 def scan_table(report: ScanReport, *, color: bool = False) -> str:
     blocks = [host_table(h, color=color) for h in report.hosts]
     if report._down:
-        blocks.append(f"{len(report._down)} address(es) did not answer discovery (use -Pn to scan them anyway)")
+        blocks.append(
+            f"{len(report._down)} address(es) did not answer discovery (use -Pn to scan them anyway)"
+        )
     tail = f"{len(report.hosts)} host(s) scanned in {report.elapsed_s:.2f} s"
     if report.interrupted:
         tail += " - INTERRUPTED, results are partial"

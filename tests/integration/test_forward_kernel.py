@@ -1,0 +1,188 @@
+"""Kernel forwards (nftables DNAT) and `portkit nat`, verified in the port-forward and nat-pat labs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import needs_root, needs_tool
+
+pytestmark = [needs_root, needs_tool("nft"), needs_tool("conntrack")]
+
+PY = sys.executable
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def pk(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PY, "-m", "portkit", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def port_forward(lab: Any) -> Iterator[Any]:
+    h = lab(os.path.join(ROOT, "examples/labs/port-forward.yaml"))
+    yield h
+    state = f"/run/portkit/forward/{h.netns('router')}.json"
+    if os.path.exists(state):
+        os.unlink(state)
+
+
+def test_kernel_forward_flow_nat_table_list_remove(port_forward: Any) -> None:
+    h = port_forward
+    router = h.netns("router")
+    inside = h.address("inside")
+    r = pk("forward", "--kernel", "--netns", router, f"0.0.0.0:9090:{inside}:2988", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["schema"] == 1 and doc["action"] == "added"
+    (row,) = doc["forwards"]
+    assert row["installed"] and row["masquerade"] and row["listen"] == "0.0.0.0:9090"
+    assert "catches traffic to every address of this host from anyone" in r.stderr
+    ruleset = h.run("router", ["nft", "list", "table", "inet", "portkit_forward"]).stdout
+    assert f"dnat ip to {inside}:2988" in ruleset and "masquerade" in ruleset
+
+    # the flow works across namespaces: client -> router:9090 -> inside:2988 (echo)
+    got = h.probe(
+        "client", h.address("router", link="wan"), 9090, send=b"through the kernel", source_port=41234
+    )
+    assert got.state == "open" and got.data == b"through the kernel", got
+
+    # and the translation table shows exactly that flow
+    r = pk("nat", "--netns", router, "--port", "9090", "--json")
+    assert r.returncode == 0, r.stderr
+    entries = json.loads(r.stdout)["entries"]
+    assert len(entries) == 1
+    e = entries[0]
+    client, router_wan, router_lan = (
+        h.address("client"),
+        h.address("router", link="wan"),
+        h.address("router", link="lan"),
+    )
+    assert e["proto"] == "tcp" and e["kind"] == "both" and e["port_translated"] is True
+    assert e["original"] == {"src": client, "sport": 41234, "dst": router_wan, "dport": 9090}
+    assert e["translated"]["src"] == router_lan and e["translated"]["dst"] == inside
+    assert e["translated"]["dport"] == 2988 and isinstance(e["translated"]["sport"], int)
+    # the same from inside the namespace, through the conntrack tool, as a table
+    r = h.portkit("router", "nat", "--port", "9090", "--source", "tool")
+    assert (
+        r.returncode == 0
+        and "SNAT+DNAT" in r.stdout
+        and f"{client}:41234 -> {router_wan}:9090 =>" in r.stdout
+    )
+
+    # --local: the router's own connections are forwarded too
+    r = pk("forward", "--kernel", "--local", "--netns", router, f"0.0.0.0:9191:{inside}:2988")
+    assert r.returncode == 0, r.stderr
+    assert h.probe("router", router_wan, 9191, send=b"local").data == b"local"
+
+    r = pk("forward", "--list", "--netns", router, "--json")
+    assert r.returncode == 0
+    rows = json.loads(r.stdout)["forwards"]
+    assert [(x["listen"], x["local"], x["installed"]) for x in rows] == [
+        ("0.0.0.0:9090", False, True),
+        ("0.0.0.0:9191", True, True),
+    ]
+    r = pk("forward", "--remove", "9090/tcp", "--netns", router)
+    assert r.returncode == 0, r.stderr
+    assert h.probe("client", router_wan, 9090, timeout=1.0).state != "open"
+    r = pk("forward", "--remove", "9090", "--netns", router)
+    assert r.returncode == 2 and "no kernel forward matches '9090'" in r.stderr
+    r = pk("forward", "--remove-all", "--netns", router)
+    assert r.returncode == 0
+    assert h.run("router", ["nft", "list", "table", "inet", "portkit_forward"]).returncode != 0  # table gone
+    assert pk("forward", "--list", "--netns", router).returncode == 1
+    # the lab's own NAT table was never touched
+    assert h.run("router", ["nft", "list", "table", "inet", "portkit_lab_nat"]).returncode == 0
+
+
+def test_kernel_forward_confirm_rollback_and_route_localnet(port_forward: Any) -> None:
+    h = port_forward
+    router = h.netns("router")
+    inside = h.address("inside")
+    wan = h.address("router", link="wan")
+    assert pk("forward", "--kernel", "--netns", router, f"0.0.0.0:9090:{inside}:2988").returncode == 0
+    r = pk("forward", "--kernel", "--confirm", "2", "--netns", router, f"0.0.0.0:9292:{inside}:2988")
+    assert r.returncode == 0, r.stderr
+    assert "rolls back in 2 s unless confirmed" in r.stdout
+    assert h.probe("client", wan, 9292, send=b"x").state == "open"
+    time.sleep(3.5)  # not confirmed: the previous table comes back by itself
+    assert h.probe("client", wan, 9292, timeout=1.0).state != "open"
+    assert h.probe("client", wan, 9090, send=b"y").data == b"y"
+    listing = json.loads(pk("forward", "--list", "--netns", router, "--json").stdout)["forwards"]
+    assert [x["listen"] for x in listing if x["installed"]] == ["0.0.0.0:9090"]
+
+    r = pk("forward", "--kernel", "--confirm", "2", "--netns", router, f"0.0.0.0:9393:{inside}:2988")
+    assert r.returncode == 0
+    assert pk("forward", "--confirm-ok", "--netns", router).returncode == 0
+    time.sleep(2.5)
+    assert h.probe("client", wan, 9393, send=b"kept").data == b"kept"
+
+    # a loopback target for other hosts' traffic needs route_localnet, only when asked
+    r = pk("forward", "--kernel", "--netns", router, "0.0.0.0:9494:127.0.0.1:7777")
+    assert r.returncode == 2 and "--route-localnet" in r.stderr and "martians" in r.stderr
+    assert h.run("router", ["cat", "/proc/sys/net/ipv4/conf/all/route_localnet"]).stdout.strip() == "0"
+    r = pk("forward", "--kernel", "--route-localnet", "--netns", router, "0.0.0.0:9494:127.0.0.1:7777")
+    assert r.returncode == 0, r.stderr
+    assert "route_localnet=1" in r.stderr
+    assert h.run("router", ["cat", "/proc/sys/net/ipv4/conf/all/route_localnet"]).stdout.strip() == "1"
+    pk("forward", "--remove-all", "--netns", router)
+
+
+def test_nat_pat_table_shows_the_exact_port_translation(lab: Any) -> None:
+    h = lab(os.path.join(ROOT, "examples/labs/nat-pat.yaml"))
+    server = h.address("server")
+    a = h.probe("client1", server, 7, send=b"one", source_port=40000)
+    b = h.probe("client2", server, 7, send=b"two", source_port=40000)
+    assert a.data == b"one" and b.data == b"two"
+    r = pk("nat", "--netns", h.netns("router"), "--proto", "tcp", "--port", "7", "--json")
+    assert r.returncode == 0, r.stderr
+    entries = sorted(json.loads(r.stdout)["entries"], key=lambda e: e["original"]["src"])
+    assert len(entries) == 2
+    wan = h.address("router", link="wan")
+    first, second = entries
+    assert first["original"] == {"src": h.address("client1"), "sport": 40000, "dst": server, "dport": 7}
+    assert first["translated"] == {"src": wan, "sport": 40000, "dst": server, "dport": 7}
+    assert first["kind"] == "snat" and first["port_translated"] is False
+    assert second["original"] == {"src": h.address("client2"), "sport": 40000, "dst": server, "dport": 7}
+    assert second["kind"] == "snat" and second["port_translated"] is True
+    assert second["translated"]["src"] == wan and second["translated"]["sport"] != 40000
+    # what the server saw is what the table says (its peer is the router's translated port)
+    table = pk("nat", "--netns", h.netns("router"), "--host", h.address("client2")).stdout
+    assert (
+        f"PAT   tcp    {h.address('client2')}:40000 -> {wan}:{second['translated']['sport']} -> {server}:7"
+        in table
+    )
+    # UDP is translated too; filters that match nothing exit 1
+    h.probe("client1", server, 7, proto="udp", send=b"u", source_port=5353)
+    r = pk("nat", "--netns", h.netns("router"), "--proto", "udp", "--json")
+    assert [e["original"]["sport"] for e in json.loads(r.stdout)["entries"]] == [5353]
+    assert pk("nat", "--netns", h.netns("router"), "--port", "1").returncode == 1
+
+
+def test_nat_watch_prints_new_flows(lab: Any) -> None:
+    h = lab(os.path.join(ROOT, "examples/labs/nat-pat.yaml"))
+    p = subprocess.Popen(
+        [PY, "-m", "portkit", "nat", "--watch", "--interval", "0.2", "--netns", h.netns("router")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)
+        h.probe("client1", h.address("server"), 80, send=b"GET / HTTP/1.0\r\n\r\n", source_port=40123)
+        end = time.monotonic() + 10
+        assert p.stdout is not None
+        while time.monotonic() < end:
+            line = p.stdout.readline()
+            if "+ SNAT" in line and ":40123 ->" in line:
+                break
+        else:
+            pytest.fail("no '+ SNAT' line for the new flow")
+    finally:
+        p.terminate()
+        p.wait(5)
