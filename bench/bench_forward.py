@@ -67,30 +67,56 @@ def proc(argv: list[str], port: int | None = None) -> Iterator[subprocess.Popen[
             p.wait()
 
 
+# Alternatives measured with --alternatives (the default configuration is "portkit").
+ALTERNATIVES: dict[str, list[str]] = {
+    "pk 1 worker": ["--workers", "1"],
+    "pk copy loop": ["--no-splice"],
+    "pk pipe 256K": ["--pipe-size", str(256 << 10)],
+    "pk pipe 4M": ["--pipe-size", str(4 << 20)],
+}
+
+
 @contextmanager
-def paths(target: int) -> Iterator[dict[str, tuple[int, int | None]]]:
-    """{"direct": (port, None), "socat": (port, pid), "portkit": (port, pid)} all -> target."""
-    sp, pp = free_port(), free_port()
-    socat = ["socat", f"TCP-LISTEN:{sp},fork,reuseaddr,bind={HOST}", f"TCP:{HOST}:{target}"]
-    pk = [PY, "-m", "portkit", "forward", "--quiet", f"{HOST}:{pp}:{HOST}:{target}"]
-    with proc(socat, sp) as s, proc(pk, pp) as p:
-        yield {"direct": (target, None), "socat": (sp, s.pid), "portkit": (pp, p.pid)}
+def paths(target: int, alternatives: bool = False) -> Iterator[dict[str, tuple[int, int | None]]]:
+    """{"direct": (port, None), "socat": (port, pid), "portkit": (port, pid), ...} all -> target."""
+    from contextlib import ExitStack
+
+    variants = {"portkit": [], **(ALTERNATIVES if alternatives else {})}
+    with ExitStack() as stack:
+        sp = free_port()
+        socat = ["socat", f"TCP-LISTEN:{sp},fork,reuseaddr,bind={HOST}", f"TCP:{HOST}:{target}"]
+        out: dict[str, tuple[int, int | None]] = {
+            "direct": (target, None),
+            "socat": (sp, stack.enter_context(proc(socat, sp)).pid),
+        }
+        for name, extra in variants.items():
+            pp = free_port()
+            pk = [PY, "-m", "portkit", "forward", "--quiet", *extra, f"{HOST}:{pp}:{HOST}:{target}"]
+            out[name] = (pp, stack.enter_context(proc(pk, pp)).pid)
+        yield out
 
 
 def iperf(port: int, streams: int, seconds: float) -> float:
-    out = subprocess.run(
-        ["iperf3", "-c", HOST, "-p", str(port), "-P", str(streams), "-t", str(seconds), "-J"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return float(json.loads(out)["end"]["sum_received"]["bits_per_second"]) / 1e9
+    """Gbit/s received; retried when the iperf3 server is still busy with the previous test."""
+    err = ""
+    for _ in range(5):
+        out = subprocess.run(
+            ["iperf3", "-c", HOST, "-p", str(port), "-P", str(streams), "-t", str(seconds), "-J"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        doc = json.loads(out)
+        if "error" not in doc:
+            return float(doc["end"]["sum_received"]["bits_per_second"]) / 1e9
+        err = str(doc["error"])
+        time.sleep(1.0)
+    raise RuntimeError(f"iperf3 through port {port}: {err}")
 
 
-def bench_throughput(rounds: int, seconds: float) -> dict[str, dict[str, float]]:
+def bench_throughput(rounds: int, seconds: float, alternatives: bool) -> dict[str, dict[str, float]]:
     tport = free_port()
     res: dict[str, dict[str, float]] = {}
-    with proc(["iperf3", "-s", "-p", str(tport)], tport), paths(tport) as ps:
+    with proc(["iperf3", "-s", "-p", str(tport)], tport), paths(tport, alternatives) as ps:
         for streams in (1, 8):
             got: dict[str, list[float]] = {k: [] for k in ps}
             for _ in range(rounds):
@@ -233,26 +259,28 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=4)
     ap.add_argument("--conns", type=int, default=2000)
     ap.add_argument("--idle", type=int, default=5000)
+    ap.add_argument("--alternatives", action="store_true", help="also measure the designs not chosen")
     a = ap.parse_args()
     todo = set(a.only or ("tput", "rate", "latency", "idle", "nat"))
     ratio: Callable[[float, float], str] = lambda x, y: f"{x / y:.2f}x" if y else "-"  # noqa: E731
     if "tput" in todo:
-        tp = bench_throughput(a.rounds, a.seconds)
+        tp = bench_throughput(a.rounds, a.seconds, a.alternatives)
         for key in ("P1", "P8"):
             m = tp[key]
             print(
                 f"throughput {key}: direct {m['direct']:.1f}  socat {m['socat']:.1f}  portkit {m['portkit']:.1f} Gbit/s"
                 f"  -> portkit/socat {ratio(m['portkit'], m['socat'])}, portkit/direct {ratio(m['portkit'], m['direct'])}"
-                f"  (rounds: {json.dumps({k: [round(x, 1) for x in v] for k, v in tp[key + '-all'].items()})})"  # type: ignore[attr-defined]
+                + "".join(f", {k} {v:.1f}" for k, v in m.items() if k not in ("direct", "socat", "portkit"))
+                + f"  (rounds: {json.dumps({k: [round(x, 1) for x in v] for k, v in tp[key + '-all'].items()})})"  # type: ignore[attr-defined]
             )
     if "rate" in todo or "latency" in todo:
-        with echo_server() as (tport, _u), paths(tport) as ps:
+        with echo_server() as (tport, _u), paths(tport, a.alternatives) as ps:
             if "rate" in todo:
                 rates = {k: conn_rate(p, a.conns) for k, (p, _pid) in ps.items()}
                 print(
-                    f"connection rate ({a.conns} sequential, 1 byte echoed): direct {rates['direct']:.0f}/s  "
-                    f"socat {rates['socat']:.0f}/s  portkit {rates['portkit']:.0f}/s  -> portkit/socat "
-                    f"{ratio(rates['portkit'], rates['socat'])}"
+                    f"connection rate ({a.conns} sequential, 1 byte echoed): "
+                    + "  ".join(f"{k} {v:.0f}/s" for k, v in rates.items())
+                    + f"  -> portkit/socat {ratio(rates['portkit'], rates['socat'])}"
                 )
             if "latency" in todo:
                 lat = {k: latency(p, 5000) for k, (p, _pid) in ps.items()}

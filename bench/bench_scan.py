@@ -30,14 +30,35 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 from portkit.engine.endpoint import parse_ports
 from portkit.ops.lab import lab_down, lab_up
 
-OPEN = (22, 80, 443, 3306, 5432, 6379, 8080, 8443, 9000, 9200, 10000, 20000, 27017, 30000, 40000, 45000, 50000,
-        55000, 60000, 65535)
-DROPPED = "30000-32099"  # 2,100 ports, silently dropped (30000 itself is open: dropped wins, so it is filtered)
+OPEN = (
+    22,
+    80,
+    443,
+    3306,
+    5432,
+    6379,
+    8080,
+    8443,
+    9000,
+    9200,
+    10000,
+    20000,
+    27017,
+    30000,
+    40000,
+    45000,
+    50000,
+    55000,
+    60000,
+    65535,
+)
+DROPPED = (
+    "30000-32099"  # 2,100 ports, silently dropped (30000 itself is open: dropped wins, so it is filtered)
+)
 PORTKIT = [sys.executable, "-m", "portkit"]
 
 
@@ -62,7 +83,9 @@ def scenario(dropped: bool) -> dict[str, object]:
 def timed(ns: str, argv: list[str]) -> tuple[float, int]:
     """(wall seconds, peak RSS in KiB) of one command inside namespace ``ns``."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        ["ip", "netns", "exec", ns, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     _pid, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
@@ -110,12 +133,18 @@ def bench(dropped: bool, runs: int, tmp: str) -> dict[str, tuple[float, float, i
                 walls[label].append(w)
                 rss[label] = max(rss[label], r)
         ref = xml_states(f"{tmp}/nmap-sT.xml")
-        for label, f in (("portkit connect", "pk-connect"), ("portkit --syn", "pk-syn"), ("nmap -sS -T4", "nmap-sS")):
+        for label, f in (
+            ("portkit connect", "pk-connect"),
+            ("portkit --syn", "pk-syn"),
+            ("nmap -sS -T4", "nmap-sS"),
+        ):
             got = xml_states(f"{tmp}/{f}.xml")
             diff = [p for p in range(1, 65536) if got.get(p) != ref.get(p)]
             opened = sorted(p for p, s in got.items() if s == "open")
-            print(f"  {label}: {len(diff)} ports differ from nmap -sT; open = {len(opened)} ports"
-                  + (f"; first differences {[(p, got.get(p), ref.get(p)) for p in diff[:5]]}" if diff else ""))
+            print(
+                f"  {label}: {len(diff)} ports differ from nmap -sT; open = {len(opened)} ports"
+                + (f"; first differences {[(p, got.get(p), ref.get(p)) for p in diff[:5]]}" if diff else "")
+            )
     finally:
         lab_down(name)
     base = statistics.median(walls["nmap -sT -T4"])
@@ -135,15 +164,21 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory(prefix="pk-bench-scan-") as tmp:
         for dropped in (True, False):
-            title = "2,100 ports dropped, 20 open, rest closed" if dropped else "nothing dropped, 20 open, rest closed"
+            title = (
+                "2,100 ports dropped, 20 open, rest closed"
+                if dropped
+                else "nothing dropped, 20 open, rest closed"
+            )
             print(f"\n## 65,535 TCP ports, {title} (median of {args.runs})")
             res = bench(dropped, args.runs, tmp)
-            print(f"| tool | wall s | x nmap -sT | ports/s | peak RSS MiB | target |")
+            print("| tool | wall s | x nmap -sT | ports/s | peak RSS MiB | target |")
             print("|---|---|---|---|---|---|")
             for label, (wall, ratio, rss) in res.items():
                 tgt = targets[dropped].get(label)
                 verdict = "" if tgt is None else (f"<= {tgt}x: {'met' if ratio <= tgt else 'MISSED'}")
-                print(f"| {label} | {wall:.2f} | {ratio:.2f} | {65535 / wall:,.0f} | {rss / 1024:.1f} | {verdict} |")
+                print(
+                    f"| {label} | {wall:.2f} | {ratio:.2f} | {65535 / wall:,.0f} | {rss / 1024:.1f} | {verdict} |"
+                )
     return 0
 
 

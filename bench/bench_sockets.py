@@ -11,7 +11,8 @@ wall times of whole commands run under the same ``ip netns exec``:
 
 * ``portkit ls --all --json`` vs ``ss -tanp`` (target <= 1.25x) and vs a Python process
   calling ``psutil.net_connections("tcp")`` (target: no slower);
-* ``portkit ls`` (listening, every holding process) vs ``ss -tlnp`` (target <= 1.0x);
+* ``portkit ls`` (listening, every holding process) vs ``ss -tlnp`` (target <= 1.0x), and
+  for one port (``ls --port 7001`` vs ``ss -tlnp sport = :7001``);
 * ``portkit who 1`` start-up (target <= 0.15 s) vs ``python -c pass``;
 * in-process decoders on the same table: our netlink parser, /proc/net parsing, pyroute2.
 
@@ -123,7 +124,8 @@ def median_call(fn: Callable[[], object], runs: int) -> float:
 
 
 def in_process(ns: str, runs: int) -> dict[str, float]:
-    """Decoders alone on the same table (inside the namespace, no process mapping)."""
+    """Decoders alone on the same table (inside the namespace, no process mapping), and the
+    fd walk alone; interleaved like the commands, pyroute2 once (it takes seconds)."""
     from portkit.backends import netns as netns_mod
     from portkit.backends import procs
     from portkit.backends.sockets import make_backend
@@ -131,17 +133,29 @@ def in_process(ns: str, runs: int) -> dict[str, float]:
     path = netns_mod.netns_path(ns)
     masks = {"tcp": (1 << 14) - 2}
     fams = ("ipv4", "ipv6")
-    out: dict[str, float] = {}
-    for name in ("netlink", "procfs", "pyroute2"):
+
+    def decode(name: str) -> Callable[[], object]:
         backend = make_backend(name)
-        n = 1 if name == "pyroute2" else runs
-        rows = netns_mod.run_in_netns(path, lambda b=backend: b.dump(masks, fams))  # type: ignore[misc]
-        out[f"decode:{name} ({len(rows)} rows)"] = median_call(
-            lambda b=backend: netns_mod.run_in_netns(path, lambda: b.dump(masks, fams)), n  # type: ignore[misc]
-        )
-    out["walk /proc/*/fd (all sockets)"] = median_call(lambda: procs.socket_owners(None), runs)
+        return lambda: netns_mod.run_in_netns(path, lambda: backend.dump(masks, fams))
+
     listening = {r[8] for r in netns_mod.run_in_netns(path, lambda: make_backend("netlink").dump({"tcp": 1 << 10}, fams))}
-    out[f"walk /proc/*/fd ({len(listening)} listening inodes)"] = median_call(lambda: procs.socket_owners(listening), runs)
+    n_rows = len(netns_mod.run_in_netns(path, lambda: make_backend("netlink").dump(masks, fams)))
+    jobs: dict[str, Callable[[], object]] = {
+        f"decode:netlink ({n_rows} rows)": decode("netlink"),
+        f"decode:procfs ({n_rows} rows)": decode("procfs"),
+        "walk /proc/*/fd (all sockets)": lambda: procs.socket_owners(None, parallel=False),
+        "walk /proc/*/fd (all sockets, forked)": lambda: procs.socket_owners(None, parallel=True),
+        f"walk /proc/*/fd ({len(listening)} listening inodes)": lambda: procs.socket_owners(listening, parallel=False),
+        f"walk /proc/*/fd ({len(listening)} listening inodes, forked)": lambda: procs.socket_owners(listening, parallel=True),
+    }
+    times: dict[str, list[float]] = {k: [] for k in jobs}
+    for _ in range(runs):
+        for name, fn in jobs.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    out = {k: statistics.median(v) for k, v in times.items()}
+    out[f"decode:pyroute2 ({n_rows} rows, 1 run)"] = median_call(decode("pyroute2"), 1)
     return out
 
 
@@ -177,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "portkit ls (ip netns exec)": [*nsx, PORTKIT, "ls"],
                 "portkit ls --netns": [PORTKIT, "ls", "--netns", ns],
                 "portkit ls (no forked walk)": [*nsx, *nofork, PORTKIT, "ls"],
+                "ss -tlnp sport = :7001": [*nsx, "ss", "-tlnp", "sport", "=", ":7001"],
+                "portkit ls --port 7001": [*nsx, PORTKIT, "ls", "--port", "7001"],
             },
             r,
         )  # fmt: skip
@@ -194,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"ls / ss -tlnp                         = {t['portkit ls (ip netns exec)'] / t['ss -tlnp']:.2f}x (target <= 1.0x)")
     print(f"ls --netns / ss -tlnp                 = {t['portkit ls --netns'] / t['ss -tlnp']:.2f}x")
     print(f"ls (no forked walk) / ss -tlnp        = {t['portkit ls (no forked walk)'] / t['ss -tlnp']:.2f}x")
+    print(f"ls --port 7001 / ss -tlnp sport 7001  = {t['portkit ls --port 7001'] / t['ss -tlnp sport = :7001']:.2f}x")
     print(f"ls --all --json (no fork) / ss -tanp  = {t['portkit ls --all --json (no forked walk)'] / t['ss -tanp']:.2f}x")
     print(f"who 1                                 = {t['portkit who 1'] * 1000:.0f} ms (target <= 150 ms)")
     return 0

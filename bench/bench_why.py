@@ -95,10 +95,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fine (server:80 open)", "anchor: direct connection (socat)",
             [*inside, "socat", "-u", "OPEN:/dev/null", f"TCP:{SERVER}:80,connect-timeout=1"],
         )  # fmt: skip
-        nmap_fine = run("fine (server:80 open)", "anchor: nmap -sT -Pn -n --reason", [*inside, "nmap", "-sT", "-Pn", "-n", "--reason", "-p", "80", SERVER])
+        nmap_fine = run(
+            "fine (server:80 open)",
+            "anchor: nmap -sT -Pn -n --reason",
+            [*inside, "nmap", "-sT", "-Pn", "-n", "--reason", "-p", "80", SERVER],
+        )
         dropped = run("dropped (server:81)", "portkit why (probe + trace)", [*pk, "why", f"{SERVER}:81"])
-        no_trace = run("dropped (server:81)", "portkit why --no-trace", [*pk, "why", f"{SERVER}:81", "--no-trace"])
-        nmap_drop = run("dropped (server:81)", "anchor: nmap -sT -Pn -n --reason", [*inside, "nmap", "-sT", "-Pn", "-n", "--reason", "-p", "81", SERVER])
+        no_trace = run(
+            "dropped (server:81)", "portkit why --no-trace", [*pk, "why", f"{SERVER}:81", "--no-trace"]
+        )
+        nmap_drop = run(
+            "dropped (server:81)",
+            "anchor: nmap -sT -Pn -n --reason",
+            [*inside, "nmap", "-sT", "-Pn", "-n", "--reason", "-p", "81", SERVER],
+        )
         socat_drop = run(
             "dropped (server:81)", "anchor: socat connect-timeout=1",
             [*inside, "socat", "-u", "OPEN:/dev/null", f"TCP:{SERVER}:81,connect-timeout=1"],
@@ -112,9 +122,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for group, label, med, mx, rc in rows:
             print(f"| {group} | {label} | {med * 1000:.0f} ms | {mx * 1000:.0f} ms | {rc} |")
         print()
-        print(f"why on a fine target: {fine:.2f} s (goal < 2 s); / socat {fine / direct:.1f}x, / nmap {fine / nmap_fine:.2f}x")
-        print(f"why on a dropped target: {dropped:.2f} s; / nmap {dropped / nmap_drop:.2f}x, / socat {dropped / socat_drop:.2f}x")
-        print(f"  without the trace: {no_trace:.2f} s; trace alone: {trace:.2f} s; interpreter + portkit start-up: {startup:.2f} s")
+        print(
+            f"why on a fine target: {fine:.2f} s (goal < 2 s); / socat {fine / direct:.1f}x, / nmap {fine / nmap_fine:.2f}x"
+        )
+        print(
+            f"why on a dropped target: {dropped:.2f} s; / nmap {dropped / nmap_drop:.2f}x, / socat {dropped / socat_drop:.2f}x"
+        )
+        print(
+            f"  without the trace: {no_trace:.2f} s; trace alone: {trace:.2f} s; interpreter + portkit start-up: {startup:.2f} s"
+        )
     finally:
         lab_down(name)
     return 0

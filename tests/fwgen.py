@@ -161,7 +161,7 @@ def _port_match(rng: random.Random, u: Universe, proto: str) -> str:
 _VERDICTS = ["accept", "accept", "drop", "reject", "reject with tcp reset", "reject with icmpx type admin-prohibited", "continue", "counter"]
 
 
-def _rule(rng: random.Random, u: Universe, regular: list[str], sets: list[tuple[str, str]], family: str) -> str:
+def _rule(rng: random.Random, u: Universe, regular: list[str], sets: list[tuple[str, str]], family: str, ct: bool) -> str:
     parts: list[str] = []
     fam = {"ip": 4, "ip6": 6}.get(family) or rng.choice([4, 6])
     if family == "inet" and rng.random() < 0.3:
@@ -183,7 +183,7 @@ def _rule(rng: random.Random, u: Universe, regular: list[str], sets: list[tuple[
     l4 = proto if proto in ("tcp", "udp") else "th"
     if rng.random() < 0.1:
         parts.append(rng.choice(['iifname "lan"', 'iifname "la*"', 'iifname != "eth0"', 'iif "lan"']))
-    if rng.random() < 0.1:
+    if ct and rng.random() < 0.1:
         parts.append(rng.choice(["ct state new", "ct state established,related", "ct state { new, untracked }", "ct state != invalid"]))
     matching_sets = [s for s in sets if s[1] == ("ipv4_addr" if fam == 4 else "ipv6_addr") or s[1] == "inet_service"]
     if matching_sets and rng.random() < 0.3:
@@ -240,12 +240,12 @@ def random_nft_ruleset(rng: random.Random, u: Universe, *, dnat_to: tuple[str, s
         regular = [f"r{i}" for i in range(rng.randint(0, 3))]
         # regular chains may jump only to later ones: no loops
         for i, c in enumerate(regular):
-            rules = [_rule(rng, u, regular[i + 1 :], fam_ok, family) for _ in range(rng.randint(1, 4))]
+            rules = [_rule(rng, u, regular[i + 1 :], fam_ok, family, dnat_to is None) for _ in range(rng.randint(1, 4))]
             body.append(f"chain {c} {{\n" + "\n".join(f"  {r}" for r in rules) + "\n}")
         for b in range(rng.randint(1, 2)):
             prio = rng.choice([-10, 0, 0, 5, 10, 100])
             policy = rng.choice(["accept", "accept", "drop"])
-            rules = [_rule(rng, u, regular, fam_ok, family) for _ in range(rng.randint(1, 6))]
+            rules = [_rule(rng, u, regular, fam_ok, family, dnat_to is None) for _ in range(rng.randint(1, 6))]
             lines = "\n".join(f"  {r}" for r in rules)
             body.append(f"chain in{b} {{\n  type filter hook input priority {prio}; policy {policy};\n{lines}\n}}")
         if dnat_to and family in ("inet", "ip") and t == 0:

@@ -382,3 +382,65 @@ def test_who_kill_asks_on_a_terminal(ns: Namespace, answer: str, ends: bool) -> 
         assert victim.poll() is None
         victim.kill()
         victim.wait()
+
+
+def test_psutil_fallback_through_the_cli(ns: Namespace) -> None:
+    env = dict(os.environ, PORTKIT_SOCKET_BACKEND="psutil")
+    with socket.socket(socket.AF_INET6) as s:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind(("::", 0))
+        s.listen()
+        port = str(s.getsockname()[1])
+        doc = as_json(portkit("ls", "--json", "--port", port, env=env))
+        [entry] = doc["sockets"]
+        check_socket_shape(entry)
+        assert (entry["local_address"], entry["exposure"], entry["pid"], entry["user"]) == ("::", "all", os.getpid(), "root")
+    refused = portkit("ls", "--netns", ns.name, env=env)
+    assert refused.returncode == 4 and "psutil socket backend cannot look into another network namespace" in refused.stderr
+
+
+@needs_tool("nft")
+def test_new_syn_recv_state(ns: Namespace) -> None:
+    """A handshake whose last ACK is dropped (by a rule inside our namespace only) leaves a
+    request socket (NEW_SYN_RECV in the kernel) on the server side, with no process."""
+    rules = """
+table inet pkinsp {
+    chain out {
+        type filter hook output priority 0; policy accept;
+        tcp dport 7575 tcp flags & (syn | ack) == ack drop
+    }
+}
+"""
+    subprocess.run(["ip", "netns", "exec", ns.name, "nft", "-f", "-"], input=rules, text=True, check=True)
+    server = ns.start("tcp", "127.0.0.1", "7575")
+    code = "import socket,sys; c=socket.socket(); c.connect(('127.0.0.1',7575)); print('ok', flush=True); sys.stdin.read()"
+    client = subprocess.Popen(["ip", "netns", "exec", ns.name, sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert client.stdout is not None and client.stdout.readline().strip() == "ok"
+        for state in ("NEW_SYN_RECV", "syn-recv"):
+            doc = as_json(portkit("ls", "--json", "--state", state, "--netns", ns.name))
+            [half] = doc["sockets"]
+            # The kernel reports request sockets as SYN_RECV (so do /proc/net/tcp and ss).
+            assert (half["local_port"], half["state"], half["pid"]) == (7575, "SYN_RECV", None)
+            assert half["remote_address"] == "127.0.0.1"
+        ss = subprocess.run(["ip", "netns", "exec", ns.name, "ss", "-tnH", "state", "syn-recv"], capture_output=True, text=True)
+        assert ":7575" in ss.stdout
+    finally:
+        client.kill()
+        client.wait()
+        server.kill()
+        server.wait()
+        subprocess.run(["ip", "netns", "exec", ns.name, "nft", "delete", "table", "inet", "pkinsp"], check=False)
+
+
+def test_who_explains_time_wait(ns: Namespace) -> None:
+    """Nobody holds the port, yet bind() fails: the closed connection waits in TIME_WAIT."""
+    code = (
+        "import socket; s=socket.socket(); s.bind(('127.0.0.1',7676)); s.listen(); "
+        "c=socket.create_connection(('127.0.0.1',7676)); a,_=s.accept(); a.close(); c.close(); s.close()"
+    )
+    subprocess.run(["ip", "netns", "exec", ns.name, sys.executable, "-c", code], check=True)
+    proc = portkit("who", "7676", "--netns", ns.name)
+    assert proc.returncode == 1
+    assert "Nobody holds port 7676." in proc.stdout and "TIME_WAIT" in proc.stdout
+    assert json.loads(portkit("who", "7676", "--json", "--netns", ns.name).stdout)["holders"] == []

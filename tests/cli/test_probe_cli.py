@@ -11,7 +11,7 @@ import pytest
 
 import portkit
 import portkit.aio
-import portkit.api  # noqa: F401 - portkit.__getattr__ recurses unless api is imported first (reported)
+import portkit.api
 from portkit.cli.main import main
 from portkit.errors import ResolveError
 from portkit.model.probe import PortState, Reason
@@ -55,7 +55,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         (["check", "127.0.0.1:22/icmp"], "valid ones are tcp, udp"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], fragment: str) -> None:
+def test_bad_input_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], fragment: str
+) -> None:
     code, out, err = run(capsys, *argv)
     assert code == 2
     assert fragment in err
@@ -73,7 +75,9 @@ def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
         assert "filtered" in text and "reason" in text
 
 
-def test_check_open_and_closed_exit_codes(capsys: pytest.CaptureFixture[str], listener: int, closed_port: int) -> None:
+def test_check_open_and_closed_exit_codes(
+    capsys: pytest.CaptureFixture[str], listener: int, closed_port: int
+) -> None:
     code, out, _ = run(capsys, "check", f"127.0.0.1:{listener}", "--json")
     assert code == 0
     res = json.loads(out)["results"][0]
@@ -92,7 +96,9 @@ def test_scan_loopback_json_and_all(capsys: pytest.CaptureFixture[str], listener
     assert doc["schema"] == 1 and doc["interrupted"] is False
     host = doc["hosts"][0]
     assert host["target"] == "127.0.0.1"
-    assert {"port": listener, "proto": "tcp", "state": "open", "reason": "syn-ack"}.items() <= host["ports"][0].items()
+    assert {"port": listener, "proto": "tcp", "state": "open", "reason": "syn-ack"}.items() <= host["ports"][
+        0
+    ].items()
     others = [p for p in host["ports"] if p["port"] != listener]
     assert sum(g["count"] for g in host["not_shown"]) + len(others) == hi - lo
     code, out, _ = run(capsys, "scan", "127.0.0.1", "-p", f"{lo}-{hi}", "--json", "--all")

@@ -116,7 +116,7 @@ def test_integrity_copy_path_and_ipv6() -> None:
     """The plain copy loop (non-Linux path, or when the pipe budget is spent) and [::1]."""
     payloads = _payloads(60, 2 * MiB, seed=7)
     port = free_port()
-    with echo_target() as (tport, _), forwarder("--no-splice", f"{port}:{tport}") as fwd:
+    with echo_target() as (tport, _), forwarder("--no-splice", "--workers", "1", f"{port}:{tport}") as fwd:
         assert _echo_many(port, payloads) == (0, [len(p) for p in payloads])
         fwd.wait_log("(closed)", count=60)
     with socket.socket(socket.AF_INET6) as probe:

@@ -107,6 +107,12 @@ def test_forked_walk_matches_sequential(own_sockets: dict[str, socket.socket]) -
     from portkit.backends import procs
 
     mine = {os.fstat(s.fileno()).st_ino for s in own_sockets.values()}
+    dup = os.dup(own_sockets["t4"].fileno())  # a second fd of one socket must not count twice
+    try:
+        only_t4, _ = procs.socket_owners({os.fstat(dup).st_ino}, parallel=False)
+        assert only_t4 == {os.fstat(dup).st_ino: [os.getpid()]}
+    finally:
+        os.close(dup)
     seq, _ = procs.socket_owners(mine, parallel=False)
     par, _ = procs.socket_owners(mine, parallel=True)
     assert seq == par and set(seq) == mine and all(v == [os.getpid()] for v in seq.values())

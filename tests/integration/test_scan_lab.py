@@ -10,7 +10,6 @@ rejected probe is answered. Every run must find exactly the open ports: zero fal
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -55,7 +54,12 @@ SCENARIO: dict[str, Any] = {
             "firewall": FIREWALL,
         },
     },
-    "links": [{"name": "lan", "ends": {"scanner": ["10.66.0.1/24", "fd66::1/64"], "target": ["10.66.0.2/24", "fd66::2/64"]}}],
+    "links": [
+        {
+            "name": "lan",
+            "ends": {"scanner": ["10.66.0.1/24", "fd66::1/64"], "target": ["10.66.0.2/24", "fd66::2/64"]},
+        }
+    ],
 }
 
 TCP_SPEC = "15-100,440-450,990-1060,1990-2015,2990-3010,3095-3110,8075-8085"
@@ -139,7 +143,11 @@ def test_syn_scan_matches_lab_and_nmap_syn(net: Any, family: int) -> None:
     for port in parse_ports(TCP_SPEC):
         assert got[(port, "tcp")] == expected_tcp(port, syn=True), port
     six = ["-6"] if family == 6 else []
-    nm = net.run("scanner", ["nmap", *six, "-sS", "-n", "-Pn", "-T4", "--reason", "-p", TCP_SPEC, "-oX", "-", addr], timeout=120)
+    nm = net.run(
+        "scanner",
+        ["nmap", *six, "-sS", "-n", "-Pn", "-T4", "--reason", "-p", TCP_SPEC, "-oX", "-", addr],
+        timeout=120,
+    )
     assert nm.returncode == 0, nm.stderr
     theirs = nmap_states(nm.stdout)
     connect = port_map(portkit_json(net, "scan", addr, "-p", TCP_SPEC, "--all")["hosts"][0])
@@ -164,8 +172,22 @@ def test_udp_scan(net: Any, family: int) -> None:
 def test_check_endpoints_reasons_rtt_banner(net: Any) -> None:
     a4, a6 = net.address("target", 4), net.address("target", 6)
     r = net.portkit(
-        "scanner", "check", f"{a4}:22", f"[{a6}]:80", f"{a4}:2000", f"[{a6}]:2001", f"{a4}:1000", f"{a4}:3000",
-        f"{a4}:53/udp", f"[{a6}]:7100/udp", f"{a4}:9000/udp", f"{a4}:7000/udp", "--banner", "--timeout", "0.3", "--json",
+        "scanner",
+        "check",
+        f"{a4}:22",
+        f"[{a6}]:80",
+        f"{a4}:2000",
+        f"[{a6}]:2001",
+        f"{a4}:1000",
+        f"{a4}:3000",
+        f"{a4}:53/udp",
+        f"[{a6}]:7100/udp",
+        f"{a4}:9000/udp",
+        f"{a4}:7000/udp",
+        "--banner",
+        "--timeout",
+        "0.3",
+        "--json",
     )
     assert r.returncode == 1, r.stderr  # not every endpoint is open
     res = json.loads(r.stdout)["results"]
@@ -192,22 +214,19 @@ def test_check_endpoints_reasons_rtt_banner(net: Any) -> None:
 
 
 def test_names_from_the_namespace_hosts_file(net: Any) -> None:
-    hosts_file = f"/etc/netns/{net.netns('scanner')}/hosts"
-    os.makedirs(os.path.dirname(hosts_file), exist_ok=True)
-    with open(hosts_file, "w") as f:
-        f.write(f"127.0.0.1 localhost\n{net.address('target', 4)} target.pklab\n{net.address('target', 6)} target.pklab\n")
-    try:
-        doc = portkit_json(net, "scan", "target.pklab", "-6", "-p", "22,23")
-        assert doc["hosts"][0]["address"] == net.address("target", 6) and doc["hosts"][0]["target"] == "target.pklab"
-        # an unknown name among targets: reported on stderr, exit 2, the others still scanned
-        r = net.portkit("scanner", "scan", "nosuch.pklab.invalid", "target.pklab", "-4", "-p", "22", "--json")
-        assert r.returncode == 2
-        assert "nosuch.pklab.invalid" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-        assert json.loads(r.stdout)["hosts"][0]["address"] == net.address("target", 4)
-        bad = net.portkit("scanner", "check", "nosuch.pklab.invalid:22")
-        assert bad.returncode == 2 and "cannot resolve" in bad.stderr
-    finally:
-        os.unlink(hosts_file)
+    # The lab writes /etc/netns/<ns>/hosts ("target", "target.lan") and a resolver that
+    # answers nothing, so no DNS query ever leaves the lab.
+    doc = portkit_json(net, "scan", "target.lan", "-6", "-p", "22,23")
+    assert doc["hosts"][0]["address"] == net.address("target", 6) and doc["hosts"][0]["target"] == "target.lan"
+    # an unknown name among targets: reported on stderr, exit 2, the others still scanned
+    r = net.portkit("scanner", "scan", "nosuch.pklab", "target", "-4", "-p", "22", "--json")
+    assert r.returncode == 2
+    assert "nosuch.pklab" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert json.loads(r.stdout)["hosts"][0]["address"] == net.address("target", 4)
+    bad = net.portkit("scanner", "check", "nosuch.pklab:22")
+    assert bad.returncode == 2 and "cannot resolve" in bad.stderr
+    ok = net.portkit("scanner", "check", "target:22", "-6", "--json")
+    assert json.loads(ok.stdout)["results"][0]["address"] == net.address("target", 6)
 
 
 def test_cidr_discovery_and_no_ping(net: Any) -> None:
@@ -215,7 +234,9 @@ def test_cidr_discovery_and_no_ping(net: Any) -> None:
     assert r.returncode == 0, r.stderr
     addrs = {h["address"] for h in json.loads(r.stdout)["hosts"]}
     assert addrs == {"10.66.0.1", "10.66.0.2"}  # the scanner itself and the target; .3-.6 are empty
-    r = net.portkit("scanner", "scan", "10.66.0.0/30", "-p", "22", "-Pn", "--timeout", "0.2", "--json", timeout=60)
+    r = net.portkit(
+        "scanner", "scan", "10.66.0.0/30", "-p", "22", "-Pn", "--timeout", "0.2", "--json", timeout=60
+    )
     assert {h["address"] for h in json.loads(r.stdout)["hosts"]} == {"10.66.0.1", "10.66.0.2"}
 
 
@@ -223,20 +244,36 @@ def test_cidr_discovery_and_no_ping(net: Any) -> None:
 def test_unprivileged_connect_scan_and_syn_refused(net: Any) -> None:
     drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "portkit"]
     addr = net.address("target", 4)
-    r = net.run("scanner", [*drop, "scan", addr, "-p", "20-25,1000-1002,2000,3100", "--json", "--all"], timeout=60)
+    r = net.run(
+        "scanner", [*drop, "scan", addr, "-p", "20-25,1000-1002,2000,3100", "--json", "--all"], timeout=60
+    )
     assert r.returncode == 0, r.stderr
     got = port_map(json.loads(r.stdout)["hosts"][0])
     assert got[(22, "tcp")] == ("open", "syn-ack") and got[(2000, "tcp")] == ("filtered", "admin-prohibited")
     r = net.run("scanner", [*drop, "scan", addr, "-p", "22", "--syn"], timeout=60)
     assert r.returncode == 3 and "root" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = net.run("scanner", [*drop, "scan", "10.66.0.0/30", "-p", "22", "--json"], timeout=60)  # connect discovery
+    r = net.run(
+        "scanner", [*drop, "scan", "10.66.0.0/30", "-p", "22", "--json"], timeout=60
+    )  # connect discovery
     assert {h["address"] for h in json.loads(r.stdout)["hosts"]} == {"10.66.0.1", "10.66.0.2"}
 
 
 @needs_tool("prlimit")
 def test_small_open_files_limit_never_fails(net: Any) -> None:
     addr = net.address("target", 4)
-    argv = ["prlimit", "--nofile=100:100", sys.executable, "-m", "portkit", "scan", addr, "-p", "1-3200", "--all", "--json"]
+    argv = [
+        "prlimit",
+        "--nofile=100:100",
+        sys.executable,
+        "-m",
+        "portkit",
+        "scan",
+        addr,
+        "-p",
+        "1-3200",
+        "--all",
+        "--json",
+    ]
     r = net.run("scanner", argv, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "Too many open files" not in r.stderr

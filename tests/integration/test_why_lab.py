@@ -33,7 +33,10 @@ PATH_LAB: dict[str, Any] = {
                 "}\n"
             ),
         },
-        "r1": {"forward": True, "routes": [{"to": "default", "via": "10.72.2.2"}, {"to": "default", "via": "fd72:2::2"}]},
+        "r1": {
+            "forward": True,
+            "routes": [{"to": "default", "via": "10.72.2.2"}, {"to": "default", "via": "fd72:2::2"}],
+        },
         "r2": {
             "forward": True,
             "routes": [{"to": "10.72.1.0/24", "via": "10.72.2.1"}, {"to": "fd72:1::/64", "via": "fd72:2::1"}],
@@ -71,11 +74,20 @@ PATH_LAB: dict[str, Any] = {
         },
     },
     "links": [
-        {"name": "lan", "ends": {"client": ["10.72.1.2/24", "fd72:1::2/64"], "r1": ["10.72.1.1/24", "fd72:1::1/64"]}},
-        {"name": "mid", "ends": {"r1": ["10.72.2.1/24", "fd72:2::1/64"], "r2": ["10.72.2.2/24", "fd72:2::2/64"]}},
+        {
+            "name": "lan",
+            "ends": {"client": ["10.72.1.2/24", "fd72:1::2/64"], "r1": ["10.72.1.1/24", "fd72:1::1/64"]},
+        },
+        {
+            "name": "mid",
+            "ends": {"r1": ["10.72.2.1/24", "fd72:2::1/64"], "r2": ["10.72.2.2/24", "fd72:2::2/64"]},
+        },
         {
             "name": "wan",
-            "ends": {"r2": ["10.72.3.1/24", "fd72:3::1/64"], "server": ["10.72.3.2/24", "10.72.3.3/24", "fd72:3::2/64"]},
+            "ends": {
+                "r2": ["10.72.3.1/24", "fd72:3::1/64"],
+                "server": ["10.72.3.2/24", "10.72.3.3/24", "fd72:3::2/64"],
+            },
         },
     ],
 }
@@ -96,6 +108,9 @@ def why(h: Any, host: str, *args: str) -> tuple[int, dict[str, Any]]:
     doc: dict[str, Any] = json.loads(r.stdout)
     assert doc["schema"] == 1
     assert doc["reachable"] == (r.returncode == 0)
+    assert doc["reachable"] == (doc["findings"][0]["code"] == "REACHABLE")
+    for f in doc["findings"]:
+        assert f["code"] == "REACHABLE" or f["evidence"], f"{f['code']} without evidence"
     return r.returncode, doc
 
 
@@ -147,6 +162,23 @@ def test_client_unknown_when_the_rules_cannot_be_evaluated(path_lab: Any) -> Non
     assert next(c for c in doc["checks"] if c["name"] == "outbound")["status"] == "unknown"
 
 
+def test_unprivileged_client_gets_unknown_with_the_reason(path_lab: Any) -> None:
+    import shutil
+    import sys
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("needs setpriv (util-linux) to drop root")
+    argv = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "portkit"]
+    r = path_lab.run("client", [*argv, "why", f"{SERVER}:81", "--json"])
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout)
+    assert main_code(doc) == "UNKNOWN"
+    assert "CAP_NET_ADMIN" in evidence(doc) and "root" in doc["findings"][0]["fix"]
+    r = path_lab.run("client", [*argv, "why", f"{SERVER}:80", "--json"])
+    assert r.returncode == 0 and main_code(json.loads(r.stdout)) == "REACHABLE"
+
+
 def test_client_no_route(path_lab: Any) -> None:
     rc, doc = why(path_lab, "client", "[fd72:9::9]:80")
     assert rc == 1 and main_code(doc) == "NO_ROUTE"
@@ -184,6 +216,13 @@ def test_server_vantage(path_lab: Any, port: int, code: str) -> None:
     rc, doc = why(path_lab, "server", f"{SERVER}:{port}", "--from", CLIENT)
     assert main_code(doc) == code
     assert rc == (0 if code == "REACHABLE" else 1)
+
+
+def test_server_vantage_udp(path_lab: Any) -> None:
+    rc, doc = why(path_lab, "server", f"{SERVER}:53/udp", "--from", CLIENT)
+    assert rc == 0 and main_code(doc) == "REACHABLE" and doc["proto"] == "udp"
+    rc, doc = why(path_lab, "server", f"{SERVER}:54/udp", "--from", CLIENT)
+    assert rc == 1 and main_code(doc) == "NOT_LISTENING"
 
 
 def test_server_fixes_are_pasteable(path_lab: Any) -> None:
@@ -245,6 +284,20 @@ def test_trace_names_the_last_hop_before_the_filter(path_lab: Any) -> None:
     assert all(h["address"] is None for h in doc["hops"][2:])
 
 
+@pytest.mark.parametrize("method", ["raw", "recverr"])
+def test_trace_methods_agree(path_lab: Any, method: str) -> None:
+    r = path_lab.portkit("client", "trace", f"{SERVER}:81", "--method", method, "--json")
+    doc = json.loads(r.stdout)
+    assert doc["last_hop"] == R2_MID and [h["address"] for h in doc["hops"][:2]] == ["10.72.1.1", R2_MID]
+    r = path_lab.portkit("client", "trace", "[fd72:3::2]:55/udp", "--method", method, "--json")
+    doc = json.loads(r.stdout)
+    assert doc["state"] == "closed" and [h["address"] for h in doc["hops"]] == [
+        "fd72:1::1",
+        "fd72:2::2",
+        "fd72:3::2",
+    ]
+
+
 def test_trace_ipv6(path_lab: Any) -> None:
     _, doc = trace(path_lab, "client", "[fd72:3::2]:80")
     assert doc["reached"] and [h["address"] for h in doc["hops"]][-1] == "fd72:3::2"
@@ -261,7 +314,18 @@ def test_story_in_korean_and_english(path_lab: Any) -> None:
     import sys
 
     env_ko = path_lab.run(
-        "server", ["env", "LANG=ko_KR.UTF-8", "LANGUAGE=", "LC_ALL=", sys.executable, "-m", "portkit", "why", f"{SERVER}:3306"]
+        "server",
+        [
+            "env",
+            "LANG=ko_KR.UTF-8",
+            "LANGUAGE=",
+            "LC_ALL=",
+            sys.executable,
+            "-m",
+            "portkit",
+            "why",
+            f"{SERVER}:3306",
+        ],
     )
     assert "판정" in env_ko.stdout
     js = path_lab.portkit("server", "why", f"{SERVER}:3306", "--lang", "ko", "--json")

@@ -86,6 +86,9 @@ def why(h: Any, host: str, *args: str) -> dict[str, Any]:
     assert r.returncode in (0, 1), f"exit {r.returncode}: {r.stderr}"
     doc: dict[str, Any] = json.loads(r.stdout)
     assert doc["reachable"] == (r.returncode == 0)
+    assert doc["reachable"] == (doc["findings"][0]["code"] == "REACHABLE")
+    for f in doc["findings"]:
+        assert f["code"] == "REACHABLE" or f["evidence"], f"{f['code']} without evidence"
     return doc
 
 
@@ -132,6 +135,7 @@ def test_forward_to_the_wrong_port_names_the_right_one(dnat_lab: Any) -> None:
 def test_client_sees_the_forward_drop_as_filtered_on_path(dnat_lab: Any) -> None:
     doc = why(dnat_lab, "client", "router:8083")
     assert codes(doc)[0] == "FILTERED_ON_PATH"
+    assert any("forwards this port to another host" in e for e in doc["findings"][0]["evidence"])
 
 
 def test_conntrack_translation_is_shown_after_a_connection(dnat_lab: Any) -> None:

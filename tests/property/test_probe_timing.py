@@ -70,7 +70,9 @@ def test_timeout_covers_steady_rtt(a: float, b: float) -> None:
     del b
 
 
-ops = st.lists(st.tuples(st.sampled_from(["reply", "retx", "timeout", "silent"]), st.integers(0, 500)), max_size=200)
+ops = st.lists(
+    st.tuples(st.sampled_from(["reply", "retx", "timeout", "silent"]), st.integers(0, 500)), max_size=200
+)
 
 
 @settings(max_examples=200)
@@ -174,3 +176,15 @@ def test_silence_tracker_is_bounded(events: list[tuple[int, int, bool]]) -> None
         for _h, it in again:
             extra[it] = extra.get(it, 0) + 1
     assert all(n <= 2 for n in extra.values())
+
+
+@given(st.integers(0, 3000), st.floats(1.0, 5000.0), st.floats(16.0, 1e9))
+def test_batched_replies_equal_single_replies(n: int, start: float, ssthresh: float) -> None:
+    a = CongestionWindow(16, 8192, start)
+    b = CongestionWindow(16, 8192, start)
+    a.ssthresh = b.ssthresh = ssthresh
+    for _ in range(n):
+        a.on_reply(0.0, False, 0, 0.0)
+    b.on_replies(n)
+    assert a.replies == b.replies
+    assert abs(a.cwnd - b.cwnd) <= 0.5 + 0.01 * a.cwnd  # congestion avoidance: sqrt(w^2 + 2n) in one step

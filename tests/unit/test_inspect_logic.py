@@ -66,6 +66,7 @@ def test_notes_sensitive_and_ephemeral() -> None:
 def test_state_parsing_and_errors() -> None:
     assert ops._parse_states(["listen", "time-wait", "TCP_SYN_SENT"]) == ((1 << 10) | (1 << 6) | (1 << 2), 0)
     assert ops._parse_states(["UNCONN", "ESTABLISHED"]) == (1 << 1, (1 << 7) | (1 << 1))
+    assert ops._parse_states(["SYN_RECV"]) == ((1 << 3) | (1 << 12), 0)
     with pytest.raises(InputError) as exc:
         ops._parse_states(["NOPE"])
     assert str(exc.value).startswith("invalid state 'NOPE'; valid states are: ESTABLISHED, SYN_SENT")

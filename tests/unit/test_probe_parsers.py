@@ -133,7 +133,15 @@ def server_hello(version: int, supported: int | None) -> bytes:
     ext = b""
     if supported is not None:
         ext = struct.pack("!HHH", 0x002B, 2, supported)
-    body = struct.pack("!H", version) + b"r" * 32 + b"\x00" + b"\x13\x01" + b"\x00" + struct.pack("!H", len(ext)) + ext
+    body = (
+        struct.pack("!H", version)
+        + b"r" * 32
+        + b"\x00"
+        + b"\x13\x01"
+        + b"\x00"
+        + struct.pack("!H", len(ext))
+        + ext
+    )
     hs = b"\x02" + len(body).to_bytes(3, "big") + body
     return b"\x16\x03\x03" + struct.pack("!H", len(hs)) + hs
 

@@ -25,12 +25,23 @@ from portkit.render.probe import check_json, check_table, scan_json, scan_table
 def make_report(extra_open: tuple[int, ...] = ()) -> ScanReport:
     rows = [PortResult(p, "tcp", PortState.CLOSED, Reason.CONN_REFUSED, None) for p in range(1000, 1100)]
     rows += [PortResult(p, "tcp", PortState.FILTERED, Reason.NO_RESPONSE, None) for p in range(2000, 2030)]
-    rows += [PortResult(p, "tcp", PortState.FILTERED, Reason.ADMIN_PROHIBITED, None, "10.9.0.1") for p in (3000, 3001)]
-    rows += [PortResult(p, "tcp", PortState.OPEN, Reason.SYN_ACK, "ssh" if p == 22 else None) for p in (22, *extra_open)]
+    rows += [
+        PortResult(p, "tcp", PortState.FILTERED, Reason.ADMIN_PROHIBITED, None, "10.9.0.1")
+        for p in (3000, 3001)
+    ]
+    rows += [
+        PortResult(p, "tcp", PortState.OPEN, Reason.SYN_ACK, "ssh" if p == 22 else None)
+        for p in (22, *extra_open)
+    ]
     shown, hidden = group_ports(rows)
     host = HostResult("web.lab", "10.9.0.2", shown, hidden, _scanned=len(rows))
     return ScanReport(
-        (host,), 1.5, False, _started=1_700_000_000.0, _protocol="tcp", _ports_spec="tcp:22,1000-1099,2000-2029,3000-3001"
+        (host,),
+        1.5,
+        False,
+        _started=1_700_000_000.0,
+        _protocol="tcp",
+        _ports_spec="tcp:22,1000-1099,2000-2029,3000-3001",
     )
 
 
@@ -50,17 +61,41 @@ def test_scan_json_contract() -> None:
 def test_check_json_contract_and_table() -> None:
     rep = CheckReport(
         (
-            ProbeResult("web.lab", "10.9.0.2", 22, "tcp", PortState.OPEN, Reason.SYN_ACK, None, 0.12, "SSH-2.0-x"),
-            ProbeResult("10.9.0.2", "10.9.0.2", 81, "tcp", PortState.FILTERED, Reason.ADMIN_PROHIBITED, "10.9.0.1", 0.2, None),
+            ProbeResult(
+                "web.lab", "10.9.0.2", 22, "tcp", PortState.OPEN, Reason.SYN_ACK, None, 0.12, "SSH-2.0-x"
+            ),
+            ProbeResult(
+                "10.9.0.2",
+                "10.9.0.2",
+                81,
+                "tcp",
+                PortState.FILTERED,
+                Reason.ADMIN_PROHIBITED,
+                "10.9.0.1",
+                0.2,
+                None,
+            ),
         )
     )
     doc = check_json(rep)
     assert doc["schema"] == 1
     assert set(doc["results"][0]) == {
-        "target", "address", "port", "proto", "state", "reason", "reason_from", "rtt_ms", "banner"
+        "target",
+        "address",
+        "port",
+        "proto",
+        "state",
+        "reason",
+        "reason_from",
+        "rtt_ms",
+        "banner",
     }
     text = check_table(rep)
-    assert "web.lab (10.9.0.2):22/tcp" in text and "admin-prohibited from 10.9.0.1" in text and "SSH-2.0-x" in text
+    assert (
+        "web.lab (10.9.0.2):22/tcp" in text
+        and "admin-prohibited from 10.9.0.1" in text
+        and "SSH-2.0-x" in text
+    )
     assert not rep.all_open
 
 

@@ -12,14 +12,25 @@ from portkit.model.trace import HOP_DESTINATION, HOP_TIME_EXCEEDED, HOP_UNREACHA
 class FakePath:
     """Routers at TTL 1..n-1, the destination at n; ``drop_after`` silences TTLs beyond it."""
 
-    def __init__(self, n: int, *, answer: str = "syn-ack", drop_after: int | None = None, lossy: set[int] | None = None) -> None:
+    def __init__(
+        self, n: int, *, answer: str = "syn-ack", drop_after: int | None = None, lossy: set[int] | None = None
+    ) -> None:
         self.n = n
         self.answer = answer
         self.drop_after = drop_after
         self.lossy = set(lossy or ())  # TTLs whose first probe is lost
         self.rounds: list[list[int]] = []
 
-    def __call__(self, address: str, port: int, proto: str, ttls: list[int], timeout: float, source: str | None) -> dict[int, TraceHop]:
+    def __call__(
+        self,
+        address: str,
+        port: int,
+        proto: str,
+        ttls: list[int],
+        timeout: float,
+        source: str | None,
+        method: str = "recverr",
+    ) -> dict[int, TraceHop]:
         self.rounds.append(list(ttls))
         out: dict[int, TraceHop] = {}
         for t in ttls:
@@ -100,7 +111,55 @@ def test_max_ttl_bounds_everything(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not r.reached and max(max(x) for x in net.rounds) <= 10 and len(r.hops) <= 10
 
 
-@pytest.mark.parametrize(("kw", "word"), [({"proto": "sctp"}, "protocol"), ({"max_ttl": 0}, "TTL"), ({"window": 99}, "window")])
+@pytest.mark.parametrize(
+    ("kw", "word"), [({"proto": "sctp"}, "protocol"), ({"max_ttl": 0}, "TTL"), ({"window": 99}, "window")]
+)
 def test_bad_arguments(kw: dict[str, object], word: str) -> None:
     with pytest.raises(InputError, match=word):
         drv.trace_port("10.0.9.9", 80, **kw)  # type: ignore[arg-type]
+
+
+def _ipv4(src: str, dst: str, proto: int, payload: bytes) -> bytes:
+    import ipaddress
+    import struct
+
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, 64, proto, 0,
+                      ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)  # fmt: skip
+    return hdr + payload
+
+
+def test_parse_icmp_time_exceeded_quoting_a_tcp_syn() -> None:
+    import struct
+
+    syn = struct.pack("!HHIIHHHH", 40000, 81, 1234, 0, 0x5002, 64240, 0, 0)
+    quoted = _ipv4("10.0.1.2", "10.0.3.2", 6, syn)
+    icmp = bytes([11, 0, 0, 0, 0, 0, 0, 0]) + quoted
+    packet = _ipv4("10.0.1.1", "10.0.1.2", 1, icmp)
+    q = drv.parse_icmp_error(packet, 4, "10.0.1.1")
+    assert q == drv.IcmpQuote(11, 0, "10.0.1.1", "10.0.3.2", 6, 40000, 81)
+
+
+def test_parse_icmpv6_port_unreachable_quoting_udp() -> None:
+    import ipaddress
+    import struct
+
+    udp = struct.pack("!HHHH", 50000, 53, 10, 0) + b"\r\n"
+    ip6 = struct.pack("!IHBB16s16s", 6 << 28, len(udp), 17, 64,
+                      ipaddress.IPv6Address("fd00:1::2").packed, ipaddress.IPv6Address("fd00:3::2").packed)  # fmt: skip
+    icmp6 = bytes([1, 4, 0, 0, 0, 0, 0, 0]) + ip6 + udp
+    q = drv.parse_icmp_error(icmp6, 6, "fd00:3::2")
+    assert q == drv.IcmpQuote(1, 4, "fd00:3::2", "fd00:3::2", 17, 50000, 53)
+
+
+def test_parse_icmp_ignores_other_messages_and_truncation() -> None:
+    echo_reply = _ipv4("10.0.1.1", "10.0.1.2", 1, bytes([0, 0, 0, 0, 0, 1, 0, 1]) + b"x" * 8)
+    assert drv.parse_icmp_error(echo_reply, 4, "10.0.1.1") is None
+    assert drv.parse_icmp_error(b"\x45\x00", 4, "10.0.1.1") is None
+    short = _ipv4("10.0.1.1", "10.0.1.2", 1, bytes([11, 0, 0, 0, 0, 0, 0, 0]) + b"\x45" + b"\x00" * 5)
+    assert drv.parse_icmp_error(short, 4, "10.0.1.1") is None
+    assert drv.parse_icmp_error(bytes([128, 0, 0, 0, 0, 0, 0, 0]), 6, "fd00::1") is None
+
+
+def test_bad_method() -> None:
+    with pytest.raises(InputError, match="method"):
+        drv.trace_port("10.0.9.9", 80, method="magic")

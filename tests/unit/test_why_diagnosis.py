@@ -33,7 +33,9 @@ SERVER = frozenset({"server"})
 ROUTER = frozenset({"router"})
 
 ROUTE = RouteFact("10.0.2.2", "unicast", dev="lan", source="10.0.1.2", gateway="10.0.1.1")
-ACCEPT_OUT = RuleVerdict("out", "accept", "policy accept", "tcp 10.0.1.2 -> 10.0.2.2:80", "filter", "output", None, "inet")
+ACCEPT_OUT = RuleVerdict(
+    "out", "accept", "policy accept", "tcp 10.0.1.2 -> 10.0.2.2:80", "filter", "output", None, "inet"
+)
 OPEN = ProbeFact("10.0.2.2", 80, "tcp", "open", "syn-ack", None, 0.4)
 TIMEOUT = ProbeFact("10.0.2.2", 80, "tcp", "filtered", "no-response")
 REFUSED = ProbeFact("10.0.2.2", 80, "tcp", "closed", "conn-refused")
@@ -68,10 +70,21 @@ def client(**kw: object) -> Facts:
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
-IN_ACCEPT = RuleVerdict("in", "accept", "tcp dport 80 accept", "tcp 10.0.1.2 -> 10.0.2.2:80 iif wan", "filter", "input", 5, "inet")
-IN_DROP = RuleVerdict("in", "drop", "policy drop", "tcp 10.0.1.2 -> 10.0.2.2:80 iif wan", "filter", "input", None, "inet")
+IN_ACCEPT = RuleVerdict(
+    "in", "accept", "tcp dport 80 accept", "tcp 10.0.1.2 -> 10.0.2.2:80 iif wan", "filter", "input", 5, "inet"
+)
+IN_DROP = RuleVerdict(
+    "in", "drop", "policy drop", "tcp 10.0.1.2 -> 10.0.2.2:80 iif wan", "filter", "input", None, "inet"
+)
 IN_REJECT = RuleVerdict(
-    "in", "reject", "tcp dport 80 reject with icmpx admin-prohibited", "tcp 10.0.1.2 -> 10.0.2.2:80 iif wan", "filter", "input", 7, "inet"
+    "in",
+    "reject",
+    "tcp dport 80 reject with icmpx admin-prohibited",
+    "tcp 10.0.1.2 -> 10.0.2.2:80 iif wan",
+    "filter",
+    "input",
+    7,
+    "inet",
 )
 HTTPD = Listener("0.0.0.0", 80, "tcp", "httpd", 321)
 
@@ -91,14 +104,34 @@ def server(**kw: object) -> Facts:
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
-DNAT = DnatFact("table ip nat chain prerouting handle 3: iifname wan tcp dport 8080 dnat to 10.0.2.2:2988", "10.0.2.2", 2988)
-FWD_ACCEPT = RuleVerdict("forward", "accept", "policy accept", "tcp 192.0.2.7 -> 10.0.2.2:2988 iif wan oif lan", "filter", "forward", None, "inet")
+DNAT = DnatFact(
+    "table ip nat chain prerouting handle 3: iifname wan tcp dport 8080 dnat to 10.0.2.2:2988",
+    "10.0.2.2",
+    2988,
+)
+FWD_ACCEPT = RuleVerdict(
+    "forward",
+    "accept",
+    "policy accept",
+    "tcp 192.0.2.7 -> 10.0.2.2:2988 iif wan oif lan",
+    "filter",
+    "forward",
+    None,
+    "inet",
+)
 FWD_DROP = RuleVerdict("forward", "drop", "policy drop", FWD_ACCEPT.packet, "filter", "forward", None, "inet")
 TARGET_OPEN = ProbeFact("10.0.2.2", 2988, "tcp", "open", "syn-ack", vantage="10.0.2.1")
 
 
 def router(fp: ForwardPath | None = None, **kw: object) -> Facts:
-    path = fp or ForwardPath("10.0.2.2", 2988, DNAT, FWD_ACCEPT, RouteFact("10.0.2.2", "unicast", dev="lan", source="10.0.2.1"), probe=TARGET_OPEN)
+    path = fp or ForwardPath(
+        "10.0.2.2",
+        2988,
+        DNAT,
+        FWD_ACCEPT,
+        RouteFact("10.0.2.2", "unicast", dev="lan", source="10.0.2.1"),
+        probe=TARGET_OPEN,
+    )
     base = Facts(
         target="192.0.2.1",
         port=8080,
@@ -136,7 +169,15 @@ def test_reachable_from_client() -> None:
 
 
 def test_name_not_resolved_is_a_finding_and_skips_the_rest() -> None:
-    d = run(client(target="nosuch.lab", address=None, resolution=Resolution("nosuch.lab", error="Name or service not known"), route=None, probe=None))
+    d = run(
+        client(
+            target="nosuch.lab",
+            address=None,
+            resolution=Resolution("nosuch.lab", error="Name or service not known"),
+            route=None,
+            probe=None,
+        )
+    )
     assert codes(d) == [Code.NAME_NOT_RESOLVED] and not d.reachable
     assert d.address is None
     assert "getent ahosts nosuch.lab" in (d.findings[0].fix or "")
@@ -194,7 +235,11 @@ def test_filtered_without_trace_still_filtered_on_path() -> None:
 
 
 def test_timeout_with_undetermined_outbound_is_unknown_not_a_guess() -> None:
-    d = run(client(probe=TIMEOUT, outbound=None, unknowns=(Unknown("outbound", "reading the ruleset needs root"),)))
+    d = run(
+        client(
+            probe=TIMEOUT, outbound=None, unknowns=(Unknown("outbound", "reading the ruleset needs root"),)
+        )
+    )
     assert codes(d) == [Code.UNKNOWN] and not d.reachable
     assert any("needs root" in e for e in d.findings[0].evidence)
     assert check_status(d, "outbound") == "unknown"
@@ -255,7 +300,9 @@ def test_not_listening() -> None:
 def test_loopback_only_fix_names_both_binds() -> None:
     d = run(server(listeners=(Listener("127.0.0.1", 80, "tcp", "mysqld", 77),)))
     assert codes(d) == [Code.LOOPBACK_ONLY]
-    assert d.findings[0].fix == "bind to 0.0.0.0 or 10.0.2.2 instead of 127.0.0.1:80 (in mysqld's configuration)"
+    assert (
+        d.findings[0].fix == "bind to 0.0.0.0 or 10.0.2.2 instead of 127.0.0.1:80 (in mysqld's configuration)"
+    )
     assert any("mysqld (pid 77)" in e for e in d.findings[0].evidence)
 
 
@@ -274,7 +321,10 @@ def test_bound_to_other_address() -> None:
 def test_inbound_drop_and_reject() -> None:
     d = run(server(inbound=IN_DROP))
     assert codes(d) == [Code.FIREWALL_INBOUND_DROP]
-    assert d.findings[0].fix == "nft add rule inet filter input ip saddr 10.0.1.2 ip daddr 10.0.2.2 tcp dport 80 accept"
+    assert (
+        d.findings[0].fix
+        == "nft add rule inet filter input ip saddr 10.0.1.2 ip daddr 10.0.2.2 tcp dport 80 accept"
+    )
     d = run(server(inbound=IN_REJECT))
     assert codes(d) == [Code.FIREWALL_INBOUND_REJECT]
     assert "position 7" in (d.findings[0].fix or "")
@@ -302,7 +352,14 @@ def test_definite_cause_wins_over_unknown() -> None:
 
 
 def test_local_probe_open_does_not_override_server_checks() -> None:
-    d = run(server(roles=frozenset({"client", "server"}), probe=OPEN, inbound=IN_DROP, route=RouteFact("10.0.2.2", "local")))
+    d = run(
+        server(
+            roles=frozenset({"client", "server"}),
+            probe=OPEN,
+            inbound=IN_DROP,
+            route=RouteFact("10.0.2.2", "local"),
+        )
+    )
     assert codes(d) == [Code.FIREWALL_INBOUND_DROP]
 
 
@@ -310,7 +367,9 @@ def test_local_probe_open_does_not_override_server_checks() -> None:
 
 
 def test_router_reachable_and_conntrack() -> None:
-    ct = ConntrackFact("tcp 192.0.2.7:40000 -> 192.0.2.1:8080", "192.0.2.7:40000 -> 10.0.2.2:2988", "ESTABLISHED")
+    ct = ConntrackFact(
+        "tcp 192.0.2.7:40000 -> 192.0.2.1:8080", "192.0.2.7:40000 -> 10.0.2.2:2988", "ESTABLISHED"
+    )
     d = run(router(conntrack=(ct,)))
     assert d.reachable and codes(d) == [Code.REACHABLE]
     assert check_status(d, "conntrack") == "pass" and check_status(d, "dnat") == "pass"
@@ -320,7 +379,10 @@ def test_firewall_forward() -> None:
     fp = ForwardPath("10.0.2.2", 2988, DNAT, FWD_DROP, probe=TARGET_OPEN)
     d = run(router(fp))
     assert codes(d) == [Code.FIREWALL_FORWARD]
-    assert d.findings[0].fix == "nft add rule inet filter forward ip saddr 192.0.2.7 ip daddr 10.0.2.2 tcp dport 2988 accept"
+    assert (
+        d.findings[0].fix
+        == "nft add rule inet filter forward ip saddr 192.0.2.7 ip daddr 10.0.2.2 tcp dport 2988 accept"
+    )
 
 
 def test_forward_target_not_listening_remote() -> None:
@@ -341,9 +403,13 @@ def test_forward_target_not_listening_local_names_the_real_port() -> None:
 
 def test_forward_target_unreachable_by_probe_and_by_route() -> None:
     p = ProbeFact("10.0.2.2", 2988, "tcp", "filtered", "host-unreach", "10.0.2.1")
-    assert codes(run(router(ForwardPath("10.0.2.2", 2988, DNAT, FWD_ACCEPT, probe=p)))) == [Code.FORWARD_TARGET_UNREACHABLE]
+    assert codes(run(router(ForwardPath("10.0.2.2", 2988, DNAT, FWD_ACCEPT, probe=p)))) == [
+        Code.FORWARD_TARGET_UNREACHABLE
+    ]
     nr = RouteFact("10.9.9.9", "none", error="Network is unreachable")
-    assert codes(run(router(ForwardPath("10.9.9.9", 2988, DNAT, FWD_ACCEPT, route=nr)))) == [Code.FORWARD_TARGET_UNREACHABLE]
+    assert codes(run(router(ForwardPath("10.9.9.9", 2988, DNAT, FWD_ACCEPT, route=nr)))) == [
+        Code.FORWARD_TARGET_UNREACHABLE
+    ]
 
 
 def test_exposed_despite_inbound_deny_is_a_warning_after_reachable() -> None:
@@ -394,7 +460,12 @@ def test_path_order_client_then_router_then_server() -> None:
         inbound=IN_DROP,
         forwards=(fp,),
     )
-    assert codes(run(f)) == [Code.FIREWALL_OUTBOUND, Code.FIREWALL_FORWARD, Code.FIREWALL_INBOUND_DROP, Code.NOT_LISTENING]
+    assert codes(run(f)) == [
+        Code.FIREWALL_OUTBOUND,
+        Code.FIREWALL_FORWARD,
+        Code.FIREWALL_INBOUND_DROP,
+        Code.NOT_LISTENING,
+    ]
 
 
 def test_json_contract_fields() -> None:
@@ -452,7 +523,13 @@ _states = st.sampled_from(
 )
 
 
-@given(out=_verdicts, state=_states, inbound=_verdicts, listening=st.booleans(), roles=st.sets(st.sampled_from(["client", "server", "router"]), min_size=1))
+@given(
+    out=_verdicts,
+    state=_states,
+    inbound=_verdicts,
+    listening=st.booleans(),
+    roles=st.sets(st.sampled_from(["client", "server", "router"]), min_size=1),
+)
 def test_any_snapshot_gives_one_main_cause_and_consistent_reachability(
     out: str, state: tuple[str, str, str | None], inbound: str, listening: bool, roles: set[str]
 ) -> None:
@@ -473,3 +550,11 @@ def test_any_snapshot_gives_one_main_cause_and_consistent_reachability(
     blocking = [x for x in d.findings if x._blocking]
     assert not (d.reachable and blocking)
     assert all(c.status in CHECK_STATUSES for c in d.checks)
+
+
+def test_trace_through_the_target_address_reveals_a_forward() -> None:
+    hops = (TraceHop(1, "10.0.2.2", 0.2, HOP_TIME_EXCEEDED), TraceHop(2, None, None, HOP_SILENT))
+    t = TraceResult("10.0.2.2", "10.0.2.2", 80, "tcp", False, "filtered", hops, "10.0.2.2")
+    d = run(client(probe=TIMEOUT, trace=t))
+    assert codes(d) == [Code.FILTERED_ON_PATH]
+    assert any("forwards this port to another host" in e for e in d.findings[0].evidence)

@@ -15,7 +15,9 @@ from portkit.render.why import trace_json, trace_text, why_json, why_text
 
 def test_parse_route_via_gateway() -> None:
     text = '[{"dst":"10.71.3.2","gateway":"10.71.1.1","dev":"lan","prefsrc":"10.71.1.2","flags":[],"uid":0,"cache":[]}]'
-    assert parse_route_get("10.71.3.2", text) == RouteFact("10.71.3.2", "unicast", "lan", "10.71.1.2", "10.71.1.1")
+    assert parse_route_get("10.71.3.2", text) == RouteFact(
+        "10.71.3.2", "unicast", "lan", "10.71.1.2", "10.71.1.1"
+    )
 
 
 def test_parse_route_local_and_v6_and_forwarded() -> None:
@@ -44,7 +46,16 @@ def _loopback_only() -> Facts:
         client="10.0.1.2",
         local_target=True,
         listeners=(Listener("127.0.0.1", 3306, "tcp", "mysqld", 42),),
-        inbound=RuleVerdict("in", "accept", "tcp dport 3306 accept", "tcp 10.0.1.2 -> 10.0.2.2:3306 iif lan", "filter", "input", 4, "inet"),
+        inbound=RuleVerdict(
+            "in",
+            "accept",
+            "tcp dport 3306 accept",
+            "tcp 10.0.1.2 -> 10.0.2.2:3306 iif lan",
+            "filter",
+            "input",
+            4,
+            "inet",
+        ),
     )
 
 
@@ -95,7 +106,17 @@ TR = TraceResult(
 
 def test_trace_json_contract() -> None:
     doc = trace_json(TR)
-    assert list(doc) == ["schema", "target", "address", "port", "proto", "reached", "state", "hops", "last_hop"]
+    assert list(doc) == [
+        "schema",
+        "target",
+        "address",
+        "port",
+        "proto",
+        "reached",
+        "state",
+        "hops",
+        "last_hop",
+    ]
     assert doc["hops"][1] == {"ttl": 2, "address": None, "rtt_ms": None}
 
 
@@ -107,7 +128,17 @@ def test_trace_text_names_last_hop_in_both_languages() -> None:
 
 
 def test_trace_text_reached() -> None:
-    t = TraceResult("10.0.2.2", "10.0.2.2", 80, "tcp", True, "open", (TraceHop(1, "10.0.2.2", 0.3, HOP_DESTINATION, "syn-ack"),), "10.0.2.2", "syn-ack")
+    t = TraceResult(
+        "10.0.2.2",
+        "10.0.2.2",
+        80,
+        "tcp",
+        True,
+        "open",
+        (TraceHop(1, "10.0.2.2", 0.3, HOP_DESTINATION, "syn-ack"),),
+        "10.0.2.2",
+        "syn-ack",
+    )
     assert "reached 10.0.2.2 in 1 hops: open (syn-ack)" in trace_text(t, translator("en"))
 
 

@@ -23,11 +23,12 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from portkit.backends.facts_fw import Acc, Firewall, dnat_of, packet_text, why_unknown
 from portkit.backends.route import route_get
-from portkit.errors import PortkitError, ResolveError
+from portkit.errors import ResolveError
 from portkit.model.diagnosis import (
     ConntrackFact,
     DnatFact,
@@ -56,25 +57,6 @@ class GatherOptions:
     family: int | None = None  # 4 or 6: use only that family of a name's addresses
     trace_fn: Callable[..., TraceResult] | None = None  # tests may inject
     resolver: Callable[[str], tuple[tuple[str, ...], tuple[str, ...]]] | None = None
-
-
-@dataclass(slots=True)
-class _Acc:
-    """Mutable accumulator while gathering; frozen into Facts at the end."""
-
-    unknowns: list[Unknown] = field(default_factory=list)
-
-    def attempt(self, what: str, fn: Callable[[], T]) -> T | None:
-        """Run ``fn``; on failure record why ``what`` could not be determined."""
-        try:
-            return fn()
-        except (ImportError, AttributeError, NotImplementedError) as exc:
-            self.unknowns.append(Unknown(what, f"not available in this portkit build ({exc})"))
-        except PortkitError as exc:
-            self.unknowns.append(Unknown(what, str(exc)))
-        except OSError as exc:
-            self.unknowns.append(Unknown(what, exc.strerror or str(exc)))
-        return None
 
 
 def system_resolve(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -106,30 +88,6 @@ def _is_address(text: str) -> bool:
     return True
 
 
-def _verdict(result: Any, hook: str, packet: str) -> RuleVerdict | None:
-    """An FwCheckResult (ops.firewall) -> RuleVerdict; None when the verdict is unknown."""
-    verdict = str(getattr(result, "verdict", "unknown"))
-    if verdict not in ("accept", "drop", "reject"):
-        return None
-    d = getattr(result, "decided_by", None)
-    family = table = chain = rule = None
-    handle: int | None = None
-    if d is not None:
-        family, _, table = str(d.table).rpartition(" ")
-        chain, handle, rule = d.chain, d.handle, d.rule
-    return RuleVerdict(hook, verdict, rule, packet, table or None, chain, handle, family or None)
-
-
-def _packet_text(proto: str, src: str, dst: str, port: int, iif: str | None = None, oif: str | None = None) -> str:
-    host = f"[{dst}]" if ":" in dst else dst
-    text = f"{proto} {src} -> {host}:{port}"
-    if iif:
-        text += f" iif {iif}"
-    if oif:
-        text += f" oif {oif}"
-    return text
-
-
 def _probe(address: str, port: int, proto: str, opts: GatherOptions, vantage: str = "here") -> ProbeFact:
     from portkit.ops.probe import check
 
@@ -159,66 +117,6 @@ def _listeners(proto: str, port: int | None) -> tuple[Listener, ...]:
     )
 
 
-class _Firewall:
-    """The live ruleset, read once, and this host's addresses: every verdict is evaluated on them."""
-
-    def __init__(self, acc: _Acc) -> None:
-        self.acc = acc
-        self.ruleset: Any = None
-        self.error: str | None = None
-        self.local: frozenset[Any] = frozenset()
-        try:
-            from portkit.ops.firewall import live_ruleset
-
-            self.ruleset = live_ruleset()
-            self.local = _local_addresses()
-        except (ImportError, AttributeError) as exc:
-            self.error = f"the firewall evaluator is not available in this portkit build ({exc})"
-        except PortkitError as exc:
-            self.error = str(exc)
-        except OSError as exc:
-            self.error = exc.strerror or str(exc)
-
-    def check(self, what: str, **kw: Any) -> Any:
-        """An FwCheckResult, or None (recorded as unknown ``what``)."""
-        if self.error is not None:
-            self.acc.unknowns.append(Unknown(what, self.error))
-            return None
-        from portkit.ops.firewall import check_packet
-
-        rs = kw.pop("ruleset", self.ruleset)
-        return self.acc.attempt(what, lambda: check_packet(ruleset=rs, local_addresses=self.local, **kw))
-
-    def verdict(self, res: Any, hook: str, packet: str) -> RuleVerdict | None:
-        """RuleVerdict of a result; an accept "decided" by a nat chain's policy means no filter chain."""
-        v = _verdict(res, hook, packet)
-        if v is None or v.verdict != "accept" or self.ruleset is None or v.chain is None:
-            return v
-        for c in self.ruleset.chains:
-            if c.name == v.chain and c.table == v.table and (v.family is None or c.family == v.family):
-                if c.type == "nat":
-                    return RuleVerdict(hook, "accept", None, packet)
-                break
-        return v
-
-    def without_nat(self) -> Any:
-        rs = self.ruleset
-        return type(rs)(chains=tuple(c for c in rs.chains if c.type != "nat"), sets=rs.sets, tables=rs.tables, notes=rs.notes)
-
-
-def _local_addresses() -> frozenset[Any]:
-    import psutil
-
-    out: set[Any] = set()
-    for addrs in psutil.net_if_addrs().items():
-        for a in addrs[1]:
-            try:
-                out.add(ipaddress.ip_address(a.address.split("%")[0]))
-            except ValueError:
-                continue
-    return frozenset(out)
-
-
 def _iface_of(address: str) -> str | None:
     """The interface that holds ``address`` on this host."""
     import psutil
@@ -237,7 +135,7 @@ def _iface_of(address: str) -> str | None:
 def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | None = None) -> Facts:
     """Collect the facts for ``target:port/proto`` (see the module docstring)."""
     o = opts or GatherOptions()
-    acc = _Acc()
+    acc = Acc()
     host = target.strip("[]")
 
     # --- resolution
@@ -263,7 +161,15 @@ def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | Non
         if resolution.error is None and address is None:
             resolution = Resolution(host, v4, v6, error=f"no IPv{o.family} address")
     if address is None:
-        return Facts(target, port, proto, None, frozenset({"client"}), resolution=resolution, unknowns=tuple(acc.unknowns))
+        return Facts(
+            target,
+            port,
+            proto,
+            None,
+            frozenset({"client"}),
+            resolution=resolution,
+            unknowns=tuple(acc.unknowns),
+        )
 
     fam = _version(address)
     roles: set[str] = set()
@@ -310,20 +216,22 @@ def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | Non
     forwards: list[ForwardPath] = []
 
     # --- inbound first: a DNAT found here makes this host a router for the port
-    fw = _Firewall(acc)
+    fw = Firewall(acc)
     dnat: DnatFact | None = None
     if local_target or (o.from_addr is not None and not from_local):
-        pkt = _packet_text(proto, src_label, address, port, iif=iif)
+        pkt = packet_text(proto, src_label, address, port, iif=iif)
         in_res = fw.check("inbound", hook="in", proto=proto, src=src, dst=address, dport=port, iif=iif)
         if in_res is not None:
-            dnat = _dnat_of(in_res, address, port)
+            dnat = dnat_of(in_res, address, port)
             if dnat is None and local_target:
                 inbound = fw.verdict(in_res, "in", pkt)
                 if inbound is None:
-                    acc.unknowns.append(Unknown("inbound", _why_unknown(in_res)))
+                    acc.unknowns.append(Unknown("inbound", why_unknown(in_res)))
             elif dnat is not None and fw.ruleset is not None:
                 bare = fw.without_nat()
-                res = fw.check("inbound", hook="in", proto=proto, src=src, dst=address, dport=port, iif=iif, ruleset=bare)
+                res = fw.check(
+                    "inbound", hook="in", proto=proto, src=src, dst=address, dport=port, iif=iif, ruleset=bare
+                )
                 inbound = fw.verdict(res, "in", pkt) if res is not None else None
     if local_target and dnat is None:
         roles.add("server")
@@ -339,26 +247,33 @@ def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | Non
     # --- the client's own view
     if "client" in roles and route is not None and route.kind != "none":
         csrc = route.source or client or src
-        out_pkt = _packet_text(proto, csrc, address, port, oif=route.dev)
+        out_pkt = packet_text(proto, csrc, address, port, oif=route.dev)
         res = fw.check("outbound", hook="out", proto=proto, src=csrc, dst=address, dport=port, oif=route.dev)
         if res is not None:
             outbound = fw.verdict(res, "out", out_pkt)
             if outbound is None:
-                acc.unknowns.append(Unknown("outbound", _why_unknown(res)))
+                acc.unknowns.append(Unknown("outbound", why_unknown(res)))
         blocked_here = outbound is not None and outbound.verdict != "accept"
         tracing = None
         if not local_target and o.trace and not blocked_here:
             # The trace runs beside the probe, not after it: a dropped port then costs one
             # timeout instead of two. It is used only when the probe dies (no answer at all).
-            tracing = _Background(lambda: (o.trace_fn or _default_trace)(address, port, proto, target=target))
-        probe = acc.attempt("probe", lambda: _probe(address, port, proto, o))
+            src_bind = o.from_addr if from_local else None
+            tracing = _Background(
+                lambda: (o.trace_fn or _default_trace)(
+                    address, port, proto, target=target, source=src_bind, timeout=o.timeout
+                )
+            )
+        probe = acc.attempt("probe", lambda: _probe(address, port, proto, o, vantage=csrc))
         if tracing is not None:
             if probe is not None and probe.state != "open" and probe.reason == "no-response":
                 trace = acc.attempt("trace", tracing.result)
             else:
                 tracing.wait()  # not needed: the probe got an answer
         if other is not None and (probe is None or probe.state != "open"):
-            other_probe = acc.attempt("probe_other_family", lambda: _probe(other or "", port, proto, o))
+            other_probe = acc.attempt(
+                "probe_other_family", lambda: _probe(other or "", port, proto, o, vantage="this host")
+            )
 
     conntrack = acc.attempt("conntrack", lambda: _conntrack(port, proto, address)) or ()
 
@@ -412,35 +327,23 @@ class _Background:
         return value
 
 
-def _default_trace(address: str, port: int, proto: str, *, target: str | None = None) -> TraceResult:
+def _default_trace(
+    address: str,
+    port: int,
+    proto: str,
+    *,
+    target: str | None = None,
+    source: str | None = None,
+    timeout: float = 1.0,
+) -> TraceResult:
     from portkit.drivers.trace import trace_port
 
-    return trace_port(address, port, proto, target=target)
-
-
-def _dnat_of(res: Any, address: str, port: int) -> DnatFact | None:
-    """The DNAT an evaluation went through, when it changed the destination."""
-    td = getattr(res, "translated_destination", None)
-    if td is None:
-        return None
-    to_addr = str(td.address) if td.address not in (None, "", "(local)") else address
-    to_port = int(td.port) if td.port is not None else port
-    if to_addr == address and to_port == port:
-        return None
-    rule = None
-    for step in getattr(res, "trace", ()) or ():
-        if "dnat" in str(step.rule) or "redirect" in str(step.rule):
-            rule = f"table {step.table} chain {step.chain}: {step.rule}"
-    return DnatFact(rule or f"dnat to {to_addr}:{to_port}", to_addr, to_port)
-
-
-def _why_unknown(res: Any) -> str:
-    return str(getattr(res, "reason", None) or "the firewall evaluator could not decide")
+    return trace_port(address, port, proto, target=target, source=source, timeout=timeout)
 
 
 def _forward_path(
-    acc: _Acc,
-    fw: _Firewall,
+    acc: Acc,
+    fw: Firewall,
     o: GatherOptions,
     proto: str,
     src: str,
@@ -458,21 +361,27 @@ def _forward_path(
         if listeners is not None and not listeners:
             every = acc.attempt("forward_target", lambda: _listeners(proto, None)) or ()
             nearby = tuple(s for s in every if s.address in (dest, "0.0.0.0", "::"))
-        return ForwardPath(dest, dport, dnat, None, route, target_local=True, listeners=listeners, nearby=nearby)
+        return ForwardPath(
+            dest, dport, dnat, None, route, target_local=True, listeners=listeners, nearby=nearby
+        )
     oif = route.dev if route is not None else None
-    pkt = _packet_text(proto, src_label, dest, dport, iif=iif, oif=oif)
+    pkt = packet_text(proto, src_label, dest, dport, iif=iif, oif=oif)
     if dnat is not None:
         # Walk the original packet again, now knowing where it leaves: prerouting's DNAT, then
         # forward with the conntrack status a DNAT'd flow has (Docker matches `ct status dnat`).
         res = fw.check("forward", hook="in", proto=proto, src=src, dst=address, dport=port, iif=iif, oif=oif)
     else:
-        res = fw.check("forward", hook="forward", proto=proto, src=src, dst=dest, dport=dport, iif=iif, oif=oif)
+        res = fw.check(
+            "forward", hook="forward", proto=proto, src=src, dst=dest, dport=dport, iif=iif, oif=oif
+        )
     forward = fw.verdict(res, "forward", pkt) if res is not None else None
     if res is not None and forward is None:
-        acc.unknowns.append(Unknown("forward", _why_unknown(res)))
+        acc.unknowns.append(Unknown("forward", why_unknown(res)))
     probe = None
     if route is not None and route.kind != "none":
-        probe = acc.attempt("forward_target", lambda: _probe(dest, dport, proto, o, vantage=route.source or "this router"))
+        probe = acc.attempt(
+            "forward_target", lambda: _probe(dest, dport, proto, o, vantage=route.source or "this router")
+        )
     return ForwardPath(dest, dport, dnat, forward, route, probe=probe)
 
 

@@ -58,6 +58,7 @@ def socket_owners(
 def _walk(pids: list[int], wanted: dict[str, int] | None, proc: str) -> tuple[dict[int, list[int]], bool]:
     owners: dict[int, list[int]] = {}
     incomplete = False
+    want_all = len(wanted) if wanted is not None else 0
     readlink = os.readlink
     listdir = os.listdir
     osopen = os.open
@@ -76,6 +77,9 @@ def _walk(pids: list[int], wanted: dict[str, int] | None, proc: str) -> tuple[di
             except OSError:
                 continue
             if wanted is not None:
+                # fds list in ascending order and a listener is usually opened first, so a
+                # server holding every wanted socket is left early, skipping its connections.
+                found_here = 0
                 for name in names:
                     try:
                         ino = wanted.get(readlink(name, dir_fd=dfd))
@@ -87,6 +91,11 @@ def _walk(pids: list[int], wanted: dict[str, int] | None, proc: str) -> tuple[di
                             owners[ino] = [pid]
                         elif lst[-1] != pid:
                             lst.append(pid)
+                        else:
+                            continue  # a second fd of the same socket
+                        found_here += 1
+                        if found_here == want_all:
+                            break
             else:
                 for name in names:
                     try:

@@ -23,7 +23,14 @@ from portkit.model.diagnosis import RouteFact
 
 __all__ = ["ip_binary", "parse_route_get", "route_get"]
 
-_NO_ROUTE_HINTS = ("unreachable", "No route", "prohibit", "Invalid cross-device", "blackhole", "Invalid argument")
+_NO_ROUTE_HINTS = (
+    "unreachable",
+    "No route",
+    "prohibit",
+    "Invalid cross-device",
+    "blackhole",
+    "Invalid argument",
+)
 
 
 def ip_binary() -> str:

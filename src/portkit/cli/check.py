@@ -89,7 +89,7 @@ def _expand(args: argparse.Namespace) -> list[str]:
         if not has_port and ports is None and ":" in bare and not bare.startswith("["):
             raise InputError(f"invalid endpoint {text!r}: put an IPv6 address in brackets, e.g. [fd00::2]:80")
         if has_port:
-            out.append(text if "/" in text.rpartition(":")[2] else f"{text}/{proto}")
+            out.append(text if "/" in text.rpartition(":")[2] or proto == "tcp" else f"{text}/{proto}")
         elif ports is None:
             raise InputError(f"{text!r} has no port: write {text}:PORT or add -p PORTS")
         else:

@@ -64,6 +64,7 @@ def register(sub: Any) -> None:
         "--stats", nargs="?", type=float, const=1.0, metavar="S", help="print live counters every S s"
     )
     g.add_argument("--quiet", action="store_true", help="no per-connection log lines")
+    g.add_argument("--workers", type=int, metavar="N", help="event loops (threads); default: one per core, max 4")
     g.add_argument("--no-splice", action="store_true", help="copy through buffers instead of os.splice")
     g.add_argument(
         "--pipe-size", type=int, metavar="BYTES", help="splice pipe size (default 1 MiB; the kernel rounds it)"
@@ -224,6 +225,8 @@ def _userspace(args: argparse.Namespace) -> int:
     if not args.specs and not args.config:
         raise InputError("nothing to forward: give a SPEC such as 8080:127.0.0.1:2988, or --config FILE")
     specs, options = _gather(args)
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        raise InputError(f"invalid --workers {args.workers}; use 1-64")
     for w in exposure_warnings(specs):
         warn(w)
     if args.check:
@@ -243,6 +246,7 @@ def _userspace(args: argparse.Namespace) -> int:
             stats_out=_log,
             reload_source=reload_source if args.config else None,
             use_splice=not args.no_splice,
+            workers=args.workers,
         )
 
     if args.netns:

@@ -29,6 +29,8 @@ examples:
 LS_EPILOG = """\
 states: ESTABLISHED SYN_SENT SYN_RECV FIN_WAIT1 FIN_WAIT2 TIME_WAIT CLOSE CLOSE_WAIT
         LAST_ACK LISTEN CLOSING NEW_SYN_RECV BOUND_INACTIVE, and UNCONN for bound UDP sockets
+        (half-open connections are selected by NEW_SYN_RECV or SYN_RECV and, as in /proc
+        and ss, shown as SYN_RECV)
 
 examples:
   portkit ls                    listening TCP and bound UDP sockets

@@ -89,36 +89,72 @@ def _tries(text: str) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     fam = p.add_mutually_exclusive_group()
-    fam.add_argument("-4", dest="family", action="store_const", const=4, help="use the name's IPv4 address only")
-    fam.add_argument("-6", dest="family", action="store_const", const=6, help="use the name's IPv6 address only")
+    fam.add_argument(
+        "-4", dest="family", action="store_const", const=4, help="use the name's IPv4 address only"
+    )
+    fam.add_argument(
+        "-6", dest="family", action="store_const", const=6, help="use the name's IPv6 address only"
+    )
     p.add_argument(
-        "--lang", type=_lang, metavar="{en,ko}", help="language of the story (default: from LANG); JSON is always English"
+        "--lang",
+        type=_lang,
+        metavar="{en,ko}",
+        help="language of the story (default: from LANG); JSON is always English",
     )
     add_output_options(p)
 
 
 def register(sub: Any) -> None:
-    p = subparser(sub, "why", help="explain why a port cannot be reached", description=WHY_DESCRIPTION, epilog=WHY_EPILOG)
-    p.add_argument("target", metavar="TARGET:PORT[/tcp|/udp]", help="e.g. 10.0.2.2:80, db.lan:5432, [fd00::2]:53/udp")
+    p = subparser(
+        sub,
+        "why",
+        help="explain why a port cannot be reached",
+        description=WHY_DESCRIPTION,
+        epilog=WHY_EPILOG,
+    )
+    p.add_argument(
+        "target", metavar="TARGET:PORT[/tcp|/udp]", help="e.g. 10.0.2.2:80, db.lan:5432, [fd00::2]:53/udp"
+    )
     p.add_argument(
         "--from",
         dest="from_addr",
         metavar="ADDR",
         help="the client's address: one of this host's (send from it) or another host's (judge its packets here)",
     )
-    p.add_argument("--timeout", type=_seconds, default=1.0, metavar="S", help="seconds to wait for each probe (default 1)")
-    p.add_argument("--no-trace", dest="trace", action="store_false", help="do not trace the path when the probe dies")
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=1.0,
+        metavar="S",
+        help="seconds to wait for each probe (default 1)",
+    )
+    p.add_argument(
+        "--no-trace", dest="trace", action="store_false", help="do not trace the path when the probe dies"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="also show skipped checks and the trace hops")
     _common(p)
     p.set_defaults(func=run_why)
 
     t = subparser(
-        sub, "trace", help="traceroute aimed at a port: where on the path it dies", description=TRACE_DESCRIPTION, epilog=TRACE_EPILOG
+        sub,
+        "trace",
+        help="traceroute aimed at a port: where on the path it dies",
+        description=TRACE_DESCRIPTION,
+        epilog=TRACE_EPILOG,
     )
     t.add_argument("target", metavar="TARGET:PORT[/tcp|/udp]", help="e.g. 10.0.2.2:443, [fd00::2]:53/udp")
     t.add_argument("--max-ttl", type=_ttl, default=30, metavar="N", help="give up after N hops (default 30)")
-    t.add_argument("--timeout", type=_seconds, default=1.0, metavar="S", help="seconds to wait for each hop (default 1)")
+    t.add_argument(
+        "--timeout", type=_seconds, default=1.0, metavar="S", help="seconds to wait for each hop (default 1)"
+    )
     t.add_argument("--tries", type=_tries, default=2, metavar="N", help="probes per silent hop (default 2)")
+    t.add_argument(
+        "--method",
+        choices=("auto", "recverr", "raw"),
+        default="auto",
+        help="how ICMP answers are read: the sockets' error queue (recverr, no privilege), a raw ICMP "
+        "socket (raw, root), or both when root (auto, default)",
+    )
     _common(t)
     t.set_defaults(func=run_trace)
 
@@ -145,7 +181,14 @@ def run_trace(args: argparse.Namespace) -> int:
     from portkit.render.why import trace_json, trace_text
 
     out = Output.from_args(args)
-    t = trace(args.target, max_ttl=args.max_ttl, timeout=args.timeout, tries=args.tries, family=args.family)
+    t = trace(
+        args.target,
+        max_ttl=args.max_ttl,
+        timeout=args.timeout,
+        tries=args.tries,
+        family=args.family,
+        method=args.method,
+    )
     if out.json:
         out.emit_json(trace_json(t))
     else:

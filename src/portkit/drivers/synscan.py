@@ -57,6 +57,8 @@ def _syn_header(sport: int, dport: int, seq: int, csum: int) -> bytes:
 
 
 SO_ATTACH_FILTER = 26
+# A connected raw socket reports ICMP errors about its destination as socket errors (once).
+_ICMP_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENOPROTOOPT, errno.EACCES})
 
 
 def attach_port_filter(sock: socket.socket, sport: int, v6: bool) -> bool:
@@ -171,7 +173,14 @@ class SynScanner:
         hdr = bytearray(_syn_header(sport, 0, seq, 0))
         pack_into = struct.pack_into
         dests = [(a, 0) for a in self.addresses]
+        # One target (the usual case): connect the raw socket, so the kernel filters replies to
+        # that source and send()/recv() skip parsing an address on every packet.
+        single = len(self.addresses) == 1
+        if single:
+            tx.connect(dests[0])
+        send = tx.send
         sendto = tx.sendto
+        recv_plain = tx.recv_into
         # item -> (sent_at, tryno, replies_at_send)
         inflight: dict[int, tuple[float, int, int, int]] = {}
         silence = self.silence
@@ -192,6 +201,7 @@ class SynScanner:
         rate_gap = 1.0 / self.profile.rate if self.profile.rate else 0.0
         next_send = 0.0
         last_progress = 0.0
+        stale_errors = 0
 
         try:
             while True:
@@ -217,11 +227,20 @@ class SynScanner:
                         c = (c & 0xFFFF) + (c >> 16)
                         pack_into("!H", hdr, 16, ~c & 0xFFFF)
                     try:
-                        sendto(hdr, dests[hi])
+                        if single:
+                            send(hdr)
+                        else:
+                            sendto(hdr, dests[hi])
                     except OSError as exc:
                         if exc.errno in (errno.ENOBUFS, errno.EAGAIN):
                             retries.appendleft((item, tryno))
                             break
+                        if single and exc.errno in _ICMP_ERRNOS and stale_errors < 8:
+                            # an earlier ICMP error, reported (and cleared) on this send: resend
+                            stale_errors += 1
+                            retries.appendleft((item, tryno))
+                            continue
+                        stale_errors = 0
                         # the local kernel refused (no route, our own firewall): judged at once
                         reason = Reason.NET_UNREACH if exc.errno == errno.ENETUNREACH else Reason.ERROR
                         sender = None if reason is not Reason.ERROR else errno.errorcode.get(exc.errno or 0)
@@ -229,6 +248,7 @@ class SynScanner:
                         done += 1
                         continue
                     sent += 1
+                    stale_errors = 0
                     # one timestamp per batch: a batch takes well under a millisecond
                     inflight[item] = (now, tryno, replies_now, host_replies[hi])
                     order_append((item, now, tryno))
@@ -253,17 +273,25 @@ class SynScanner:
                     ep.poll(wait, 4)
                 now = mono()
                 # TCP replies
+                quick = 0
                 while True:
                     try:
-                        n, addr = recv_into(buf)
+                        if single:
+                            n = recv_plain(buf)
+                        else:
+                            n, addr = recv_into(buf)
                     except (BlockingIOError, InterruptedError):
                         break
+                    except OSError as exc:
+                        if exc.errno in _ICMP_ERRNOS:
+                            continue  # an ICMP error reported on the connected socket: read on
+                        raise
                     if v6:
                         off = 0
-                        hi_opt = host_of_text.get(addr[0])
+                        hi_opt = 0 if single else host_of_text.get(addr[0])
                     else:
                         off = (buf[0] & 15) * 4
-                        hi_opt = host_of_packed.get(bytes(buf[12:16]))
+                        hi_opt = 0 if single else host_of_packed.get(bytes(buf[12:16]))
                     if hi_opt is None or n < off + 14 or buf[off + 2] << 8 | buf[off + 3] != sport:
                         continue
                     if int.from_bytes(buf[off + 8 : off + 12], "big") != ack_expect:
@@ -279,15 +307,18 @@ class SynScanner:
                     probe = inflight.pop(key, None)
                     if probe is None:
                         continue  # a duplicate, or a late answer to a port already judged
-                    sent_at, tryno, _r, _h = probe
                     host_replies[hi_opt] += 1
-                    if tryno == 0:
-                        rtts[hi_opt].sample(now - sent_at)
+                    if probe[1]:
+                        retry.on_answer(probe[1])
+                        cwnd.on_reply(probe[0], True, len(inflight), now)
                     else:
-                        retry.on_answer(tryno)
-                    cwnd.on_reply(sent_at, tryno > 0, len(inflight), now)
+                        quick += 1  # first-try answers feed the window once per drain
+                        if quick < 16 or not quick & 7:  # and only some RTTs: they are all alike
+                            rtts[hi_opt].sample(now - probe[0])
                     results[(hi_opt, key & 0xFFFF)] = verdict
                     done += 1
+                if quick:
+                    cwnd.on_replies(quick)
                 # ICMP errors quoting one of our SYNs
                 while True:
                     try:

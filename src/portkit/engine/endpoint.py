@@ -47,14 +47,14 @@ _NAME_RE = re.compile(
 )
 
 
-def parse_port(text: str, *, what: str = "port") -> int:
-    """``"80"`` -> 80. Ports are 1-65535."""
+def parse_port(text: str, *, where: str = "") -> int:
+    """``"80"`` -> 80. Ports are 1-65535. ``where`` names the context in errors."""
     t = text.strip()
     if not t.isdigit():
-        raise PortSpecError(f"invalid {what} {text!r}: a port is a number from 1 to 65535")
+        raise PortSpecError(f"invalid port {text!r}{where}: a port is a number from 1 to 65535")
     n = int(t)
     if not 1 <= n <= 65535:
-        raise PortSpecError(f"invalid {what} {n}: ports are 1-65535")
+        raise PortSpecError(f"invalid port {n}{where}: ports are 1-65535")
     return n
 
 
@@ -78,8 +78,8 @@ def parse_ports(spec: str) -> tuple[int, ...]:
                 raise PortSpecError(
                     f"invalid port range {part!r} in {spec!r}: a range needs both ends, e.g. 5-100 (or - for all ports)"
                 )
-            lo = parse_port(lo_s, what=f"port in range {part!r}")
-            hi = parse_port(hi_s, what=f"port in range {part!r}")
+            lo = parse_port(lo_s, where=f" in range {part!r}")
+            hi = parse_port(hi_s, where=f" in range {part!r}")
             if lo > hi:
                 raise PortSpecError(f"invalid port range {part!r}: {lo} is above {hi}")
             ports.update(range(lo, hi + 1))
@@ -136,7 +136,7 @@ def parse_endpoint(text: str, default_proto: str = "tcp") -> Endpoint:
         host, sep, port_s = t.rpartition(":")
         if not sep:
             raise TargetError(f"invalid endpoint {text!r}: missing :PORT (e.g. {t}:22, or use -p 22)")
-    port = parse_port(port_s, what=f"port in {text!r}")
+    port = parse_port(port_s, where=f" in {text!r}")
     return Endpoint(_check_host(host, text), port, proto)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from portkit.model.diagnosis import (
     Check,
+    Facts,
     Finding,
     Listener,
     Localizable,
@@ -31,6 +32,10 @@ from portkit.model.diagnosis import (
 from portkit.model.trace import TraceResult
 
 MessageFactory = Callable[[str, Mapping[str, Any]], Localizable]
+
+PROHIBITED = ("admin-prohibited", "host-prohibited", "net-prohibited")
+NO_WAY = ("net-unreach", "host-unreach")
+CLOSED_REASONS = ("conn-refused", "reset", "port-unreach")
 
 
 def N_(template: str) -> str:
@@ -138,7 +143,11 @@ def ev_listener(T: Texts, s: Listener) -> Localizable:
             process=s.process,
             pid=s.pid if s.pid is not None else "?",
         )
-    return T(N_("socket: {proto} {endpoint} (process not visible)"), proto=s.proto, endpoint=hostport(s.address, s.port))
+    return T(
+        N_("socket: {proto} {endpoint} (process not visible)"),
+        proto=s.proto,
+        endpoint=hostport(s.address, s.port),
+    )
 
 
 def ev_probe(T: Texts, p: ProbeFact) -> Localizable:
@@ -150,13 +159,19 @@ def ev_probe(T: Texts, p: ProbeFact) -> Localizable:
         "vantage": p.vantage,
     }
     if p.reason_from:
-        return T(N_("probe from {vantage}: {endpoint}/{proto} {state} ({reason} from {sender})"), sender=p.reason_from, **params)
+        return T(
+            N_("probe from {vantage}: {endpoint}/{proto} {state} ({reason} from {sender})"),
+            sender=p.reason_from,
+            **params,
+        )
     return T(N_("probe from {vantage}: {endpoint}/{proto} {state} ({reason})"), **params)
 
 
 def ev_route(T: Texts, r: RouteFact) -> Localizable:
     if r.kind == "none":
-        return T(N_("ip route get {destination}: {error}"), destination=r.destination, error=r.error or "no route")
+        return T(
+            N_("ip route get {destination}: {error}"), destination=r.destination, error=r.error or "no route"
+        )
     if r.kind == "local":
         return T(N_("ip route get {destination}: local (this host's address)"), destination=r.destination)
     if r.gateway:
@@ -184,12 +199,18 @@ def ev_trace(T: Texts, t: TraceResult) -> list[Localizable]:
         if h.address is None:
             out.append(T(N_("trace hop {ttl}: no answer"), ttl=h.ttl))
         else:
-            out.append(T(N_("trace hop {ttl}: {address} {rtt} ms"), ttl=h.ttl, address=h.address, rtt=ms(h.rtt_ms)))
+            out.append(
+                T(N_("trace hop {ttl}: {address} {rtt} ms"), ttl=h.ttl, address=h.address, rtt=ms(h.rtt_ms))
+            )
     if t.reached:
         out.append(T(N_("trace: the destination answered ({state})"), state=t.state))
     elif t.last_hop is not None:
         out.append(
-            T(N_("trace: the probes die after hop {ttl} ({address})"), ttl=t.last_hop_ttl or 0, address=t.last_hop)
+            T(
+                N_("trace: the probes die after hop {ttl} ({address})"),
+                ttl=t.last_hop_ttl or 0,
+                address=t.last_hop,
+            )
         )
     else:
         out.append(T(N_("trace: no hop answered")))
@@ -203,7 +224,9 @@ def ev_unknown(T: Texts, u: Unknown) -> Localizable:
 # --------------------------------------------------------------------------- fixes
 
 
-def fix_allow(T: Texts, v: RuleVerdict, *, direction: str, proto: str, port: int, peer: str | None, dst: str) -> Localizable:
+def fix_allow(
+    T: Texts, v: RuleVerdict, *, direction: str, proto: str, port: int, peer: str | None, dst: str
+) -> Localizable:
     """A pasteable change that lets the packet through the rule set that blocked it.
 
     portkit's own table is edited through ``portkit fw``; any other table (hand-written,
@@ -224,3 +247,42 @@ def fix_allow(T: Texts, v: RuleVerdict, *, direction: str, proto: str, port: int
     if v.handle is not None:
         return T(f"nft insert rule {where} position {v.handle} {match} accept")
     return T(f"nft add rule {where} {match} accept")
+
+
+# --------------------------------------------------------------------------- reasoning state
+
+
+class Steps:
+    """State shared by the reasoning steps: the facts, the text factory, checks and findings."""
+
+    def __init__(self, facts: Facts, T: Texts) -> None:
+        self.f = facts
+        self.T = T
+        self.checks: list[Check] = []
+        self.findings: list[Finding] = []
+        self.required: list[str] = []  # check names that must pass for REACHABLE
+        self.extra_evidence: list[Localizable] = []
+
+    # ------------------------------------------------------------------ helpers
+    def add_check(self, name: str, status: str, detail: Localizable) -> None:
+        self.checks.append(check(name, status, detail))
+
+    def status_of(self, name: str) -> str | None:
+        for c in self.checks:
+            if c.name == name:
+                return c.status
+        return None
+
+    def unknown_check(self, name: str) -> bool:
+        """Record an 'unknown' check when the gatherer said this fact is undetermined."""
+        u = self.f.unknown(name)
+        if u is None:
+            return False
+        self.add_check(name, "unknown", ev_unknown(self.T, u))
+        return True
+
+    @property
+    def endpoint(self) -> str:
+        return hostport(self.f.address or self.f.target, self.f.port)
+
+    # ------------------------------------------------------------------ main

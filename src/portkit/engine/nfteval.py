@@ -58,6 +58,7 @@ from portkit.model.firewall import (
     VerdictStmt,
     VMap,
 )
+from portkit.parse.nftjson import rule_text
 
 PATHS: dict[str, tuple[str, ...]] = {
     "in": ("ingress", "prerouting", "input"),
@@ -124,6 +125,22 @@ def _net(addr: str, length: int) -> ipaddress.IPv4Network | ipaddress.IPv6Networ
         return None
 
 
+@lru_cache(maxsize=131072)
+def _span(addr: str, length: int) -> tuple[int, int, int] | None:
+    """(version, first, last) of ``addr/length`` as integers; IPv4 parsed without ipaddress (fast)."""
+    if ":" not in addr:
+        parts = addr.split(".")
+        if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts) or not 0 <= length <= 32:
+            return None
+        n = (int(parts[0]) << 24) | (int(parts[1]) << 16) | (int(parts[2]) << 8) | int(parts[3])
+        host = (1 << (32 - length)) - 1
+        return (4, n & ~host, n | host)
+    net = _net(addr, length)
+    if net is None:
+        return None
+    return (6, int(net.network_address), int(net.broadcast_address))
+
+
 def proto_number(proto: str | int) -> int | None:
     if isinstance(proto, int):
         return proto
@@ -150,7 +167,10 @@ def _key_class(key: str) -> str:
 
 def _lit_equal(kc: str, val: object, lit: str | int | bool) -> bool:
     if kc == "addr":
-        return isinstance(lit, str) and _addr(lit) == val
+        if not isinstance(lit, str) or not isinstance(val, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            return False
+        span = _span(lit, 32 if val.version == 4 else 128)
+        return span is not None and span[0] == val.version and span[1] == int(val)
     if kc == "proto":
         return proto_number(lit) == val if isinstance(lit, str | int) and not isinstance(lit, bool) else False
     if kc == "iface":
@@ -163,10 +183,10 @@ def _contains(kc: str, val: object, v: Value, sets: dict[str, NftSet]) -> bool:
     if isinstance(v, Lit):
         return _lit_equal(kc, val, v.value)
     if isinstance(v, Prefix):
-        net = _net(v.addr, v.length)
-        if net is None or not isinstance(val, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        span = _span(v.addr, v.length)
+        if span is None or not isinstance(val, ipaddress.IPv4Address | ipaddress.IPv6Address):
             raise Undecided(f"prefix {v.addr}/{v.length}")
-        return val.version == net.version and val in net
+        return val.version == span[0] and span[1] <= int(val) <= span[2]
     if isinstance(v, Range):
         if kc == "addr":
             lo, hi = _addr(str(v.lo)), _addr(str(v.hi))
@@ -259,7 +279,7 @@ class Evaluator:
             if name == "flags":
                 if head != "tcp":
                     raise Undecided(key)
-                return frozenset({"syn"})
+                return frozenset({"syn"} if st.ct_state == "new" else {"ack"})
             port = p.sport if name == "sport" else st.dport
             if port is None:
                 raise Undecided(f"{key} (the packet's {name} is not given)")
@@ -466,7 +486,7 @@ class Evaluator:
         if pending and pending_action:
             return ("unknown", pending)
         if not pending:
-            st.trace.append(TraceStep(_table(rule), rule.chain, rule.text, "continue"))
+            st.trace.append(TraceStep(_table(rule), rule.chain, rule_text(rule), "continue"))
         return ("next", None)
 
     def _vmap(self, s: VMap, st: _State, sets: dict[str, NftSet]) -> VerdictStmt | None:
@@ -505,16 +525,16 @@ class Evaluator:
             if kind == "next":
                 continue
             if kind == "unknown":
-                st.trace.append(TraceStep(_table(rule), rule.chain, rule.text, f"unknown: {what}"))
-                return _ChainEnd("unknown", base, rule, reason=f"cannot evaluate {what!s} in: {rule.text}")
+                st.trace.append(TraceStep(_table(rule), rule.chain, rule_text(rule), f"unknown: {what}"))
+                return _ChainEnd("unknown", base, rule, reason=f"cannot evaluate {what!s} in: {rule_text(rule)}")
             if kind == "nat":
                 assert isinstance(what, Nat)
-                st.trace.append(TraceStep(_table(rule), rule.chain, rule.text, what.kind))
+                st.trace.append(TraceStep(_table(rule), rule.chain, rule_text(rule), what.kind))
                 return _ChainEnd("accept", base, rule, nat=what)
             assert isinstance(what, VerdictStmt)
             v = what.kind
             result = f"{v} {what.target}" if v in ("jump", "goto") else v
-            st.trace.append(TraceStep(_table(rule), rule.chain, rule.text, result))
+            st.trace.append(TraceStep(_table(rule), rule.chain, rule_text(rule), result))
             if v in ("accept", "drop", "reject"):
                 return _ChainEnd(v, base, rule)
             if v == "continue":
@@ -534,7 +554,7 @@ class Evaluator:
                     stack.append((chain, i))
                 chain, i = target, 0
                 continue
-            return _ChainEnd("unknown", base, rule, reason=f"verdict {result} (e.g. a userspace queue) in: {rule.text}")
+            return _ChainEnd("unknown", base, rule, reason=f"verdict {result} (e.g. a userspace queue) in: {rule_text(rule)}")
 
     def _policy(self, base: NftChain, st: _State) -> _ChainEnd:
         pol = base.policy or "accept"
@@ -566,7 +586,8 @@ class Evaluator:
             elif c.family not in fams:
                 continue
             if c.type == "nat":
-                nat.append((c.prio or 0, -index, c))
+                if p.ct_state == "new":  # later packets reuse the mapping, nat chains never see them
+                    nat.append((c.prio or 0, -index, c))
             else:
                 regular.append((c.prio or 0, -index, c))
         if nat:
@@ -578,7 +599,7 @@ class Evaluator:
             yield item
 
     def evaluate(self, packet: Packet) -> FwCheckResult:
-        st = _State(packet=packet, dst=packet.dst, dport=packet.dport)
+        st = _State(packet=packet, dst=packet.dst, dport=packet.dport, ct_state=packet.ct_state)
         path = list(PATHS[packet.hook])
         hook = packet.hook
         ends: list[tuple[str, _ChainEnd]] = []
@@ -641,7 +662,7 @@ class Evaluator:
         if decider is not None:
             c = decider.chain
             if decider.rule is not None:
-                decided = DecidedBy(_table(c), decider.rule.chain, decider.rule.handle, decider.rule.text)
+                decided = DecidedBy(_table(c), decider.rule.chain, decider.rule.handle, rule_text(decider.rule))
             else:
                 decided = DecidedBy(_table(c), c.name, None, f"policy {c.policy or 'accept'}")
         return FwCheckResult(
@@ -704,5 +725,5 @@ def list_dnat(ruleset: NftRuleset) -> tuple[DnatEntry, ...]:
                 elif isinstance(s, Nat) and s.kind in ("dnat", "redirect") and not s.opaque:
                     addr = s.addr or ("(local)" if s.kind == "redirect" else "")
                     target = TranslatedDestination(addr, s.port if s.port is not None else dport)
-                    out.append(DnatEntry(_table(r), r.chain, r.handle, r.text, proto, dport, target))
+                    out.append(DnatEntry(_table(r), r.chain, r.handle, rule_text(r), proto, dport, target))
     return tuple(out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from portkit.engine.nfteval import NAT_CORE_PRIO
 from portkit.model.firewall import NftChain, NftRuleset, RulesetView, ShowChain, ShowHook, ShowRule
+from portkit.parse.nftjson import rule_text
 
 HOOK_ORDER = ("ingress", "prerouting", "input", "forward", "output", "postrouting", "egress")
 _VIEWS = (("ipv4", ("inet", "ip")), ("ipv6", ("inet", "ip6")), ("netdev", ("netdev",)), ("bridge", ("bridge",)), ("arp", ("arp",)))
@@ -51,7 +52,7 @@ def ruleset_view(rs: NftRuleset) -> RulesetView:
             prio=c.prio,
             policy=c.policy,
             device=c.device,
-            rules=tuple(ShowRule(r.handle, r.text) for r in c.rules),
+            rules=tuple(ShowRule(r.handle, rule_text(r)) for r in c.rules),
         )
         for c in shown
     )

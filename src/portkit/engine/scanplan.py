@@ -10,12 +10,18 @@ count (nmap's "Not shown: 998 closed tcp ports (conn-refused)"). Open ports are 
 
 from __future__ import annotations
 
-from collections import Counter
-
 from portkit.engine.timing import TimingProfile
 from portkit.model.probe import NotShown, PortResult, PortState, Reason
 
-__all__ = ["COLLAPSE_OVER", "DEFAULT_MAX_WINDOW", "compact_ports", "group_ports", "profile_for"]
+__all__ = [
+    "COLLAPSE_OVER",
+    "DEFAULT_MAX_WINDOW",
+    "GroupKey",
+    "compact_ports",
+    "group_ports",
+    "profile_for",
+    "summarise",
+]
 
 COLLAPSE_OVER = 25
 DEFAULT_MAX_WINDOW = 8192
@@ -50,33 +56,37 @@ def profile_for(
     )
 
 
+GroupKey = tuple[str, PortState, Reason]  # (proto, state, reason)
+
+
+def summarise(
+    members: dict[GroupKey, list[int]], *, collapse: bool = True
+) -> tuple[set[GroupKey], tuple[NotShown, ...]]:
+    """Which (proto, state, reason) groups are summarised, and their NotShown records
+    (largest first). Open ports are never summarised."""
+    hidden = {
+        key
+        for key, ports in members.items()
+        if collapse and len(ports) > COLLAPSE_OVER and key[1] is not PortState.OPEN
+    }
+    order = sorted(hidden, key=lambda k: (-len(members[k]), k[0], k[1].value, k[2].value))
+    return hidden, tuple(
+        NotShown(k[1], k[2], len(members[k]), k[0], compact_ports(members[k])) for k in order
+    )
+
+
 def group_ports(
     rows: list[PortResult], *, collapse: bool = True
 ) -> tuple[tuple[PortResult, ...], tuple[NotShown, ...]]:
     """(ports to list, summarised groups), both sorted (by port; groups by size)."""
-    counts = Counter((r.proto, r.state, r.reason) for r in rows)
-    hidden = {
-        key for key, n in counts.items() if collapse and n > COLLAPSE_OVER and key[1] is not PortState.OPEN
-    }
+    members: dict[GroupKey, list[int]] = {}
+    for r in rows:
+        members.setdefault((r.proto, r.state, r.reason), []).append(r.port)
+    hidden, groups = summarise(members, collapse=collapse)
     shown = tuple(
         sorted(
             (r for r in rows if (r.proto, r.state, r.reason) not in hidden), key=lambda r: (r.proto, r.port)
         )
-    )
-    members: dict[tuple[str, PortState, Reason], list[int]] = {key: [] for key in hidden}
-    for r in rows:
-        key = (r.proto, r.state, r.reason)
-        if key in members:
-            members[key].append(r.port)
-    groups = tuple(
-        NotShown(
-            state,
-            reason,
-            counts[(proto, state, reason)],
-            proto,
-            compact_ports(members[(proto, state, reason)]),
-        )
-        for proto, state, reason in sorted(hidden, key=lambda k: (-counts[k], k[0], k[1].value, k[2].value))
     )
     return shown, groups
 

@@ -45,6 +45,7 @@ rounds). A host that answers nothing more (firewalled, or down) costs no extra r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 __all__ = ["CongestionWindow", "RetryPolicy", "RttEstimator", "SilenceTracker", "TimingProfile"]
@@ -155,6 +156,17 @@ class CongestionWindow:
             self.cwnd += 1.0
         else:
             self.cwnd += 1.0 / self.cwnd
+        if self.cwnd > self.max_window:
+            self.cwnd = float(self.max_window)
+
+    def on_replies(self, count: int) -> None:
+        """``count`` first-try answers at once (a batch answered within connect())."""
+        self.replies += count
+        while count > 0 and self.cwnd < self.ssthresh:
+            self.cwnd += 1.0
+            count -= 1
+        if count > 0:  # n steps of +1/w grow w to about sqrt(w^2 + 2n)
+            self.cwnd = math.sqrt(self.cwnd * self.cwnd + 2 * count)
         if self.cwnd > self.max_window:
             self.cwnd = float(self.max_window)
 

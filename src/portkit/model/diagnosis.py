@@ -109,7 +109,9 @@ class ProbeFact:
     port: int
     proto: str
     state: str  # open | closed | filtered | open|filtered
-    reason: str  # syn-ack, conn-refused, reset, udp-response, port-unreach, no-response, admin-prohibited, ...
+    reason: (
+        str  # syn-ack, conn-refused, reset, udp-response, port-unreach, no-response, admin-prohibited, ...
+    )
     reason_from: str | None = None
     rtt_ms: float | None = None
     vantage: str = "here"  # "here" or the address the probe was sent from (e.g. the router)

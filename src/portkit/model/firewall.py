@@ -88,6 +88,7 @@ class Packet:
     iif: str | None = None
     oif: str | None = None
     icmp_type: str | None = None  # for icmp/icmpv6; None means echo-request
+    ct_state: str = "new"  # "established": a later packet (the handshake's ACK); nat chains skipped
 
     @property
     def family(self) -> int:

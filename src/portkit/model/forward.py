@@ -74,4 +74,3 @@ class KernelForward:
     local: bool
     masquerade: bool
     netns: str | None
-    handles: tuple[int, ...] = ()

@@ -125,6 +125,7 @@ class WhoReport:
     holders: tuple[Holder, ...]
     _proto: str | None = None
     _owners_incomplete: bool = False
+    _time_wait: int = 0  # TIME_WAIT connections on the port (no process, but they block bind)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ class TraceResult:
     last_hop: str | None
     _reason: str = "no-response"  # how the destination answered (nmap reason vocabulary)
     _reason_from: str | None = None  # sender of an ICMP error that ended the trace
-    _method: str = "recverr"  # "recverr" (ordinary sockets) or "raw"
+    _method: str = "recverr"  # "recverr" (error queue of ordinary sockets), "raw", or "recverr+raw"
 
     @property
     def last_hop_ttl(self) -> int | None:

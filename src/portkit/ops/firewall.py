@@ -39,7 +39,6 @@ from portkit.model.firewall import (
     RulesetView,
 )
 from portkit.parse.nftjson import has_ambiguous, has_xt, hidden_nfproto, parse_ruleset, resolve_hidden
-from portkit.parse.policy_yaml import dump_policy, load_policy, parse_services
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -61,6 +60,7 @@ __all__ = [
 
 DEFAULT_POLICY = "/etc/portkit/policy.yaml"
 STATE_DIR = os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/firewall"
+CACHE_DIR = os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/cache"
 UNIT_NAME = "portkit-firewall.service"
 UNIT_DIR = "/etc/systemd/system"
 
@@ -73,6 +73,8 @@ def _services() -> Mapping[tuple[str, str], int]:
     try:
         from portkit.backends.services import service_db
     except ImportError:  # the registry is not there: read /etc/services ourselves
+        from portkit.parse.policy_yaml import parse_services
+
         try:
             with open("/etc/services") as f:
                 return parse_services(f.read())
@@ -87,6 +89,8 @@ def _services() -> Mapping[tuple[str, str], int]:
 
 def load_policy_file(path: str = DEFAULT_POLICY) -> Policy:
     """The policy in ``path``; the defaults when the file does not exist."""
+    from portkit.parse.policy_yaml import load_policy
+
     try:
         with open(path) as f:
             text = f.read()
@@ -100,6 +104,8 @@ def load_policy_file(path: str = DEFAULT_POLICY) -> Policy:
 
 
 def _save(path: str, policy: Policy) -> None:
+    from portkit.parse.policy_yaml import dump_policy
+
     d = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(d, exist_ok=True)
@@ -120,6 +126,8 @@ def list_policy(path: str = DEFAULT_POLICY) -> PolicyListing:
 
 def parse_port_arg(text: str | None) -> tuple[str, tuple[PortRange, ...], tuple[str, ...]]:
     """``22``, ``22/tcp``, ``8000-8100/udp``, ``ssh``, ``icmp``, ``any`` -> (proto, ports, texts)."""
+    from portkit.parse.policy_yaml import load_policy
+
     if text is None or text in ("", "any"):
         return "any", (), ()
     spec, _, proto = text.partition("/")
@@ -153,6 +161,8 @@ def edit_policy(
     number: int | None = None,
 ) -> PolicyListing:
     """``op`` = append | insert | delete, like ufw. Validates the whole result before writing."""
+    from portkit.parse.policy_yaml import dump_policy, load_policy
+
     policy = load_policy_file(path)
     if op == "delete":
         try:
@@ -180,8 +190,19 @@ def edit_policy(
 # --------------------------------------------------------------------------- live ruleset
 
 
-def live_ruleset(*, netns: str | None = None) -> NftRuleset:
-    """The kernel's ruleset; ``xt`` rules of iptables-nft are read through iptables-save."""
+def live_ruleset(*, netns: str | None = None, cache: bool = True) -> NftRuleset:
+    """The kernel's ruleset; ``xt`` rules of iptables-nft are read through iptables-save.
+
+    Parsed rulesets are cached under /run/portkit/cache keyed by the namespace's cookie and
+    nftables generation id, which every commit changes: a cached ruleset is exactly the live
+    one, and checks after the first skip ``nft -j list ruleset`` (slow on big rulesets).
+    """
+    key = nftb.ruleset_generation(netns=netns) if cache else None
+    path = os.path.join(CACHE_DIR, f"ruleset-{key[0]}-{key[1]}.pickle") if key else None
+    if path is not None:
+        cached = _cache_load(path)
+        if cached is not None:
+            return cached
     rs = parse_ruleset(nftb.list_ruleset_json(netns=netns))
     if has_ambiguous(rs):
         rs = resolve_hidden(rs, hidden_nfproto(nftb.list_ruleset_debug(netns=netns)))
@@ -191,7 +212,43 @@ def live_ruleset(*, netns: str | None = None) -> NftRuleset:
         v4 = nftb.iptables_save(netns=netns)
         v6 = nftb.iptables_save(ipv6=True, netns=netns)
         rs = merge_iptables(rs, v4, v6)
+    if path is not None and key is not None and nftb.ruleset_generation(netns=netns) == key:
+        _cache_store(path, rs)
     return rs
+
+
+def _cache_load(path: str) -> NftRuleset | None:
+    import pickle
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+            return None  # only our own private files are trusted
+        try:
+            obj = pickle.load(f)
+        except Exception:
+            return None
+    return obj if isinstance(obj, NftRuleset) else None
+
+
+def _cache_store(path: str, rs: NftRuleset) -> None:
+    import pickle
+
+    try:
+        os.makedirs(CACHE_DIR, mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=CACHE_DIR, prefix=".ruleset-")
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(rs, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+        olds = sorted((os.path.join(CACHE_DIR, n) for n in os.listdir(CACHE_DIR) if n.startswith("ruleset-")), key=os.path.getmtime)
+        for old in olds[:-16]:
+            os.unlink(old)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
 
 
 def _local_addresses(netns: str | None) -> frozenset[IPAddress]:
@@ -300,6 +357,8 @@ def check_file_mode(path: str) -> None:
         st = os.stat(path)
     except FileNotFoundError:
         return
+    except PermissionError as exc:
+        raise PrivilegeError(f"cannot read policy file {path}: {exc.strerror}") from exc
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o022:
         raise InputError(

@@ -136,6 +136,13 @@ def who_holds(bind: str, port: int, proto: str) -> str | None:
     return None
 
 
+def default_workers() -> int:
+    """One event loop per core, at most 4 (measured: 2 loops on 2 cores, bench/RESULTS.md)."""
+    import os
+
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def run_forwarder(
     specs: Sequence[ForwardSpec],
     options: ForwardOptions | None = None,
@@ -147,6 +154,7 @@ def run_forwarder(
     use_splice: bool | None = None,
     signals: bool = True,
     on_started: Callable[[], None] | None = None,
+    workers: int | None = None,
 ) -> None:
     """Run the userspace forwarder until SIGTERM/SIGINT (drain) — blocking.
 
@@ -165,6 +173,7 @@ def run_forwarder(
         stats_interval=stats_interval,
         stats_out=stats_out,
         reload_source=reload_source,
+        workers=workers or default_workers(),
     )
     fwd.start()
     if signals:

@@ -90,6 +90,10 @@ def _parse_states(states: Iterable[str]) -> tuple[int, int]:
             udp_mask |= 1 << STATE_CLOSE
         elif name in _STATE_BITS:
             tcp_mask |= _STATE_BITS[name]
+            if name == "SYN_RECV":
+                # Half-open connections live as request sockets, which the kernel selects
+                # by NEW_SYN_RECV but reports (like /proc and ss) as SYN_RECV.
+                tcp_mask |= _STATE_BITS["NEW_SYN_RECV"]
             if name == "ESTABLISHED":
                 udp_mask |= 1 << STATE_ESTABLISHED
         else:
@@ -375,6 +379,8 @@ def report(
         tcp=tcp, udp=udp, family=family, netns=netns, netns_pid=netns_pid, backend=backend
     )
     entries = tuple(SocketEntry(*v) for v in sorted(got.rows, key=_sort_key))
+    # Integration point of the firewall domain: it fills each entry's inbound/inbound_rule
+    # here (dataclasses.replace); the renderers show an INBOUND column once any is set.
     return SocketTable(entries, got.notes, got.owners_incomplete, got.backend)
 
 
@@ -398,20 +404,24 @@ def who(
     _check_port(port)
     if proto not in (None, "tcp", "udp"):
         raise InputError(f"invalid protocol {proto!r}; valid protocols are: tcp, udp")
-    # TIME_WAIT and NEW_SYN_RECV sockets belong to no process (the listener holds the port).
-    mask = ALL_STATES_MASK & ~((1 << STATE_TIME_WAIT) | (1 << STATE_NEW_SYN_RECV))
-    got = _who_rows(port, proto, mask, netns, netns_pid, backend)
+    # TIME_WAIT sockets belong to no process, yet they make a plain bind() fail with
+    # "address already in use": they are counted for the text. NEW_SYN_RECV ones belong to
+    # the listener, which is listed anyway.
+    mask = ALL_STATES_MASK & ~(1 << STATE_NEW_SYN_RECV)
+    got, time_wait = _who_rows(port, proto, mask, netns, netns_pid, backend)
     holders: list[Holder] = []
+    facts: dict[int, tuple[str, str | None]] = {}  # a server holds thousands of connections
     for v in sorted(got.rows, key=lambda v: (v[I_STATE] not in ("LISTEN", "UNCONN"), v[I_PID] or 1 << 30, v[I_PROTO])):
         pid = v[I_PID]
-        cmd = procs.process_cmdline(pid) if pid else ""
-        started = procs.process_started(pid) if pid else None
+        if pid and pid not in facts:
+            facts[pid] = (procs.process_cmdline(pid), procs.process_started(pid))
+        cmd, started = facts[pid] if pid else ("", None)
         holders.append(Holder(**dict(zip(_ENTRY_FIELDS, v, strict=True)), cmdline=cmd, started=started))
-    return WhoReport(port, tuple(holders), proto, got.owners_incomplete)
+    return WhoReport(port, tuple(holders), proto, got.owners_incomplete, time_wait)
 
 
 def _who_rows(port: int, proto: str | None, mask: int, netns: str | None, netns_pid: int | None,
-              backend: str | None) -> SocketRows:  # fmt: skip
+              backend: str | None) -> tuple[SocketRows, int]:  # fmt: skip
     masks: dict[str, int] = {}
     if proto in (None, "tcp"):
         masks["tcp"] = mask
@@ -419,9 +429,11 @@ def _who_rows(port: int, proto: str | None, mask: int, netns: str | None, netns_
         masks["udp"] = (1 << STATE_CLOSE) | (1 << STATE_ESTABLISHED)
     rows, bname, be, _ = _dump(masks, ("ipv4", "ipv6"), netns, netns_pid, backend, False)
     rows = [r for r in rows if r[4] == port]
+    time_wait = sum(1 for r in rows if r[0] == "tcp" and r[2] == STATE_TIME_WAIT)
+    rows = [r for r in rows if not (r[0] == "tcp" and r[2] == STATE_TIME_WAIT)]
     owners, incomplete = be.owners(rows, {r[8] for r in rows})
     namer = _Namer()
-    return SocketRows(namer.values(rows, owners), (), incomplete, bname)
+    return SocketRows(namer.values(rows, owners), (), incomplete, bname), time_wait
 
 
 def service_name(port: int, proto: str = "tcp") -> str | None:

@@ -26,7 +26,7 @@ from portkit.engine.endpoint import (
     parse_target,
     resolve_addresses,
 )
-from portkit.engine.scanplan import compact_ports, group_ports, profile_for
+from portkit.engine.scanplan import GroupKey, compact_ports, profile_for, summarise
 from portkit.errors import InputError, PortSpecError, ResolveError, TargetError
 from portkit.model.probe import (
     CheckReport,
@@ -355,22 +355,30 @@ def _host_result(
 ) -> HostResult:
     from portkit.backends.nmapdata import service_name
 
-    rows: list[PortResult] = []
+    # Group on the verdicts first and build result objects only for the listed ports:
+    # a full scan has 65,535 verdicts of which a handful are shown.
+    members: dict[GroupKey, list[int]] = {}
+    verdicts: dict[tuple[str, int], Verdict] = {}
+    scanned = 0
     for proto, results in outcomes.items():
         for port in port_lists[proto]:
             v = results.get((hi, port))
             if v is None:
                 continue  # never probed: the scan was interrupted
+            scanned += 1
+            members.setdefault((proto, v.state, v.reason), []).append(port)
+            verdicts[(proto, port)] = v
+    hidden, not_shown = summarise(members, collapse=not all_ports)
+    rows: list[PortResult] = []
+    for key, ports in members.items():
+        if key in hidden:
+            continue
+        for port in ports:
+            v = verdicts[(key[0], port)]
             rows.append(
                 PortResult(
-                    port,
-                    proto,
-                    v.state,
-                    v.reason,
-                    service_name(port, proto),
-                    v.reason_from,
-                    v.rtt_ms,
+                    port, key[0], v.state, v.reason, service_name(port, key[0]), v.reason_from, v.rtt_ms
                 )
             )
-    shown, not_shown = group_ports(rows, collapse=not all_ports)
-    return HostResult(target, address, shown, not_shown, _scanned=len(rows))
+    rows.sort(key=lambda r: (r.proto, r.port))
+    return HostResult(target, address, tuple(rows), not_shown, _scanned=scanned)

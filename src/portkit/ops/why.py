@@ -1,9 +1,9 @@
 """portkit.api functions for the why domain: why a port cannot be reached, and where it dies.
 
-    import portkit
-    d = portkit.why("db.lab:3306")            # -> Diagnosis; d.findings[0] is the main cause
-    d.reachable, d.findings[0].code, d.findings[0].fix
-    t = portkit.trace("10.0.2.2:80")           # -> TraceResult; t.last_hop
+import portkit
+d = portkit.why("db.lab:3306")            # -> Diagnosis; d.findings[0] is the main cause
+d.reachable, d.findings[0].code, d.findings[0].fix
+t = portkit.trace("10.0.2.2:80")           # -> TraceResult; t.last_hop
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ def why(
     from portkit.engine.diagnosis import diagnose
     from portkit.i18n import Message
 
-    facts = why_facts(target, from_addr=from_addr, timeout=timeout, retries=retries, trace=trace, family=family)
+    facts = why_facts(
+        target, from_addr=from_addr, timeout=timeout, retries=retries, trace=trace, family=family
+    )
     return diagnose(facts, Message)
 
 
@@ -67,8 +69,13 @@ def trace(
     timeout: float = 1.0,
     tries: int = 2,
     family: int | None = None,
+    method: str = "auto",
 ) -> TraceResult:
-    """Traceroute aimed at ``TARGET:PORT[/proto]``: hops up to the port's answer or the last hop."""
+    """Traceroute aimed at ``TARGET:PORT[/proto]``: hops up to the port's answer or the last hop.
+
+    ``method``: "auto" (the sockets' error queue, plus a raw ICMP listener when root),
+    "recverr" (error queue only, no privilege) or "raw" (raw ICMP listener only; root).
+    """
     from portkit.backends.facts import system_resolve
     from portkit.drivers.trace import trace_port
     from portkit.engine.endpoint import parse_endpoint
@@ -84,7 +91,16 @@ def trace(
         if not pick:
             raise ResolveError(host, f"no IPv{family} address" if family else "no address") from None
         address = pick[0]
-    return trace_port(address, ep.port, ep.proto, target=ep.host, max_ttl=max_ttl, timeout=timeout, tries=tries)
+    return trace_port(
+        address,
+        ep.port,
+        ep.proto,
+        target=ep.host,
+        max_ttl=max_ttl,
+        timeout=timeout,
+        tries=tries,
+        method=method,
+    )
 
 
 def _address(text: str, what: str) -> str:

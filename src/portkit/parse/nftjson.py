@@ -53,7 +53,7 @@ def _compact(obj: Any) -> str:
 
 def parse_key(obj: Any) -> tuple[str, ...] | None:
     """The left side of a match as field names ("ip saddr"); None if not a plain field."""
-    if not isinstance(obj, Mapping) or len(obj) != 1:
+    if not isinstance(obj, dict) or len(obj) != 1:
         return None
     (kind, body), = obj.items()
     if kind == "concat" and isinstance(body, list):
@@ -64,7 +64,7 @@ def parse_key(obj: Any) -> tuple[str, ...] | None:
                 return None
             parts.append(sub[0])
         return tuple(parts)
-    if not isinstance(body, Mapping):
+    if not isinstance(body, dict):
         return None
     if kind == "payload" and "protocol" in body:
         return (f"{body['protocol']} {body['field']}",)
@@ -91,9 +91,9 @@ def parse_value(obj: Any) -> Value:
         if all(isinstance(x, str) for x in obj):
             return Flags(tuple(obj))
         return AnonSet(tuple(parse_value(x) for x in obj))
-    if isinstance(obj, Mapping) and len(obj) == 1:
+    if isinstance(obj, dict) and len(obj) == 1:
         (kind, body), = obj.items()
-        if kind == "prefix" and isinstance(body, Mapping):
+        if kind == "prefix" and isinstance(body, dict):
             return Prefix(str(body["addr"]), int(body["len"]))
         if kind == "range" and isinstance(body, list) and len(body) == 2:
             lo, hi = body
@@ -104,7 +104,7 @@ def parse_value(obj: Any) -> Value:
             return AnonSet(tuple(parse_value(x) for x in items))
         if kind == "concat" and isinstance(body, list):
             return Concat(tuple(parse_value(x) for x in body))
-        if kind == "elem" and isinstance(body, Mapping):
+        if kind == "elem" and isinstance(body, dict):
             return parse_value(body.get("val"))
     return Opaque(_compact(obj))
 
@@ -132,7 +132,7 @@ def value_text(v: Value) -> str:
 
 
 def _verdict(kind: str, body: Any) -> VerdictStmt:
-    if kind in ("jump", "goto") and isinstance(body, Mapping):
+    if kind in ("jump", "goto") and isinstance(body, dict):
         return VerdictStmt(kind, str(body.get("target")))
     return VerdictStmt(kind)
 
@@ -146,13 +146,13 @@ def verdict_text(v: VerdictStmt) -> str:
 
 
 def parse_stmt(obj: Any) -> Stmt:
-    if not isinstance(obj, Mapping) or len(obj) != 1:
+    if not isinstance(obj, dict) or len(obj) != 1:
         return Unknown(_compact(obj))
     (kind, body), = obj.items()
-    if kind == "match" and isinstance(body, Mapping):
+    if kind == "match" and isinstance(body, dict):
         left = body.get("left")
         mask: Value | None = None
-        if isinstance(left, Mapping) and "&" in left and isinstance(left["&"], list) and len(left["&"]) == 2:
+        if isinstance(left, dict) and "&" in left and isinstance(left["&"], list) and len(left["&"]) == 2:
             mask = parse_value(left["&"][1])
             left = left["&"][0]
         key = parse_key(left)
@@ -163,29 +163,29 @@ def parse_stmt(obj: Any) -> Stmt:
         return _verdict(kind, body)
     if kind == "reject":
         rtype = None
-        if isinstance(body, Mapping) and body:
+        if isinstance(body, dict) and body:
             rtype = str(body.get("type", ""))
             if body.get("expr"):
                 rtype += f" type {body['expr']}"
         return VerdictStmt("reject", rtype)
-    if kind == "vmap" and isinstance(body, Mapping):
+    if kind == "vmap" and isinstance(body, dict):
         vkey = parse_key(body.get("key"))
         data = body.get("data")
         if vkey is None:
             return Unknown(f"vmap on {_compact(body.get('key'))}")
         if isinstance(data, str) and data.startswith("@"):
             return VMap(vkey, SetRef(data[1:]))
-        if isinstance(data, Mapping) and isinstance(data.get("set"), list):
+        if isinstance(data, dict) and isinstance(data.get("set"), list):
             pairs: list[tuple[Value, VerdictStmt]] = []
             for pair in data["set"]:
-                if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], Mapping)):
+                if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], dict)):
                     return Unknown(f"vmap {_compact(data)}")
                 (vk, vb), = pair[1].items()
                 pairs.append((parse_value(pair[0]), _verdict(vk, vb)))
             return VMap(vkey, tuple(pairs))
         return Unknown(f"vmap {_compact(data)}")
     if kind in ("dnat", "snat", "masquerade", "redirect"):
-        body = body if isinstance(body, Mapping) else {}
+        body = body if isinstance(body, dict) else {}
         addr, port = body.get("addr"), body.get("port")
         opaque = None
         if addr is not None and not isinstance(addr, str):
@@ -193,7 +193,7 @@ def parse_stmt(obj: Any) -> Stmt:
         if port is not None and not isinstance(port, int):
             opaque = _compact(port)
         return Nat(kind, addr if isinstance(addr, str) else None, port if isinstance(port, int) else None, opaque)
-    if kind == "mangle" and isinstance(body, Mapping):
+    if kind == "mangle" and isinstance(body, dict):
         key = parse_key(body.get("key"))
         if key in (("meta mark",), ("ct mark",)):
             val = body.get("value")
@@ -203,7 +203,7 @@ def parse_stmt(obj: Any) -> Stmt:
         if kind == "quota":
             return Unknown("quota")
         return Passive(kind)
-    if kind == "xt" and isinstance(body, Mapping):
+    if kind == "xt" and isinstance(body, dict):
         return Unknown(f"xt {body.get('type', '')} {body.get('name', '')}".replace("  ", " ").strip())
     return Unknown(kind if not isinstance(body, Mapping | list) else f"{kind} {_compact(body)}")
 
@@ -247,9 +247,7 @@ def stmt_text(s: Stmt) -> str:
 def _rule(obj: Mapping[str, Any]) -> NftRule:
     stmts = tuple(parse_stmt(e) for e in obj.get("expr", []))
     comment = obj.get("comment")
-    text = " ".join(stmt_text(s) for s in stmts)
-    if comment:
-        text += f' comment "{comment}"'
+    text = ""  # computed on demand by rule_text(): most rules are never shown
     handle = obj.get("handle")
     family = str(obj["family"])
     return NftRule(
@@ -278,20 +276,23 @@ def _hidden_family(family: str, stmts: tuple[Stmt, ...]) -> str | None:
 
 
 def hidden_nfproto(debug_text: str) -> dict[tuple[str, str, str, int], str]:
-    """``nft --debug=netlink list ruleset`` -> {(family, table, chain, handle): "ipv4"|"ipv6"}
-    for rules whose bytecode starts with a ``meta nfproto`` comparison."""
+    """``nft --debug=netlink list ruleset`` -> {(family, table, chain, handle): "ipv4"|"ipv6"|""}:
+    the family a rule's bytecode starts by comparing ``meta nfproto`` with ("" for none).
+
+    ``"inet t i 2\n  [ meta load nfproto => reg 1 ]\n  [ cmp eq reg 1 0x00000002 ]"`` -> ipv4.
+    """
     out: dict[tuple[str, str, str, int], str] = {}
     lines = debug_text.splitlines()
     for i, line in enumerate(lines):
         head = line.split()
-        if len(head) < 4 or line.startswith((" ", "\t")) or not head[3].isdigit() or i + 2 >= len(lines):
+        if len(head) < 4 or line.startswith((" ", "\t")) or not head[3].isdigit():
             continue
-        load, cmp = lines[i + 1].strip(), lines[i + 2].strip()
-        if load.startswith("[ meta load nfproto => reg ") and cmp.startswith("[ cmp eq reg "):
-            value = cmp.split()[-2]
-            fam = {"0x00000002": "ipv4", "0x0000000a": "ipv6"}.get(value)
-            if fam:
-                out[(head[0], head[1], head[2], int(head[3]))] = fam
+        fam = ""
+        if i + 2 < len(lines):
+            load, cmp = lines[i + 1].strip(), lines[i + 2].strip()
+            if load.startswith("[ meta load nfproto => reg ") and cmp.startswith("[ cmp eq reg "):
+                fam = {"0x00000002": "ipv4", "0x0000000a": "ipv6"}.get(cmp.split()[-2], "?")
+        out[(head[0], head[1], head[2], int(head[3]))] = fam
     return out
 
 
@@ -304,11 +305,11 @@ def resolve_hidden(rs: NftRuleset, families: Mapping[tuple[str, str, str, int], 
             continue
         rules = []
         for r in c.rules:
-            if r.ambiguous and r.handle is not None:
-                fam = families.get((r.family, r.table, r.chain, r.handle))
-                stmts = ((Match(("meta nfproto",), "==", Lit(fam)),) + r.stmts) if fam else r.stmts
-                text = f"meta nfproto {fam} {r.text}" if fam else r.text
-                r = replace(r, stmts=stmts, text=text, ambiguous=None)
+            fam = families.get((r.family, r.table, r.chain, r.handle or -1))
+            if r.ambiguous and fam is not None and fam != "?":
+                if fam:
+                    r = replace(r, stmts=(Match(("meta nfproto",), "==", Lit(fam)), *r.stmts), text=f"meta nfproto {fam} {rule_text(r)}")
+                r = replace(r, ambiguous=None)
             rules.append(r)
         chains.append(replace(c, rules=tuple(rules)))
     return replace(rs, chains=tuple(chains))
@@ -318,6 +319,16 @@ def has_ambiguous(rs: NftRuleset) -> bool:
     return any(r.ambiguous for c in rs.chains for r in c.rules)
 
 
+def rule_text(rule: NftRule) -> str:
+    """The rule as one readable nft-like line."""
+    if rule.text:
+        return rule.text
+    text = " ".join(stmt_text(s) for s in rule.stmts)
+    if rule.comment:
+        text += f' comment "{rule.comment}"'
+    return text
+
+
 def _set(obj: Mapping[str, Any], is_map: bool) -> NftSet:
     ktype = obj.get("type", "")
     key_type = tuple(str(t) for t in ktype) if isinstance(ktype, list) else (str(ktype),)
@@ -325,7 +336,7 @@ def _set(obj: Mapping[str, Any], is_map: bool) -> NftSet:
     for e in obj.get("elem", []) or []:
         if is_map and isinstance(e, list) and len(e) == 2:
             verdict = None
-            if isinstance(e[1], Mapping) and len(e[1]) == 1:
+            if isinstance(e[1], dict) and len(e[1]) == 1:
                 (vk, vb), = e[1].items()
                 if vk in _VERDICTS or vk == "reject":
                     verdict = _verdict(vk, vb)
@@ -352,10 +363,10 @@ def parse_ruleset(doc: Mapping[str, Any]) -> NftRuleset:
     rules: dict[tuple[str, str, str], list[NftRule]] = {}
     sets: list[NftSet] = []
     for item in items:
-        if not isinstance(item, Mapping) or len(item) != 1:
+        if not isinstance(item, dict) or len(item) != 1:
             continue
         (kind, body), = item.items()
-        if not isinstance(body, Mapping):
+        if not isinstance(body, dict):
             continue
         if kind == "table":
             tables.append((str(body["family"]), str(body["name"])))

@@ -15,7 +15,7 @@ from typing import Any
 
 from portkit.model.sockets import KillOutcome, Note, ProcessRef, SocketEntry, SocketTable, WhoReport
 from portkit.render.jsonout import document, to_jsonable
-from portkit.render.table import Cell, render_table
+from portkit.render.table import Cell, render_table, style
 
 EXPOSURE_STYLE = {"all": "red", "address": "yellow", "loopback": "green"}
 
@@ -73,7 +73,7 @@ def _process_cell(refs: Sequence[ProcessRef]) -> str:
     if not refs:
         return "-"
     extra = len(refs) - 1
-    return refs[0].name + (f" (+{extra})" if extra else "")
+    return _safe(refs[0].name) + (f" (+{extra})" if extra else "")
 
 
 def report_text(entries: Sequence[SocketEntry], notes: Sequence[Note], *, color: bool, tr: Callable[[str], str]) -> str:
@@ -108,42 +108,82 @@ def report_text(entries: Sequence[SocketEntry], notes: Sequence[Note], *, color:
 def notes_text(notes: Sequence[Note], *, color: bool, tr: Callable[[str], str]) -> str:
     if not notes:
         return ""
-    from portkit.render.table import style
-
-    lines = ["", style(tr("Notes:"), "bold", color)]
+    lines = ["", "", style(tr("Notes:"), "bold", color)]
     for n in notes:
         text = n._message.render(tr) if n._message is not None else n.message
-        lines.append(f"  {style('!', 'yellow', color)} {n.port}/{n.proto} [{n.code}] {text}")
+        lines.append(f"  {style('!', 'yellow', color)} {text} [{n.code}]")
     return "\n".join(lines)
 
 
 def ls_text(rows: Sequence[tuple[Any, ...]], notes: Sequence[Note], *, color: bool, tr: Callable[[str], str]) -> str:
-    """The ``ls`` table from value tuples (SocketEntry field order)."""
+    """The ``ls`` table from value tuples (SocketEntry field order).
+
+    Laid out column by column rather than through ``render_table``'s per-cell objects:
+    ``ls --all`` may print 40,000 rows.
+    """
+    if not rows:
+        return tr("No sockets match.")
     with_peer = any(r[4] is not None for r in rows)
+    addr_text: dict[tuple[str, str], str] = {}
+
+    def addr(address: str, family: str) -> str:
+        key = (address, family)
+        text = addr_text.get(key)
+        if text is None:
+            text = addr_text[key] = _addr(address, family)
+        return text
+
+    procs_text: dict[int, str] = {}
+
+    def holder(refs: Sequence[ProcessRef]) -> str:
+        key = id(refs)
+        text = procs_text.get(key)
+        if text is None:
+            text = procs_text[key] = _safe(_process_cell(refs))
+        return text
+
+    cols: list[list[str]] = [
+        [r[0] + "6" if r[1] == "ipv6" else r[0] for r in rows],
+        [r[6] for r in rows],
+        [f"{addr(r[2], r[1])}:{r[3]}" for r in rows],
+    ]
     headers = ["PROTO", "STATE", "LOCAL ADDRESS:PORT"]
     if with_peer:
         headers.append("PEER ADDRESS:PORT")
+        cols.append([f"{addr(r[4], r[1])}:{r[5]}" if r[4] is not None else "*" for r in rows])
     headers += ["SERVICE", "EXPOSURE", "PID", "PROCESS", "USER"]
-    out_rows: list[list[str | Cell]] = []
-    for proto, fam, laddr, lport, raddr, rport, state, pid, _pn, user, refs, svc, _k, exp, _i, _ir in rows:
-        row: list[str | Cell] = [
-            proto + ("6" if fam == "ipv6" else ""),
-            state,
-            f"{_addr(laddr, fam)}:{lport}",
-        ]
-        if with_peer:
-            row.append(f"{_addr(raddr, fam)}:{rport}" if raddr is not None else "*")
-        row += [
-            svc or "-",
-            Cell(exp, EXPOSURE_STYLE.get(exp)),
-            Cell(str(pid) if pid is not None else "-", None, "right"),
-            _process_cell(refs),
-            user or "-",
-        ]
-        out_rows.append(row)
-    if not out_rows:
-        return tr("No sockets match.")
-    return render_table(headers, out_rows, color=color) + notes_text(notes, color=color, tr=tr)
+    exp_col = len(cols) + 1
+    cols += [
+        [r[11] or "-" for r in rows],
+        [r[13] for r in rows],
+        ["-" if r[7] is None else str(r[7]) for r in rows],
+        [holder(r[10]) for r in rows],
+        [r[9] or "-" for r in rows],
+    ]
+    pid_col = exp_col + 1
+    widths = [max(len(h), max(map(len, c))) for h, c in zip(headers, cols, strict=True)]
+    padded: list[list[str]] = []
+    for i, c in enumerate(cols):
+        w = widths[i]
+        if i == pid_col:
+            padded.append([t.rjust(w) for t in c])
+        elif i == exp_col and color:
+            padded.append([style(t.ljust(w), EXPOSURE_STYLE.get(t), True) for t in c])
+        else:
+            padded.append([t.ljust(w) for t in c])
+    head = "  ".join(h.rjust(widths[i]) if i == pid_col else h.ljust(widths[i]) for i, h in enumerate(headers))
+    lines = [style(head.rstrip(), "bold", color)]
+    lines += ["  ".join(parts).rstrip() for parts in zip(*padded, strict=True)]
+    return "\n".join(lines) + notes_text(notes, color=color, tr=tr)
+
+
+_CONTROL = {i: f"\\x{i:02x}" for i in range(32)} | {10: "\\n", 9: "\\t", 13: "\\r", 127: "\\x7f"}
+
+
+def _safe(text: str) -> str:
+    """Process names and command lines are the user's bytes: newlines or escape sequences
+    in them must not break the table or reach the terminal."""
+    return text.translate(_CONTROL) if any(ord(ch) < 32 or ord(ch) == 127 for ch in text) else text
 
 
 def who_document(report: WhoReport, outcomes: Sequence[KillOutcome] | None = None) -> dict[str, Any]:
@@ -155,11 +195,17 @@ def who_document(report: WhoReport, outcomes: Sequence[KillOutcome] | None = Non
 def who_text(report: WhoReport, *, color: bool, tr: Callable[[str], str]) -> str:
     port = f"{report.port}/{report._proto}" if report._proto else str(report.port)
     if not report.holders:
-        return tr("Nobody holds port {port}.").format(port=port)
+        text = tr("Nobody holds port {port}.").format(port=port)
+        if report._time_wait:
+            text += " " + tr(
+                "{count} closed connection(s) on it wait in TIME_WAIT (up to 60 s): a server "
+                "binding it without SO_REUSEADDR fails with 'address already in use' until then."
+            ).format(count=report._time_wait)
+        return text
     headers = ["PROTO", "LOCAL ADDRESS:PORT", "STATE", "PID", "USER", "STARTED", "COMMAND"]
     rows: list[list[str | Cell]] = []
     for h in report.holders:
-        cmd = h.cmdline or (h.process or "-")
+        cmd = _safe(h.cmdline or (h.process or "-"))
         if len(h.processes) > 1:
             cmd += " " + tr("(also pids {pids})").format(pids=", ".join(str(p.pid) for p in h.processes[1:]))
         rows.append(

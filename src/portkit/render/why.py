@@ -8,13 +8,15 @@ English text and the stable codes, whatever the language.
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Sequence
 from typing import Any
 
 from portkit.i18n import N_, Translator
 from portkit.model.diagnosis import Diagnosis, Finding
 from portkit.model.trace import TraceResult
 from portkit.render.jsonout import document
-from portkit.render.table import Cell, render_table, style
+from portkit.render.table import style
 
 __all__ = ["trace_json", "trace_text", "why_json", "why_text"]
 
@@ -38,6 +40,28 @@ CHECK_LABELS = {
 ROLE_LABELS = {"client": N_("client"), "router": N_("router"), "server": N_("server")}
 
 
+def width(text: str) -> int:
+    """Terminal columns of ``text``: East Asian wide characters (Hangul) take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def pad(text: str, cols: int, *, right: bool = False) -> str:
+    fill = " " * max(0, cols - width(text))
+    return fill + text if right else text + fill
+
+
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], color: bool, right: Sequence[int] = ()
+) -> str:
+    """A small aligned table that counts display columns (render_table counts characters)."""
+    cols = [max([width(h)] + [width(r[i]) for r in rows]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(pad(c, cols[i], right=i in right) for i, c in enumerate(cells)).rstrip()
+
+    return "\n".join([style(line(headers), "bold", color), *(line(r) for r in rows)])
+
+
 def why_json(d: Diagnosis) -> dict[str, Any]:
     return document(
         target=d.target,
@@ -51,7 +75,9 @@ def why_json(d: Diagnosis) -> dict[str, Any]:
 
 
 def _finding_lines(f: Finding, tr: Translator, color: bool, *, main: bool) -> list[str]:
-    mark, colour = ("✓", "green") if f.code == "REACHABLE" else (("✗", "red") if f._blocking else ("!", "yellow"))
+    mark, colour = (
+        ("✓", "green") if f.code == "REACHABLE" else (("✗", "red") if f._blocking else ("!", "yellow"))
+    )
     head = f"{style(mark, colour, color)} {style(f.code, 'bold ' + colour if main else colour, color)}: {f._message_text.render(tr)}"
     lines = [head]
     if f._evidence_text:
@@ -71,11 +97,11 @@ def why_text(d: Diagnosis, tr: Translator, *, color: bool = False, verbose: bool
     )
     out = [style(title, "bold", color)]
     shown = [c for c in d.checks if verbose or c.status != "skipped"]
-    width = max((len(tr(CHECK_LABELS.get(c.name, c.name))) for c in shown), default=0)
+    cols = max((width(tr(CHECK_LABELS.get(c.name, c.name))) for c in shown), default=0)
     for c in shown:
         mark, colour = MARKS.get(c.status, ("?", "yellow"))
         label = tr(CHECK_LABELS.get(c.name, c.name))
-        out.append(f"  {style(mark, colour, color)} {label.ljust(width)}  {c._detail_text.render(tr)}")
+        out.append(f"  {style(mark, colour, color)} {pad(label, cols)}  {c._detail_text.render(tr)}")
     if d._trace is not None and verbose:
         out.append("")
         out.append(trace_table(d._trace, tr, color=color))
@@ -104,10 +130,10 @@ def trace_json(t: TraceResult) -> dict[str, Any]:
 
 
 def trace_table(t: TraceResult, tr: Translator, *, color: bool = False) -> str:
-    rows: list[list[str | Cell]] = []
+    rows: list[list[str]] = []
     for h in t.hops:
         if h.address is None:
-            rows.append([str(h.ttl), Cell("*", "dim"), "", tr(N_("no answer"))])
+            rows.append([str(h.ttl), "*", "", tr(N_("no answer"))])
             continue
         note = h._reason or ""
         if h._kind == "time-exceeded":
@@ -119,13 +145,21 @@ def trace_table(t: TraceResult, tr: Translator, *, color: bool = False) -> str:
         rtt = "" if h.rtt_ms is None else f"{h.rtt_ms:.2f} ms"
         rows.append([str(h.ttl), h.address, rtt, note])
     headers = [tr(N_("TTL")), tr(N_("ADDRESS")), tr(N_("RTT")), tr(N_("ANSWER"))]
-    return render_table(headers, rows, color=color, right=(0, 2))
+    return _table(headers, rows, color, right=(0, 2))
 
 
 def trace_text(t: TraceResult, tr: Translator, *, color: bool = False) -> str:
     dest = f"[{t.address}]" if ":" in t.address else t.address
     name = f" ({t.target})" if t.target not in (t.address, f"[{t.address}]") else ""
-    out = [style(tr(N_("trace to {dest}:{port}/{proto}{name}")).format(dest=dest, port=t.port, proto=t.proto, name=name), "bold", color)]
+    out = [
+        style(
+            tr(N_("trace to {dest}:{port}/{proto}{name}")).format(
+                dest=dest, port=t.port, proto=t.proto, name=name
+            ),
+            "bold",
+            color,
+        )
+    ]
     out.append(trace_table(t, tr, color=color))
     out.append("")
     if t.reached:
@@ -134,12 +168,14 @@ def trace_text(t: TraceResult, tr: Translator, *, color: bool = False) -> str:
         )
         out.append(style(msg, "green" if t.state == "open" else "yellow", color))
     elif t._reason_from is not None:
-        msg = tr(N_("{sender} answered {reason}: the port is filtered there")).format(sender=t._reason_from, reason=t._reason)
+        msg = tr(N_("{sender} answered {reason}: the port is filtered there")).format(
+            sender=t._reason_from, reason=t._reason
+        )
         out.append(style(msg, "red", color))
     elif t.last_hop is not None:
-        msg = tr(N_("the probes die after hop {ttl} ({address}): that router or the next host drops them")).format(
-            ttl=t.last_hop_ttl, address=t.last_hop
-        )
+        msg = tr(
+            N_("the probes die after hop {ttl} ({address}): that router or the next host drops them")
+        ).format(ttl=t.last_hop_ttl, address=t.last_hop)
         out.append(style(msg, "red", color))
     else:
         out.append(style(tr(N_("no hop answered: the probes die before the first router")), "red", color))

@@ -1,0 +1,81 @@
+"""Benchmark: ``portkit fw check`` against a live ruleset of 5,000 rules, vs ``nft -j list ruleset``.
+
+Run by hand as root:  .venv/bin/python bench/bench_fw.py [--rules 5000] [--runs 15]
+
+Builds a throwaway namespace (pk-fw-bench-<hex>) with one veth link, loads a ruleset of
+N rules (addresses, ports, sets, jumps, across two tables), then times, in the same run:
+  anchor:  ip netns exec NS nft -j list ruleset          (reading the ruleset alone)
+  portkit: python -m portkit fw check --netns NS ...     (start-up + read + parse + walk)
+The checked packet matches no rule until the very end, so every rule is walked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+
+
+def ruleset(n: int) -> str:
+    lines = ["flush ruleset", "table inet bench {", "  set blocked { type ipv4_addr; flags interval; elements = { 198.51.100.0/24, 203.0.113.0/24 } }"]
+    lines.append("  chain extra {")
+    for i in range(n // 10):
+        lines.append(f"    ip saddr 10.{(i >> 8) & 255}.{i & 255}.7 udp dport {1000 + i % 60000} drop")
+    lines.append("  }")
+    lines.append("  chain input {\n    type filter hook input priority 0; policy drop;")
+    lines.append("    ct state established,related accept\n    iifname \"lo\" accept\n    ip saddr @blocked drop\n    jump extra")
+    for i in range(n - n // 10 - 10):
+        a, b = (i >> 8) & 255, i & 255
+        lines.append(f"    ip saddr 10.{a}.{b}.0/24 tcp dport {{ {2000 + i % 50000}, {3000 + i % 50000} }} accept")
+    lines.append("    tcp dport 22 accept\n  }\n}")
+    lines.append("table ip extra {\n  chain pre {\n    type filter hook prerouting priority -150; policy accept;")
+    lines.extend(f"    ip daddr 172.16.{i}.1 tcp dport 80 drop" for i in range(5))
+    lines.append("  }\n}")
+    return "\n".join(lines) + "\n"
+
+
+def timed(argv: list[str], runs: int) -> tuple[float, str]:
+    samples = []
+    out = ""
+    for _ in range(runs):
+        t = time.perf_counter()
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        samples.append(time.perf_counter() - t)
+        out = proc.stdout if proc.returncode in (0, 1) else f"exit {proc.returncode}: {proc.stderr}"
+    return statistics.median(samples) * 1000, out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rules", type=int, default=5000)
+    ap.add_argument("--runs", type=int, default=15)
+    args = ap.parse_args()
+    ns = f"pk-fw-bench-{secrets.token_hex(3)}"
+    peer = f"pkfb{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", ns], check=True)
+        for cmd in (["addr", "add", "10.200.0.1/24", "dev", "eth0"], ["link", "set", "eth0", "up"], ["link", "set", "lo", "up"]):
+            subprocess.run(["ip", "-n", ns, *cmd], check=True)
+        script = ruleset(args.rules)
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script, text=True, check=True)
+        count = sum(1 for ln in script.splitlines() if ln.startswith("    ") and not ln.strip().startswith("type "))
+        anchor, _ = timed(["ip", "netns", "exec", ns, "nft", "-j", "list", "ruleset"], args.runs)
+        check = [sys.executable, "-m", "portkit", "fw", "check", "--netns", ns, "--src", "10.200.0.9",
+                 "--dst", "10.200.0.1", "--dport", "22", "--json"]  # fmt: skip
+        ours, out = timed(check, args.runs)
+        print(f"rules loaded: {count}")
+        print(f"nft -j list ruleset (anchor): {anchor:.1f} ms median of {args.runs}")
+        print(f"portkit fw check (wall, incl. start-up and reading): {ours:.1f} ms median of {args.runs}")
+        print(f"ratio portkit / anchor: {ours / anchor:.2f}")
+        print(f"answer: {out.strip()[:200]}")
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

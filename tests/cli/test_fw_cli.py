@@ -1,0 +1,133 @@
+"""``portkit fw``: editing a policy file, checking a packet against it, compiling, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import pytest
+
+from portkit.cli.main import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_edit_list_delete(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pol = str(tmp_path / "sub" / "policy.yaml")
+    assert run(capsys, "fw", "allow", "22/tcp", "--from", "10.0.0.0/8", "--policy", pol)[0] == 0
+    assert run(capsys, "fw", "reject", "53", "--out", "--to", "2001:db8::/32", "--policy", pol, "--comment", "no dns")[0] == 0
+    assert run(capsys, "fw", "insert", "1", "deny", "ssh", "--from", "10.9.0.0/16", "--policy", pol)[0] == 0
+    assert run(capsys, "fw", "allow", "22/tcp", "--from", "10.1.0.0/16", "--policy", pol)[0] == 0
+    code, out, _ = run(capsys, "fw", "list", "--policy", pol, "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["schema"] == 1
+    assert [(r["action"], r["direction"], r["proto"]) for r in doc["rules"]] == [
+        ("deny", "in", "any"), ("allow", "in", "tcp"), ("reject", "out", "any"), ("allow", "in", "tcp"),
+    ]  # fmt: skip
+    assert doc["rules"][0]["port_text"] == ["ssh"] and doc["rules"][0]["ports"] == [{"lo": 22, "hi": 22}]
+    assert [w["rule"] for w in doc["warnings"]] == [4]
+    code, out, _ = run(capsys, "fw", "list", "--policy", pol)
+    assert "is redundant" in out and "1  in   deny" in out
+    assert run(capsys, "fw", "delete", "4", "--policy", pol)[0] == 0
+    code, _, err = run(capsys, "fw", "delete", "9", "--policy", pol)
+    assert code == 2 and "no rule number 9; valid: 1-3" in err
+    assert len(json.loads(run(capsys, "fw", "list", "--policy", pol, "--json")[1])["rules"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("fw", "allow", "70000"), "ports are 1-65535"),
+        (("fw", "allow", "22/sctp"), "bad protocol 'sctp'"),
+        (("fw", "allow", "icmp", "--from", "2001:db8::1"), "IPv6 but icmp is IPv4 only"),
+        (("fw", "allow", "22", "--from", "10.0.0.256"), "bad address or CIDR"),
+        (("fw", "insert", "0", "allow", "22"), "rule numbers start at 1"),
+    ],
+)
+def test_bad_rules_exit_2_and_write_nothing(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], words: str) -> None:
+    pol = tmp_path / "p.yaml"
+    code, _, err = run(capsys, *args, "--policy", str(pol))
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+    assert not pol.exists()
+
+
+def test_malformed_policy_file_names_file_and_line(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pol = tmp_path / "p.yaml"
+    pol.write_text("rules:\n  - action: allow\n    prot: tcp\n")
+    code, _, err = run(capsys, "fw", "compile", "--policy", str(pol))
+    assert code == 2 and f"{pol}:3: unknown key 'prot'" in err
+
+
+def test_check_against_a_policy(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pol = tmp_path / "p.yaml"
+    pol.write_text("default: {in: deny, out: allow}\nrules:\n  - {action: allow, proto: tcp, port: 22, from: 10.0.0.0/8}\n  - {action: reject, proto: tcp, port: 23}\n  - {action: allow, interface: wg0}\n")
+    base = ("fw", "check", "--policy", str(pol), "--proto", "tcp", "--dst", "10.0.0.1")
+    code, out, _ = run(capsys, *base, "--src", "10.2.3.4", "--dport", "22", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["verdict"] == "accept" and doc["hook"] == "in" and doc["schema"] == 1
+    assert doc["decided_by"] == {"table": "policy", "chain": "in", "handle": 1, "rule": "allow in tcp 22 from 10.0.0.0/8"}
+    assert doc["translated_destination"] is None and isinstance(doc["trace"], list)
+    assert set(doc) >= {"verdict", "hook", "decided_by", "trace", "translated_destination"}
+    assert run(capsys, *base, "--src", "192.0.2.1", "--dport", "22", "--iif", "eth0")[0] == 1
+    code, out, _ = run(capsys, *base, "--src", "192.0.2.1", "--dport", "23", "--json")
+    assert code == 1 and json.loads(out)["verdict"] == "reject"
+    code, out, _ = run(capsys, *base, "--src", "192.0.2.1", "--dport", "99")
+    assert code == 5 and "UNKNOWN" in out and "wg0" in out
+    assert run(capsys, *base, "--src", "192.0.2.1", "--dport", "99", "--iif", "wg0")[0] == 0
+    assert run(capsys, "fw", "check", "--out", "--policy", str(pol), "--src", "10.0.0.1", "--dst", "192.0.2.1", "--dport", "443")[0] == 0
+
+
+def test_check_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path) -> None:
+    pol = str(tmp_path / "none.yaml")
+    code, _, err = run(capsys, "fw", "check", "--policy", pol, "--src", "10.0.0.1", "--dst", "::1", "--dport", "1")
+    assert code == 2 and "different IP versions" in err
+    code, _, err = run(capsys, "fw", "check", "--policy", pol, "--src", "10.0.0.x", "--dst", "10.0.0.1", "--dport", "1")
+    assert code == 2 and "bad source address '10.0.0.x'" in err
+    code, _, err = run(capsys, "fw", "check", "--policy", pol, "--src", "10.0.0.1", "--dst", "10.0.0.2")
+    assert code == 2 and "--dport is needed" in err
+
+
+def test_compile_prints_the_script(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "fw", "compile", "--policy", str(tmp_path / "missing.yaml"))
+    assert code == 0 and "table inet portkit {" in out and "policy drop;" in out
+    code, out, _ = run(capsys, "fw", "compile", "--policy", str(tmp_path / "missing.yaml"), "--json")
+    assert json.loads(out)["script"].count("chain ") == 2
+
+
+def test_apply_refuses_a_loose_policy_file(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pol = tmp_path / "p.yaml"
+    pol.write_text("rules: []\n")
+    os.chmod(pol, 0o666)
+    code, _, err = run(capsys, "fw", "apply", "--policy", str(pol), "--netns", "pk-fw-no-such-ns")
+    assert code == 2 and f"refusing policy file {pol}: mode 0666" in err
+
+
+def test_unit_file_matches_contrib() -> None:
+    from portkit.ops.firewall import unit_text
+
+    text = unit_text("/srv/p.yaml")
+    assert "ExecStart=/usr/bin/env portkit fw apply --force --policy /srv/p.yaml" in text
+
+
+def test_enable_disable_with_a_unit_dir(tmp_path: pathlib.Path) -> None:
+    from portkit.ops.firewall import disable_boot, enable_boot
+
+    pol = tmp_path / "p.yaml"
+    pol.write_text("rules: []\n")
+    pol.chmod(0o600)
+    unit = enable_boot(str(pol), unit_dir=str(tmp_path / "units"), systemctl=False)
+    assert pathlib.Path(unit).read_text().count(str(pol)) == 1
+    assert disable_boot(unit_dir=str(tmp_path / "units"), systemctl=False)
+    assert not disable_boot(unit_dir=str(tmp_path / "units"), systemctl=False)
+
+
+def test_fw_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["fw", "--help"])
+    out = capsys.readouterr().out
+    assert "fw check --in" in out and "--confirm" in out

@@ -1,0 +1,148 @@
+"""fw apply/confirm/rollback/reset/status/show/check on the real kernel, inside lab namespaces."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from portkit.errors import InputError, SystemRefused
+from portkit.ops import firewall as fw
+from tests.conftest import needs_root, needs_tool
+
+pytestmark = [pytest.mark.root, needs_root, needs_tool("nft")]
+
+SCENARIO: dict[str, Any] = {
+    "name": "fwapply",
+    "hosts": {"client": {}, "server": {}},
+    "links": [{"name": "lan", "ends": {"client": ["10.78.0.2/24"], "server": ["10.78.0.1/24"]}}],
+}
+POLICY_A = "default: {in: deny, out: allow}\nrules:\n  - {action: allow, proto: tcp, port: 22, from: 10.78.0.0/24}\n"
+POLICY_B = "default: {in: deny, out: allow}\nrules:\n  - {action: allow, proto: tcp, port: 8080}\n"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "portkit", *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.fixture
+def server(lab: Any, tmp_path: pathlib.Path) -> Iterator[tuple[Any, str, pathlib.Path]]:
+    h = lab(SCENARIO)
+    ns = h.netns("server")
+    pol = tmp_path / "policy.yaml"
+    pol.write_text(POLICY_A)
+    pol.chmod(0o600)
+    try:
+        yield h, ns, pol
+    finally:
+        from portkit.backends import rollback
+
+        rollback.confirm(f"firewall-{ns}")
+        for f in glob.glob(f"{fw.STATE_DIR}/firewall-{ns}.*") + glob.glob(f"{rollback.STATE_ROOT}/firewall-{ns}*"):
+            if os.path.isdir(f):
+                shutil.rmtree(f, ignore_errors=True)
+            else:
+                os.unlink(f)
+
+
+def table(ns: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "ruleset"], capture_output=True, text=True, check=True).stdout
+
+
+def test_apply_check_show_status_reset(server: tuple[Any, str, pathlib.Path]) -> None:
+    h, ns, pol = server
+    h.nft("server", "table inet other {\n chain c {\n type filter hook input priority 10; policy accept;\n }\n}\n")
+    r = cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force")
+    assert r.returncode == 0, r.stderr
+    assert "table inet portkit" in table(ns)
+    st = json.loads(cli("fw", "status", "--policy", str(pol), "--netns", ns, "--json").stdout)
+    assert st["active"] and st["in_sync"] is True and not st["pending_rollback"]
+    ok = cli("fw", "check", "--netns", ns, "--src", "10.78.0.2", "--dst", "10.78.0.1", "--dport", "22", "--json")
+    doc = json.loads(ok.stdout)
+    assert ok.returncode == 0 and doc["verdict"] == "accept" and doc["decided_by"]["table"] == "inet portkit"
+    no = cli("fw", "check", "--netns", ns, "--src", "10.78.0.2", "--dst", "10.78.0.1", "--dport", "23", "--json")
+    assert no.returncode == 1 and json.loads(no.stdout)["decided_by"]["rule"] == "policy drop"
+    assert h.probe("client", "10.78.0.1", 23, timeout=0.3).state == "timeout"
+    show = cli("fw", "show", "--netns", ns)
+    assert show.returncode == 0 and "inet portkit input" in show.stdout and "inet other c" in show.stdout
+    pol.write_text(POLICY_B)
+    st = json.loads(cli("fw", "status", "--policy", str(pol), "--netns", ns, "--json").stdout)
+    assert st["in_sync"] is False
+    assert cli("fw", "reset", "--netns", ns).returncode == 0
+    assert "inet portkit" not in table(ns) and "table inet other" in table(ns)
+    assert cli("fw", "reset", "--netns", ns).returncode == 1
+
+
+def test_confirm_window_rolls_back_by_itself(server: tuple[Any, str, pathlib.Path]) -> None:
+    _h, ns, pol = server
+    assert cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force").returncode == 0
+    pol.write_text(POLICY_B)
+    r = cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force", "--confirm", "1.5")
+    assert r.returncode == 0 and "fw confirm" in r.stdout
+    assert "dport 8080" in table(ns)
+    assert json.loads(cli("fw", "status", "--policy", str(pol), "--netns", ns, "--json").stdout)["pending_rollback"]
+    deadline = time.monotonic() + 10
+    while "dport 8080" in table(ns) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    text = table(ns)
+    assert "dport 8080" not in text and "tcp dport 22 accept" in text  # policy A is back
+    st = json.loads(cli("fw", "status", "--policy", str(pol), "--netns", ns, "--json").stdout)
+    assert not st["pending_rollback"] and st["last_rollback"] == "rolled back"
+    assert cli("fw", "confirm", "--netns", ns).returncode == 1  # too late: nothing pending
+
+
+def test_confirm_keeps_the_rules(server: tuple[Any, str, pathlib.Path]) -> None:
+    _h, ns, pol = server
+    assert cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force", "--confirm", "2").returncode == 0
+    assert cli("fw", "confirm", "--netns", ns).returncode == 0
+    time.sleep(2.5)
+    assert "tcp dport 22 accept" in table(ns)
+
+
+def test_kernel_refusal_keeps_the_old_rules(server: tuple[Any, str, pathlib.Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    _h, ns, pol = server
+    fw.apply_policy(str(pol), netns=ns, force=True)
+    before = table(ns)
+    monkeypatch.setattr(fw.nftcompile, "compile_policy", lambda *a, **k: "table inet portkit\ndelete table inet portkit\ntable inet portkit { chain c { bogus } }\n")
+    with pytest.raises(SystemRefused, match="nft refused"):
+        fw.apply_policy(str(pol), netns=ns, force=True)
+    assert table(ns) == before
+
+
+def test_ssh_session_is_not_locked_out(server: tuple[Any, str, pathlib.Path]) -> None:
+    _h, ns, pol = server
+    pol.write_text(POLICY_B)
+    with pytest.raises(InputError, match="would be locked out"):
+        fw.apply_policy(str(pol), netns=ns, ssh_connection="10.78.0.2 50000 10.78.0.1 22")
+    assert "inet portkit" not in table(ns)
+    pol.write_text(POLICY_A)
+    fw.apply_policy(str(pol), netns=ns, ssh_connection="10.78.0.2 50000 10.78.0.1 22")
+    pol.write_text(POLICY_B)
+    fw.apply_policy(str(pol), netns=ns, ssh_connection="10.78.0.2 50000 10.78.0.1 22", force=True)
+    assert "dport 8080" in table(ns)
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+def test_without_cap_net_admin_the_error_is_clear() -> None:
+    tmp_path = pathlib.Path(tempfile.mkdtemp(prefix="pk-fw-"))
+    tmp_path.chmod(0o755)
+    pol = tmp_path / "p.yaml"
+    pol.write_text(POLICY_A)
+    pol.chmod(0o644)
+    r = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all", sys.executable, "-m", "portkit", "fw", "apply", "--policy", str(pol), "--force"],
+        capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "PORTKIT_RUN_DIR": str(tmp_path)},
+    )  # fmt: skip
+    shutil.rmtree(tmp_path)
+    assert r.returncode == 3, r.stderr
+    assert "CAP_NET_ADMIN" in r.stderr and len(r.stderr.strip().splitlines()) == 1
