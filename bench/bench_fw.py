@@ -6,12 +6,17 @@ Builds a throwaway namespace (pk-fw-bench-<hex>) with one veth link, loads a rul
 N rules (addresses, ports, sets, jumps, across two tables), then times, in the same run:
   anchor:  ip netns exec NS nft -j list ruleset          (reading the ruleset alone)
   portkit: python -m portkit fw check --netns NS ...     (start-up + read + parse + walk)
-The checked packet matches no rule until the very end, so every rule is walked.
+The checked packet matches no rule until the very end, so every rule is walked. Two
+rulesets: plain rules, and rules that each hold an anonymous port set (nft's own listing
+is much slower on those). portkit is timed cold (PORTKIT_FW_CACHE=0: reads the ruleset with
+nft -j) and warm (the parsed ruleset cached under the namespace's nftables generation id,
+which every commit changes, so it is the live ruleset; only the id is read).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import statistics
 import subprocess
@@ -19,7 +24,7 @@ import sys
 import time
 
 
-def ruleset(n: int) -> str:
+def ruleset(n: int, anon_sets: bool = True) -> str:
     lines = ["flush ruleset", "table inet bench {", "  set blocked { type ipv4_addr; flags interval; elements = { 198.51.100.0/24, 203.0.113.0/24 } }"]
     lines.append("  chain extra {")
     for i in range(n // 10):
@@ -29,7 +34,8 @@ def ruleset(n: int) -> str:
     lines.append("    ct state established,related accept\n    iifname \"lo\" accept\n    ip saddr @blocked drop\n    jump extra")
     for i in range(n - n // 10 - 10):
         a, b = (i >> 8) & 255, i & 255
-        lines.append(f"    ip saddr 10.{a}.{b}.0/24 tcp dport {{ {2000 + i % 50000}, {3000 + i % 50000} }} accept")
+        ports = f"{{ {2000 + i % 50000}, {3000 + i % 50000} }}" if anon_sets else str(2000 + i % 50000)
+        lines.append(f"    ip saddr 10.{a}.{b}.0/24 tcp dport {ports} accept")
     lines.append("    tcp dport 22 accept\n  }\n}")
     lines.append("table ip extra {\n  chain pre {\n    type filter hook prerouting priority -150; policy accept;")
     lines.extend(f"    ip daddr 172.16.{i}.1 tcp dport 80 drop" for i in range(5))
@@ -37,12 +43,13 @@ def ruleset(n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def timed(argv: list[str], runs: int) -> tuple[float, str]:
+def timed(argv: list[str], runs: int, env: dict[str, str] | None = None) -> tuple[float, str]:
     samples = []
     out = ""
+    full_env = {**os.environ, **(env or {})}
     for _ in range(runs):
         t = time.perf_counter()
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=full_env)
         samples.append(time.perf_counter() - t)
         out = proc.stdout if proc.returncode in (0, 1) else f"exit {proc.returncode}: {proc.stderr}"
     return statistics.median(samples) * 1000, out
@@ -60,18 +67,21 @@ def main() -> int:
         subprocess.run(["ip", "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", ns], check=True)
         for cmd in (["addr", "add", "10.200.0.1/24", "dev", "eth0"], ["link", "set", "eth0", "up"], ["link", "set", "lo", "up"]):
             subprocess.run(["ip", "-n", ns, *cmd], check=True)
-        script = ruleset(args.rules)
-        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script, text=True, check=True)
-        count = sum(1 for ln in script.splitlines() if ln.startswith("    ") and not ln.strip().startswith("type "))
-        anchor, _ = timed(["ip", "netns", "exec", ns, "nft", "-j", "list", "ruleset"], args.runs)
         check = [sys.executable, "-m", "portkit", "fw", "check", "--netns", ns, "--src", "10.200.0.9",
                  "--dst", "10.200.0.1", "--dport", "22", "--json"]  # fmt: skip
-        ours, out = timed(check, args.runs)
-        print(f"rules loaded: {count}")
-        print(f"nft -j list ruleset (anchor): {anchor:.1f} ms median of {args.runs}")
-        print(f"portkit fw check (wall, incl. start-up and reading): {ours:.1f} ms median of {args.runs}")
-        print(f"ratio portkit / anchor: {ours / anchor:.2f}")
-        print(f"answer: {out.strip()[:200]}")
+        for anon in (False, True):
+            script = ruleset(args.rules, anon_sets=anon)
+            subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script, text=True, check=True)
+            count = sum(1 for ln in script.splitlines() if ln.startswith("    ") and not ln.strip().startswith("type "))
+            anchor, _ = timed(["ip", "netns", "exec", ns, "nft", "-j", "list", "ruleset"], args.runs)
+            cold, _ = timed(check, args.runs, env={"PORTKIT_FW_CACHE": "0"})
+            warm, out = timed(check, args.runs)
+            kind = "each with an anonymous port set" if anon else "plain (one port each)"
+            print(f"{count} rules, {kind}:")
+            print(f"  nft -j list ruleset (anchor):             {anchor:7.1f} ms")
+            print(f"  portkit fw check, cold (reads via nft -j): {cold:7.1f} ms  ratio {cold / anchor:.2f}")
+            print(f"  portkit fw check, warm (generation cache): {warm:7.1f} ms  ratio {warm / anchor:.2f}")
+            print(f"  answer: {out.strip()[:120]}")
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
     return 0

@@ -82,7 +82,7 @@ def random_rule(rng: random.Random, u: Universe, direction: str) -> PolicyRule:
         sources=sources,
         destinations=dests,
         interface=iface,
-        family=fam_choice if rng.random() < 0.3 or fam_choice != "any" and not (sources or dests) else "any",
+        family=fam_choice if rng.random() < 0.3 or (fam_choice != "any" and not (sources or dests)) else "any",
         log=rng.random() < 0.2,
         comment=rng.choice([None, None, "a comment", 'quoted "x"']),
     )
@@ -103,7 +103,9 @@ def random_packet(rng: random.Random, u: Universe, hook: str, *, protos: tuple[s
     fam = rng.choice([4, 6])
     clients = u.clients4 if fam == 4 else u.clients6
     servers = u.servers4 if fam == 4 else u.servers6
-    src, dst = (rng.choice(clients), rng.choice(servers)) if hook == "in" else (rng.choice(clients), rng.choice(servers))
+    # in: from a client to a server; out: from "our" side (clients pool) to a remote (servers pool),
+    # matching how random_rule draws sources/destinations for each direction
+    src, dst = rng.choice(clients), rng.choice(servers)
     proto = rng.choice(protos)
     if proto == "icmp" and fam == 6:
         proto = "icmpv6"

@@ -20,8 +20,11 @@ SCHEMA_VERSION = 1
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy re-export of portkit.api's public functions (PEP 562).
-    from portkit import api
+    # Lazy re-export of portkit.api's public functions (PEP 562). importlib, not
+    # `from portkit import api`, which would look the name up here again and recurse.
+    import importlib
+
+    api = importlib.import_module("portkit.api")
 
     if name in api.__all__:
         return getattr(api, name)

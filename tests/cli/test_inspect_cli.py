@@ -128,7 +128,7 @@ def test_ls_sees_the_namespace(ns: Namespace) -> None:
     for s in doc["sockets"]:
         check_socket_shape(s)
     socks = by_port(doc)
-    assert set(socks) == {
+    assert set(socks) >= {
         ("tcp", 8080, "ipv4"), ("tcp", 9000, "ipv6"), ("tcp", 8443, "ipv6"), ("udp", 5353, "ipv4"),
         ("udp", 53, "ipv6"), ("tcp", 6379, "ipv4"), ("tcp", 5432, "ipv4"), ("tcp", 40000, "ipv4"),
         ("tcp", 7070, "ipv4"), ("tcp", 7171, "ipv4"),
@@ -152,7 +152,7 @@ def test_ls_filters(ns: Namespace) -> None:
     def ports(*args: str) -> set[int]:
         return {s["local_port"] for s in as_json(portkit("ls", "--json", "--netns", ns.name, *args))["sockets"]}
 
-    assert ports("--udp") == {53, 5353}
+    assert ports("--udp") == {53, 5353}  # the module's listeners; other tests add TCP ones only
     assert ports("-6") == {9000, 8443, 53}
     assert ports("-4", "--tcp", "--port", "8080") == {8080}
     assert ports("--pid", str(ns.procs[1].pid)) == {9000}

@@ -113,7 +113,7 @@ def test_kernel_refusal_keeps_the_old_rules(server: tuple[Any, str, pathlib.Path
     _h, ns, pol = server
     fw.apply_policy(str(pol), netns=ns, force=True)
     before = table(ns)
-    monkeypatch.setattr(fw.nftcompile, "compile_policy", lambda *a, **k: "table inet portkit\ndelete table inet portkit\ntable inet portkit { chain c { bogus } }\n")
+    monkeypatch.setattr("portkit.engine.nftcompile.compile_policy", lambda *a, **k: "table inet portkit\ndelete table inet portkit\ntable inet portkit { chain c { bogus } }\n")
     with pytest.raises(SystemRefused, match="nft refused"):
         fw.apply_policy(str(pol), netns=ns, force=True)
     assert table(ns) == before

@@ -103,3 +103,12 @@ def test_imports_flow_one_way() -> None:
                 if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("portkit."):
                     part = node.module.split(".")[1]
                     assert part in allowed, f"{path.relative_to(SRC)} imports portkit.{part}"
+
+
+def test_lazy_api_reexport() -> None:
+    import portkit
+    from portkit import api
+
+    assert portkit.list_sockets is api.list_sockets
+    with pytest.raises(AttributeError):
+        portkit.no_such_function  # noqa: B018

@@ -84,8 +84,8 @@ def test_dump_round_trips() -> None:
         "  - {direction: out, action: deny, proto: icmpv6, family: ipv6}\n"
     )
     again = load(dump_policy(p))
-    strip = [r.__class__(**{**{f: getattr(r, f) for f in r.__slots__}, "line": None}) for r in p.rules]  # type: ignore[attr-defined]
-    strip2 = [r.__class__(**{**{f: getattr(r, f) for f in r.__slots__}, "line": None}) for r in again.rules]  # type: ignore[attr-defined]
+    strip = [r.__class__(**{**{f: getattr(r, f) for f in r.__slots__}, "line": None}) for r in p.rules]
+    strip2 = [r.__class__(**{**{f: getattr(r, f) for f in r.__slots__}, "line": None}) for r in again.rules]
     assert strip == strip2 and again.default_out == "reject"
 
 

@@ -167,3 +167,12 @@ def test_who_render_and_document() -> None:
     assert doc["port"] == 80 and doc["holders"][0]["cmdline"] == "nginx: master process"
     assert doc["signals"] == [{"pid": 100, "signal": "SIGTERM", "exited": True}]
     assert who_text(WhoReport(81, (), "udp"), color=False, tr=lambda s: s) == "Nobody holds port 81/udp."
+    conns = [
+        Holder(**dict(zip(ops._ENTRY_FIELDS, row(processes=NGINX, state="ESTABLISHED", remote_address="10.0.0.9", remote_port=p), strict=True)), cmdline="nginx: worker\nprocess")
+        for p in (1000, 1001, 1002)
+    ]  # fmt: skip
+    busy = who_text(WhoReport(80, (h, *conns)), color=False, tr=lambda s: s).splitlines()
+    assert len(busy) == 3 and "ESTABLISHED x3" in busy[2] and "LISTEN" in busy[1]
+    assert "nginx: worker\\nprocess" in busy[2]  # a newline in a command line stays on its row
+    tw = who_text(WhoReport(82, (), None, False, 2), color=False, tr=lambda s: s)
+    assert tw.startswith("Nobody holds port 82. 2 closed connection(s)") and "TIME_WAIT" in tw

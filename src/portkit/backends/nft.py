@@ -104,6 +104,38 @@ def interface_addresses(*, netns: str | None = None) -> dict[str, list[str]]:
     return out
 
 
+def _read_local_addresses() -> list[str]:
+    out: list[str] = []
+    try:
+        with open("/proc/thread-self/net/fib_trie") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    last = ""
+    for line in lines:  # "  |-- 10.0.0.1" then "     /32 host LOCAL"
+        text = line.strip()
+        if text.startswith("|--"):
+            last = text[3:].strip()
+        elif text.startswith("/32 host LOCAL") and last:
+            out.append(last)
+    try:
+        with open("/proc/thread-self/net/if_inet6") as f:
+            for line in f:
+                hexaddr = line.split()[0]
+                out.append(":".join(hexaddr[i : i + 4] for i in range(0, 32, 4)))
+    except OSError:
+        pass
+    return sorted(set(out))
+
+
+def local_addresses(*, netns: str | None = None) -> list[str]:
+    """Every local address of the namespace (the kernel's local routes and IPv6 addresses),
+    read from /proc inside it: no subprocess, fast enough for each ``fw check``."""
+    from portkit.backends.netns import netns_path, run_in_netns
+
+    return run_in_netns(netns_path(netns) if netns is not None else None, _read_local_addresses)
+
+
 def route_dev(address: str, *, netns: str | None = None) -> str | None:
     """The interface the namespace routes ``address`` through (``ip route get``), or None."""
     data = _ip_json(["route", "get", address], netns)

@@ -189,7 +189,10 @@ def _walk_forked(
     mine, incomplete = _walk(halves[0], wanted, proc)
     with os.fdopen(rfd, "rb") as inp:
         data = inp.read()
-    _, status = os.waitpid(child, 0)
+    try:
+        _, status = os.waitpid(child, 0)
+    except ChildProcessError:  # the host program reaps its children itself (a SIGCHLD handler)
+        status = 0
     if status != 0 or not data:
         theirs, inc2 = _walk(halves[1], wanted, proc)
     else:

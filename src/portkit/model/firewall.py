@@ -364,3 +364,14 @@ class FwStatus:
     rollback_seconds_left: float | None
     last_rollback: str | None
     boot_unit: bool  # the systemd unit is installed
+
+
+def _reduce(self: object) -> tuple[type, tuple[object, ...]]:
+    # Pickle by constructor arguments: about twice as fast to load as the generic
+    # dataclass __setstate__, which matters for the cached 5,000-rule rulesets.
+    return (type(self), tuple(getattr(self, name) for name in type(self).__slots__))  # type: ignore[attr-defined]
+
+
+for _cls in (Lit, Prefix, Range, SetRef, AnonSet, Concat, Flags, Opaque, Match, VerdictStmt, VMap, Nat,
+             SetMark, Passive, Unknown, NftRule, NftChain, SetElement, NftSet, NftRuleset):  # fmt: skip
+    _cls.__reduce__ = _reduce  # type: ignore[method-assign]

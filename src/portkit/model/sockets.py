@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 # Kernel TCP states (include/net/tcp_states.h), named without the TCP_ prefix.
 TCP_STATES: dict[int, str] = {
@@ -108,6 +108,21 @@ class SocketTable:
     notes: tuple[Note, ...] = ()
     _owners_incomplete: bool = False
     _backend: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SocketRows:
+    """The socket table as value tuples in :class:`SocketEntry` field order, so that
+    ``SocketEntry(*row)`` is the entry: what ``ls`` serialises without building 40,000
+    objects (``ops.inspect.collect_sockets``)."""
+
+    rows: list[tuple[Any, ...]]
+    notes: tuple[Note, ...]
+    owners_incomplete: bool
+    backend: str
+
+    def entries(self) -> tuple[SocketEntry, ...]:
+        return tuple(SocketEntry(*r) for r in self.rows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,27 +8,22 @@ that does not exist yet reads as the defaults (inbound deny, outbound allow).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import os
 import stat
 import tempfile
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from portkit.backends import nft as nftb
-from portkit.backends import rollback
-from portkit.engine import nftcompile
 from portkit.engine.nfteval import Evaluator, list_dnat
 from portkit.engine.nftview import ruleset_view
 from portkit.engine.policy import add_rule, delete_rule, evaluate_policy, shadowed_rules
 from portkit.errors import FileFormatError, InputError, PrivilegeError, SystemRefused, TargetError
 from portkit.model.firewall import (
     HOOKS,
-    ApplyResult,
     DnatEntry,
     FwCheckResult,
-    FwStatus,
     IPAddress,
     NftRuleset,
     Packet,
@@ -42,6 +37,7 @@ from portkit.parse.nftjson import has_ambiguous, has_xt, hidden_nfproto, parse_r
 
 __all__ = [
     "DEFAULT_POLICY",
+    "annotate_inbound",
     "apply_policy",
     "check_packet",
     "compile_policy_file",
@@ -58,11 +54,12 @@ __all__ = [
     "show_ruleset",
 ]
 
+if TYPE_CHECKING:
+    from portkit.model.sockets import SocketTable
+
 DEFAULT_POLICY = "/etc/portkit/policy.yaml"
 STATE_DIR = os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/firewall"
 CACHE_DIR = os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/cache"
-UNIT_NAME = "portkit-firewall.service"
-UNIT_DIR = "/etc/systemd/system"
 
 
 # --------------------------------------------------------------------------- policy files
@@ -197,6 +194,8 @@ def live_ruleset(*, netns: str | None = None, cache: bool = True) -> NftRuleset:
     nftables generation id, which every commit changes: a cached ruleset is exactly the live
     one, and checks after the first skip ``nft -j list ruleset`` (slow on big rulesets).
     """
+    if os.environ.get("PORTKIT_FW_CACHE") == "0":
+        cache = False
     key = nftb.ruleset_generation(netns=netns) if cache else None
     path = os.path.join(CACHE_DIR, f"ruleset-{key[0]}-{key[1]}.pickle") if key else None
     if path is not None:
@@ -253,10 +252,9 @@ def _cache_store(path: str, rs: NftRuleset) -> None:
 
 def _local_addresses(netns: str | None) -> frozenset[IPAddress]:
     out: set[IPAddress] = set()
-    for addrs in nftb.interface_addresses(netns=netns).values():
-        for a in addrs:
-            with contextlib.suppress(ValueError):
-                out.add(ipaddress.ip_address(a.split("%")[0]))
+    for a in nftb.local_addresses(netns=netns):
+        with contextlib.suppress(ValueError):
+            out.add(ipaddress.ip_address(a))
     return frozenset(out)
 
 
@@ -344,207 +342,120 @@ def dnat_published(*, netns: str | None = None, ruleset: NftRuleset | None = Non
     return list_dnat(ruleset if ruleset is not None else live_ruleset(netns=netns))
 
 
-# --------------------------------------------------------------------------- compile and apply
-
-
-def compile_policy_file(path: str = DEFAULT_POLICY) -> str:
-    return nftcompile.compile_policy(load_policy_file(path), source=path)
-
-
-def check_file_mode(path: str) -> None:
-    """Refuse a policy file others may write (as sshd refuses loose key files)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return
-    except PermissionError as exc:
-        raise PrivilegeError(f"cannot read policy file {path}: {exc.strerror}") from exc
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o022:
-        raise InputError(
-            f"refusing policy file {path}: mode {mode:04o} lets users other than its owner and root write it",
-            hint=f"chmod go-w {path}",
-        )
-
-
-def ssh_lockout(policy: Policy, ssh_connection: str | None) -> str | None:
-    """A reason to refuse when the policy would not let this SSH session's port in again."""
-    if not ssh_connection:
-        return None
-    parts = ssh_connection.split()
-    if len(parts) != 4:
-        return None
-    client, _cport, server, sport = parts
-    try:
-        pkt = make_packet(hook="in", proto="tcp", src=client.split("%")[0], dst=server.split("%")[0], dport=int(sport))
-    except (InputError, ValueError):
-        return None
-    result = evaluate_policy(policy, pkt)
-    if result.verdict == "accept":
-        return None
-    return (
-        f"this SSH session ({client} -> {server} port {sport}) would be locked out: the policy says "
-        f"{result.verdict} ({result.decided_by.rule if result.decided_by else 'default'})"
-    )
-
-
-def _state_name(netns: str | None) -> str:
-    return f"firewall-{netns}" if netns else "firewall-host"
-
-
-def apply_policy(
-    path: str = DEFAULT_POLICY,
-    *,
-    netns: str | None = None,
-    confirm: float | None = None,
-    force: bool = False,
-    ssh_connection: str | None = None,
-) -> ApplyResult:
-    """Load the policy as table ``inet portkit`` in one transaction; keep the previous table.
-
-    ``ssh_connection`` defaults to $SSH_CONNECTION for the host (not inside a namespace).
-    With ``confirm`` seconds, the previous table comes back unless :func:`confirm_apply`.
-    """
-    check_file_mode(path)
-    policy = load_policy_file(path)
-    if ssh_connection is None and netns is None:
-        ssh_connection = os.environ.get("SSH_CONNECTION")
-    if not force:
-        reason = ssh_lockout(policy, ssh_connection)
-        if reason:
-            raise InputError(reason, hint="add a rule allowing it, or use --force")
-    script = nftcompile.compile_policy(policy, source=path)
-    nftb.load_script(script, netns=netns, check_only=True)
-    previous = nftb.list_table_text(nftcompile.FAMILY, nftcompile.TABLE, netns=netns)
-    saved = _keep(f"{_state_name(netns)}.previous.nft", nftcompile.restore_script(previous))
-    deadline = None
-    if confirm is not None:
-        st = rollback.arm(_state_name(netns), nftcompile.restore_script(previous), confirm, netns=netns)
-        deadline = st.deadline
-    try:
-        nftb.load_script(script, netns=netns)
-    except Exception:
-        if confirm is not None:
-            rollback.confirm(_state_name(netns))
-        raise
-    _keep(f"{_state_name(netns)}.applied.sha256", hashlib.sha256(script.encode()).hexdigest())
-    rules = sum(1 for ln in script.splitlines() if ln.startswith("\t\t") and not ln.startswith("\t\ttype "))
-    return ApplyResult(True, netns, "inet portkit", rules, saved, deadline, shadowed_rules(policy))
-
-
-def _keep(name: str, text: str) -> str | None:
-    try:
-        os.makedirs(STATE_DIR, mode=0o700, exist_ok=True)
-        p = os.path.join(STATE_DIR, name)
-        with open(p, "w") as f:
-            f.write(text)
-        return p
-    except OSError:
-        return None
-
-
-def confirm_apply(*, netns: str | None = None) -> bool:
-    """Keep the applied rules: disarm the rollback timer. False if none was pending."""
-    return rollback.confirm(_state_name(netns))
-
-
-def reset_firewall(*, netns: str | None = None) -> bool:
-    """Remove table ``inet portkit`` (only it). False if it was not loaded."""
-    rollback.confirm(_state_name(netns))
-    if nftb.list_table_text(nftcompile.FAMILY, nftcompile.TABLE, netns=netns) is None:
-        return False
-    nftb.load_script(f"delete table {nftcompile.FAMILY} {nftcompile.TABLE}\n", netns=netns)
-    with contextlib.suppress(OSError):
-        os.unlink(os.path.join(STATE_DIR, f"{_state_name(netns)}.applied.sha256"))
-    return True
-
-
-def firewall_status(path: str = DEFAULT_POLICY, *, netns: str | None = None, unit_dir: str = UNIT_DIR) -> FwStatus:
-    text = nftb.list_table_text(nftcompile.FAMILY, nftcompile.TABLE, netns=netns)
-    rules = 0
-    if text is not None:
-        rules = sum(1 for ln in text.splitlines() if ln.startswith("\t\t") and not ln.strip().startswith("type "))
-    in_sync: bool | None = None
-    if text is not None:
-        try:
-            want = hashlib.sha256(compile_policy_file(path).encode()).hexdigest()
-            with open(os.path.join(STATE_DIR, f"{_state_name(netns)}.applied.sha256")) as f:
-                in_sync = f.read().strip() == want
-        except (OSError, FileFormatError):
-            in_sync = None
-    rb = rollback.status(_state_name(netns))
-    return FwStatus(
-        netns=netns,
-        active=text is not None,
-        rules=rules,
-        policy_file=path,
-        in_sync=in_sync,
-        pending_rollback=rb.armed,
-        rollback_seconds_left=rb.seconds_left,
-        last_rollback=rb.last_result,
-        boot_unit=os.path.exists(os.path.join(unit_dir, UNIT_NAME)),
-    )
-
-
-# --------------------------------------------------------------------------- boot unit
-
-
-def unit_text(path: str) -> str:
-    """contrib/systemd/portkit-firewall.service with the policy path filled in."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    contrib = os.path.join(here, "..", "..", "..", "contrib", "systemd", UNIT_NAME)
-    with open(contrib) as f:
-        template = f.read()
-    return template.replace("/etc/portkit/policy.yaml", path)
-
-
-def enable_boot(path: str = DEFAULT_POLICY, *, unit_dir: str = UNIT_DIR, systemctl: bool = True) -> str:
-    """Install the unit that applies ``path`` at boot; returns the unit's path."""
-    check_file_mode(path)
-    load_policy_file(path)
-    target = os.path.join(unit_dir, UNIT_NAME)
-    try:
-        os.makedirs(unit_dir, exist_ok=True)
-        with open(target, "w") as f:
-            f.write(unit_text(os.path.abspath(path)))
-    except PermissionError as exc:
-        raise PrivilegeError(f"cannot write {target}: {exc.strerror}") from exc
-    if systemctl:
-        _systemctl("daemon-reload")
-        _systemctl("enable", UNIT_NAME)
-    return target
-
-
-def disable_boot(*, unit_dir: str = UNIT_DIR, systemctl: bool = True) -> bool:
-    target = os.path.join(unit_dir, UNIT_NAME)
-    if not os.path.exists(target):
-        return False
-    if systemctl:
-        _systemctl("disable", UNIT_NAME)
-    try:
-        os.unlink(target)
-    except PermissionError as exc:
-        raise PrivilegeError(f"cannot remove {target}: {exc.strerror}") from exc
-    if systemctl:
-        _systemctl("daemon-reload")
-    return True
-
-
-def _systemctl(*args: str) -> None:
-    import shutil
-    import subprocess
-
-    exe = shutil.which("systemctl")
-    if exe is None:
-        return  # no systemd here: the unit file is in place for when there is
-    proc = subprocess.run([exe, *args], capture_output=True, text=True, check=False)
-    if proc.returncode != 0 and "offline" not in proc.stderr and "not been booted" not in proc.stderr:
-        raise SystemRefused(f"systemctl {' '.join(args)} failed: {proc.stderr.strip()[:200]}")
-
-
 # --------------------------------------------------------------------------- show
 
 
 def show_ruleset(*, netns: str | None = None, ruleset: NftRuleset | None = None) -> RulesetView:
     rs = ruleset if ruleset is not None else live_ruleset(netns=netns)
     return ruleset_view(rs)
+
+
+# --------------------------------------------------------------------------- host report
+
+
+OUTSIDE = {4: "192.0.2.1", 6: "2001:db8::1"}
+
+
+def annotate_inbound(table: SocketTable, *, netns: str | None = None, source: str | None = None) -> SocketTable:
+    """Fill ``inbound``/``inbound_rule`` of listening sockets: would a new connection from
+    outside (``source``, default 192.0.2.1 / 2001:db8::1, arriving on the interface of the
+    default route) pass the live ruleset? Drops the "exposed" note of ports the firewall
+    blocks, and adds DNAT-published ports without a local listener as ``FORWARDED`` rows
+    (``remote_address``/``remote_port`` = the target). Without privilege to read the
+    ruleset, the table comes back unchanged (inbound stays null)."""
+    from dataclasses import replace
+
+    from portkit.model.sockets import SocketEntry
+
+    try:
+        rs = live_ruleset(netns=netns)
+    except (PrivilegeError, SystemRefused, InputError):
+        return table
+    src_override = _addr(source, "--from") if source is not None else None
+    local = _local_addresses(netns)
+    ev = Evaluator(rs, local_addresses=local, route=lambda a: nftb.route_dev(str(a), netns=netns))
+    addrs = nftb.interface_addresses(netns=netns)
+    devs = {fam: nftb.default_route_dev(family=fam, netns=netns) for fam in (4, 6)}
+
+    def outside_packet(fam: int, proto: str, dst: str | None, port: int) -> Packet | None:
+        dev = devs[fam]
+        if dev is None:
+            return None
+        if dst is None or ipaddress.ip_address(dst).is_unspecified:
+            dst = next((a for a in addrs.get(dev, []) if ipaddress.ip_address(a).version == fam and not ipaddress.ip_address(a).is_link_local), None)
+            if dst is None:
+                return None
+        src = src_override if src_override is not None and src_override.version == fam else ipaddress.ip_address(OUTSIDE[fam])
+        return Packet("in", proto, src, ipaddress.ip_address(dst), port, None, dev)
+
+    def verdict(p: Packet | None) -> tuple[str | None, str | None]:
+        if p is None:
+            return None, None
+        r = ev.evaluate(p)
+        rule = None
+        if r.decided_by is not None:
+            rule = f"{r.decided_by.table} {r.decided_by.chain}: {r.decided_by.rule}"
+        elif r.verdict == "accept":
+            rule = "no firewall rule applies"
+        if r.verdict == "unknown" and r.reason:
+            rule = r.reason
+        return r.verdict, rule
+
+    out: list[SocketEntry] = []
+    blocked_all: dict[tuple[int, str], bool] = {}
+    listened: set[tuple[str, int]] = set()
+    for e in table.sockets:
+        if e.state not in ("LISTEN", "UNCONN") or e.exposure == "loopback":
+            out.append(e)
+            continue
+        listened.add((e.proto, e.local_port))
+        fam = 6 if e.family == "ipv6" else 4
+        inbound, rule = verdict(outside_packet(fam, e.proto, e.local_address, e.local_port))
+        if e.exposure == "all":
+            key = (e.local_port, e.proto)
+            blocked_all[key] = blocked_all.get(key, True) and inbound in ("drop", "reject")
+        out.append(replace(e, inbound=inbound, inbound_rule=rule))
+    for d in list_dnat(rs):
+        proto = d.proto if d.proto in ("tcp", "udp") else "tcp"
+        if d.dport is None or (proto, d.dport) in listened:
+            continue
+        try:
+            fam = ipaddress.ip_address(d.target.address).version
+        except ValueError:
+            fam = 4
+        inbound, rule = verdict(outside_packet(fam, proto, None, d.dport))
+        out.append(SocketEntry(
+            proto, f"ipv{fam}", "0.0.0.0" if fam == 4 else "::", d.dport, d.target.address, d.target.port,
+            "FORWARDED", None, None, None, (), None, _port_class(d.dport), "all", inbound,
+            rule or f"{d.table} {d.chain}: {d.rule}",
+        ))  # fmt: skip
+    notes = tuple(n for n in table.notes if not (n.code == "exposed-sensitive" and blocked_all.get((n.port, n.proto))))
+    return replace(table, sockets=tuple(out), notes=notes)
+
+
+def _port_class(port: int) -> str:
+    try:
+        from portkit.registry.ports import port_class
+
+        return str(port_class(port))
+    except ImportError:
+        return "well-known" if port < 1024 else "registered" if port < 49152 else "dynamic"
+
+
+# The apply side lives in its own module; re-exported here as part of this domain's API.
+from portkit.ops.firewall_apply import (  # noqa: E402
+    UNIT_DIR,
+    UNIT_NAME,
+    apply_policy,
+    check_file_mode,
+    compile_policy_file,
+    confirm_apply,
+    disable_boot,
+    enable_boot,
+    firewall_status,
+    reset_firewall,
+    ssh_lockout,
+    unit_text,
+)
+
+__all__ += ["UNIT_DIR", "UNIT_NAME", "check_file_mode", "ssh_lockout", "unit_text"]

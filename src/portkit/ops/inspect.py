@@ -13,7 +13,7 @@ wraps the same tuples in ``SocketEntry`` objects for library users.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 from portkit.backends import procs, services
@@ -32,6 +32,7 @@ from portkit.model.sockets import (
     Note,
     ProcessRef,
     SocketEntry,
+    SocketRows,
     SocketTable,
     WhoReport,
 )
@@ -62,22 +63,11 @@ _STATE_BITS = {name: 1 << num for num, name in TCP_STATES.items()}
 FAMILY_NAMES = {"ipv4": "ipv4", "4": "ipv4", "inet": "ipv4", "ipv6": "ipv6", "6": "ipv6", "inet6": "ipv6"}
 
 _ENTRY_FIELDS = tuple(f.name for f in fields(SocketEntry))
+# Holder(*entry_values, cmdline, started): positional, which mypy cannot count through a tuple.
+_make_holder: Any = Holder
 # Indexes into a value tuple (SocketEntry field order).
 I_PROTO, I_FAMILY, I_LADDR, I_LPORT, I_RADDR, I_RPORT, I_STATE = range(7)
 I_PID, I_PROCESS, I_USER, I_PROCESSES, I_SERVICE, I_CLASS, I_EXPOSURE, I_INBOUND, I_INBOUND_RULE = range(7, 16)
-
-
-@dataclass(frozen=True, slots=True)
-class SocketRows:
-    """Sockets as value tuples in :class:`SocketEntry` field order (``SocketEntry(*row)``)."""
-
-    rows: list[tuple[Any, ...]]
-    notes: tuple[Note, ...]
-    owners_incomplete: bool
-    backend: str
-
-    def entries(self) -> tuple[SocketEntry, ...]:
-        return tuple(SocketEntry(*r) for r in self.rows)
 
 
 def _parse_states(states: Iterable[str]) -> tuple[int, int]:
@@ -372,7 +362,7 @@ def _notes(values: Sequence[tuple[Any, ...]], eph: tuple[int, int]) -> tuple[Not
 
 def report(
     *, netns: str | None = None, netns_pid: int | None = None, family: str | int | None = None,
-    tcp: bool = True, udp: bool = True, backend: str | None = None,
+    tcp: bool = True, udp: bool = True, backend: str | None = None, inbound_from: str | None = None,
 ) -> SocketTable:  # fmt: skip
     """The host port report: every listening TCP and bound UDP socket, sorted, with notes."""
     got = collect_sockets(
@@ -381,7 +371,12 @@ def report(
     entries = tuple(SocketEntry(*v) for v in sorted(got.rows, key=_sort_key))
     # Integration point of the firewall domain: it fills each entry's inbound/inbound_rule
     # here (dataclasses.replace); the renderers show an INBOUND column once any is set.
-    return SocketTable(entries, got.notes, got.owners_incomplete, got.backend)
+    table = SocketTable(entries, got.notes, got.owners_incomplete, got.backend)
+    if netns_pid is None:  # the live ruleset is read with `ip netns exec NAME`
+        from portkit.ops.firewall import annotate_inbound
+
+        table = annotate_inbound(table, netns=netns, source=inbound_from)
+    return table
 
 
 def parse_port_proto(text: str) -> tuple[int, str | None]:
@@ -416,7 +411,7 @@ def who(
         if pid and pid not in facts:
             facts[pid] = (procs.process_cmdline(pid), procs.process_started(pid))
         cmd, started = facts[pid] if pid else ("", None)
-        holders.append(Holder(**dict(zip(_ENTRY_FIELDS, v, strict=True)), cmdline=cmd, started=started))
+        holders.append(_make_holder(*v, cmd, started))
     return WhoReport(port, tuple(holders), proto, got.owners_incomplete, time_wait)
 
 

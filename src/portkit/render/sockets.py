@@ -203,8 +203,17 @@ def who_text(report: WhoReport, *, color: bool, tr: Callable[[str], str]) -> str
             ).format(count=report._time_wait)
         return text
     headers = ["PROTO", "LOCAL ADDRESS:PORT", "STATE", "PID", "USER", "STARTED", "COMMAND"]
-    rows: list[list[str | Cell]] = []
+    # A server's accepted connections share its port: one line per (socket kind, process)
+    # with a count, so the listener is not lost among thousands of connections (JSON lists all).
+    groups: dict[tuple[Any, ...], list[Any]] = {}
     for h in report.holders:
+        key = (h.proto, h.family, h.local_address, h.local_port, h.state, h.pid, h.user, len(h.processes))
+        if key in groups and h.state not in ("LISTEN", "UNCONN"):
+            groups[key][1] += 1
+        else:
+            groups.setdefault(key if h.state not in ("LISTEN", "UNCONN") else (*key, id(h)), [h, 1])
+    rows: list[list[str | Cell]] = []
+    for h, count in groups.values():
         cmd = _safe(h.cmdline or (h.process or "-"))
         if len(h.processes) > 1:
             cmd += " " + tr("(also pids {pids})").format(pids=", ".join(str(p.pid) for p in h.processes[1:]))
@@ -212,7 +221,7 @@ def who_text(report: WhoReport, *, color: bool, tr: Callable[[str], str]) -> str
             [
                 h.proto + ("6" if h.family == "ipv6" else ""),
                 f"{_addr(h.local_address, h.family)}:{h.local_port}",
-                h.state,
+                h.state if count == 1 else f"{h.state} x{count}",
                 Cell(str(h.pid) if h.pid is not None else "-", "bold", "right"),
                 h.user or "-",
                 (h.started or "-").replace("T", " "),

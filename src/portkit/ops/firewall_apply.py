@@ -1,0 +1,223 @@
+"""fw compile/apply/confirm/reset/status/enable/disable: loading the policy safely.
+
+Split from :mod:`portkit.ops.firewall` (which re-exports everything here). The policy is
+loaded as table ``inet portkit`` in one ``nft -f`` transaction; the previous table is kept
+under /run/portkit/firewall and, with ``confirm``, restored by a detached rollback timer
+(:mod:`portkit.backends.rollback`) unless :func:`confirm_apply` comes in time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+
+from portkit.backends import nft as nftb
+from portkit.backends import rollback
+from portkit.engine import nftcompile
+from portkit.engine.policy import evaluate_policy, shadowed_rules
+from portkit.errors import FileFormatError, InputError, PrivilegeError, SystemRefused
+from portkit.model.firewall import ApplyResult, FwStatus, Policy
+from portkit.ops.firewall import DEFAULT_POLICY, STATE_DIR, load_policy_file, make_packet
+
+UNIT_NAME = "portkit-firewall.service"
+UNIT_DIR = "/etc/systemd/system"
+
+
+# --------------------------------------------------------------------------- compile and apply
+
+
+def compile_policy_file(path: str = DEFAULT_POLICY) -> str:
+    return nftcompile.compile_policy(load_policy_file(path), source=path)
+
+
+def check_file_mode(path: str) -> None:
+    """Refuse a policy file others may write (as sshd refuses loose key files)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except PermissionError as exc:
+        raise PrivilegeError(f"cannot read policy file {path}: {exc.strerror}") from exc
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022:
+        raise InputError(
+            f"refusing policy file {path}: mode {mode:04o} lets users other than its owner and root write it",
+            hint=f"chmod go-w {path}",
+        )
+
+
+def ssh_lockout(policy: Policy, ssh_connection: str | None) -> str | None:
+    """A reason to refuse when the policy would not let this SSH session's port in again."""
+    if not ssh_connection:
+        return None
+    parts = ssh_connection.split()
+    if len(parts) != 4:
+        return None
+    client, _cport, server, sport = parts
+    try:
+        pkt = make_packet(hook="in", proto="tcp", src=client.split("%")[0], dst=server.split("%")[0], dport=int(sport))
+    except (InputError, ValueError):
+        return None
+    result = evaluate_policy(policy, pkt)
+    if result.verdict == "accept":
+        return None
+    return (
+        f"this SSH session ({client} -> {server} port {sport}) would be locked out: the policy says "
+        f"{result.verdict} ({result.decided_by.rule if result.decided_by else 'default'})"
+    )
+
+
+def _state_name(netns: str | None) -> str:
+    return f"firewall-{netns}" if netns else "firewall-host"
+
+
+def apply_policy(
+    path: str = DEFAULT_POLICY,
+    *,
+    netns: str | None = None,
+    confirm: float | None = None,
+    force: bool = False,
+    ssh_connection: str | None = None,
+) -> ApplyResult:
+    """Load the policy as table ``inet portkit`` in one transaction; keep the previous table.
+
+    ``ssh_connection`` defaults to $SSH_CONNECTION for the host (not inside a namespace).
+    With ``confirm`` seconds, the previous table comes back unless :func:`confirm_apply`.
+    """
+    check_file_mode(path)
+    policy = load_policy_file(path)
+    if ssh_connection is None and netns is None:
+        ssh_connection = os.environ.get("SSH_CONNECTION")
+    if not force:
+        reason = ssh_lockout(policy, ssh_connection)
+        if reason:
+            raise InputError(reason, hint="add a rule allowing it, or use --force")
+    script = nftcompile.compile_policy(policy, source=path)
+    nftb.load_script(script, netns=netns, check_only=True)
+    previous = nftb.list_table_text(nftcompile.FAMILY, nftcompile.TABLE, netns=netns)
+    saved = _keep(f"{_state_name(netns)}.previous.nft", nftcompile.restore_script(previous))
+    deadline = None
+    if confirm is not None:
+        st = rollback.arm(_state_name(netns), nftcompile.restore_script(previous), confirm, netns=netns)
+        deadline = st.deadline
+    try:
+        nftb.load_script(script, netns=netns)
+    except Exception:
+        if confirm is not None:
+            rollback.confirm(_state_name(netns))
+        raise
+    _keep(f"{_state_name(netns)}.applied.sha256", hashlib.sha256(script.encode()).hexdigest())
+    rules = sum(1 for ln in script.splitlines() if ln.startswith("\t\t") and not ln.startswith("\t\ttype "))
+    return ApplyResult(True, netns, "inet portkit", rules, saved, deadline, shadowed_rules(policy))
+
+
+def _keep(name: str, text: str) -> str | None:
+    try:
+        os.makedirs(STATE_DIR, mode=0o700, exist_ok=True)
+        p = os.path.join(STATE_DIR, name)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+    except OSError:
+        return None
+
+
+def confirm_apply(*, netns: str | None = None) -> bool:
+    """Keep the applied rules: disarm the rollback timer. False if none was pending."""
+    return rollback.confirm(_state_name(netns))
+
+
+def reset_firewall(*, netns: str | None = None) -> bool:
+    """Remove table ``inet portkit`` (only it). False if it was not loaded."""
+    rollback.confirm(_state_name(netns))
+    if nftb.list_table_text(nftcompile.FAMILY, nftcompile.TABLE, netns=netns) is None:
+        return False
+    nftb.load_script(f"delete table {nftcompile.FAMILY} {nftcompile.TABLE}\n", netns=netns)
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(STATE_DIR, f"{_state_name(netns)}.applied.sha256"))
+    return True
+
+
+def firewall_status(path: str = DEFAULT_POLICY, *, netns: str | None = None, unit_dir: str = UNIT_DIR) -> FwStatus:
+    text = nftb.list_table_text(nftcompile.FAMILY, nftcompile.TABLE, netns=netns)
+    rules = 0
+    if text is not None:
+        rules = sum(1 for ln in text.splitlines() if ln.startswith("\t\t") and not ln.strip().startswith("type "))
+    in_sync: bool | None = None
+    if text is not None:
+        try:
+            want = hashlib.sha256(compile_policy_file(path).encode()).hexdigest()
+            with open(os.path.join(STATE_DIR, f"{_state_name(netns)}.applied.sha256")) as f:
+                in_sync = f.read().strip() == want
+        except (OSError, FileFormatError):
+            in_sync = None
+    rb = rollback.status(_state_name(netns))
+    return FwStatus(
+        netns=netns,
+        active=text is not None,
+        rules=rules,
+        policy_file=path,
+        in_sync=in_sync,
+        pending_rollback=rb.armed,
+        rollback_seconds_left=rb.seconds_left,
+        last_rollback=rb.last_result,
+        boot_unit=os.path.exists(os.path.join(unit_dir, UNIT_NAME)),
+    )
+
+
+# --------------------------------------------------------------------------- boot unit
+
+
+def unit_text(path: str) -> str:
+    """contrib/systemd/portkit-firewall.service with the policy path filled in."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    contrib = os.path.join(here, "..", "..", "..", "contrib", "systemd", UNIT_NAME)
+    with open(contrib) as f:
+        template = f.read()
+    return template.replace("/etc/portkit/policy.yaml", path)
+
+
+def enable_boot(path: str = DEFAULT_POLICY, *, unit_dir: str = UNIT_DIR, systemctl: bool = True) -> str:
+    """Install the unit that applies ``path`` at boot; returns the unit's path."""
+    check_file_mode(path)
+    load_policy_file(path)
+    target = os.path.join(unit_dir, UNIT_NAME)
+    try:
+        os.makedirs(unit_dir, exist_ok=True)
+        with open(target, "w") as f:
+            f.write(unit_text(os.path.abspath(path)))
+    except PermissionError as exc:
+        raise PrivilegeError(f"cannot write {target}: {exc.strerror}") from exc
+    if systemctl:
+        _systemctl("daemon-reload")
+        _systemctl("enable", UNIT_NAME)
+    return target
+
+
+def disable_boot(*, unit_dir: str = UNIT_DIR, systemctl: bool = True) -> bool:
+    target = os.path.join(unit_dir, UNIT_NAME)
+    if not os.path.exists(target):
+        return False
+    if systemctl:
+        _systemctl("disable", UNIT_NAME)
+    try:
+        os.unlink(target)
+    except PermissionError as exc:
+        raise PrivilegeError(f"cannot remove {target}: {exc.strerror}") from exc
+    if systemctl:
+        _systemctl("daemon-reload")
+    return True
+
+
+def _systemctl(*args: str) -> None:
+    import shutil
+    import subprocess
+
+    exe = shutil.which("systemctl")
+    if exe is None:
+        return  # no systemd here: the unit file is in place for when there is
+    proc = subprocess.run([exe, *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0 and "offline" not in proc.stderr and "not been booted" not in proc.stderr:
+        raise SystemRefused(f"systemctl {' '.join(args)} failed: {proc.stderr.strip()[:200]}")
