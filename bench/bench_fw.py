@@ -79,7 +79,7 @@ def main() -> int:
             kind = "each with an anonymous port set" if anon else "plain (one port each)"
             print(f"{count} rules, {kind}:")
             print(f"  nft -j list ruleset (anchor):             {anchor:7.1f} ms")
-            print(f"  portkit fw check, cold (reads via nft -j): {cold:7.1f} ms  ratio {cold / anchor:.2f}")
+            print(f"  portkit fw check, cold (reads the ruleset): {cold:7.1f} ms  ratio {cold / anchor:.2f}")
             print(f"  portkit fw check, warm (generation cache): {warm:7.1f} ms  ratio {warm / anchor:.2f}")
             print(f"  answer: {out.strip()[:120]}")
     finally:

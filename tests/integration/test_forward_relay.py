@@ -328,3 +328,55 @@ def test_sighup_reloads_config(tmp_path: pytest.TempPathFactory) -> None:
             fwd.wait_log("reload failed, keeping the running configuration")
             s = socket.create_connection((HOST, p2), timeout=5)
             s.close()
+
+
+def test_connect_timeout_when_the_target_never_answers() -> None:
+    """A listener whose accept queue is full drops SYNs: the target 'never answers'."""
+    silent = socket.socket()
+    silent.bind((HOST, 0))
+    silent.listen(0)
+    tport = silent.getsockname()[1]
+    fillers = []
+    for _ in range(3):  # fill the accept queue (nobody ever accepts)
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex((HOST, tport))
+        fillers.append(f)
+    time.sleep(0.2)
+    port = free_port()
+    with forwarder(f"{port}:{tport}", "--connect-timeout", "1", "--stats", "0.2") as fwd:
+        c = socket.create_connection((HOST, port), timeout=10)
+        t0 = time.monotonic()
+        try:
+            assert c.recv(10) == b""
+        except ConnectionResetError:
+            pass
+        waited = time.monotonic() - t0
+        assert 0.7 < waited < 5, waited
+        fwd.wait_log("target down (no answer within 1 s), client closed")
+        fwd.wait_log("stats: 0 open, 1 accepted, 1 failed")
+        c.close()
+    for f in fillers:
+        f.close()
+    silent.close()
+
+
+def test_many_forwards_tcp_and_udp_in_one_process() -> None:
+    p1, p2, p3 = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
+    with (
+        echo_target(tcp=0, udp=0) as (tport, uport),
+        forwarder(
+            f"{p1}:{tport}", f"127.0.0.1:{p2}:127.0.0.1:{tport}/tcp", f"{p3}:{uport}/udp", ready=3
+        ) as fwd,
+    ):
+        for p in (p1, p2):
+            c = socket.create_connection((HOST, p), timeout=5)
+            c.sendall(b"tcp")
+            assert c.recv(10) == b"tcp"
+            c.close()
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.settimeout(5)
+        u.sendto(b"udp", (HOST, p3))
+        assert u.recvfrom(10)[0] == b"udp"
+        u.close()
+        assert fwd.log().count(" forwarding ") == 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import pathlib
@@ -45,14 +44,7 @@ def server(lab: Any, tmp_path: pathlib.Path) -> Iterator[tuple[Any, str, pathlib
     try:
         yield h, ns, pol
     finally:
-        from portkit.backends import rollback
-
-        rollback.confirm(f"firewall-{ns}")
-        for f in glob.glob(f"{fw.STATE_DIR}/firewall-{ns}.*") + glob.glob(f"{rollback.STATE_ROOT}/firewall-{ns}*"):
-            if os.path.isdir(f):
-                shutil.rmtree(f, ignore_errors=True)
-            else:
-                os.unlink(f)
+        fw.forget_state(netns=ns)
 
 
 def table(ns: str) -> str:
@@ -146,3 +138,16 @@ def test_without_cap_net_admin_the_error_is_clear() -> None:
     shutil.rmtree(tmp_path)
     assert r.returncode == 3, r.stderr
     assert "CAP_NET_ADMIN" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_binding_and_binary_read_the_same_ruleset(server: tuple[Any, str, pathlib.Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from portkit.backends import nft
+
+    h, ns, _pol = server
+    h.nft("server", (pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "nft" / "priorities.nft").read_text())
+    if nft._binding() is None:
+        pytest.skip("libnftables' Python binding (python3-nftables) is not installed")
+    via_binding = nft.list_ruleset_json(netns=ns)
+    monkeypatch.setenv("PORTKIT_NFT_BINDING", "0")
+    via_binary = nft.list_ruleset_json(netns=ns)
+    assert via_binding == via_binary and len(via_binary["nftables"]) > 10

@@ -31,7 +31,7 @@ import pytest
 
 from portkit.engine.nfteval import Evaluator
 from portkit.model.firewall import Packet
-from portkit.ops.firewall import apply_policy, live_ruleset
+from portkit.ops.firewall import apply_policy, forget_state, live_ruleset
 from portkit.parse.policy_yaml import dump_policy
 from tests.conftest import needs_root, needs_tool
 from tests.fwgen import Universe, random_nft_ruleset, random_policy
@@ -45,7 +45,7 @@ SERVERS6 = ("fd77::1", "fd77::100")
 LISTEN = tuple(range(7001, 7015))
 PORTS = tuple(range(7001, 7021))
 U = Universe(CLIENTS4, CLIENTS6, SERVERS4, SERVERS6, PORTS, ("lan",))
-TIMEOUT = 0.6
+TIMEOUT = 0.8  # lab RTT is ~0.1 ms; a SYN is retransmitted only after 1 s
 IPV6_RECVERR = 25  # linux/in6.h; not exported by the socket module
 SCENARIO: dict[str, Any] = {
     "name": "fwdiff",
@@ -244,5 +244,6 @@ def test_evaluator_agrees_with_kernel(fwlab: Any, tmp_path: Any) -> None:
         if bad:
             failures.append(f"{what}\n" + "\n".join(bad[:10]))
     fwlab.nft("server", "flush ruleset\n")
+    forget_state(netns=ns)
     assert total >= 2000
     assert not failures, f"seed {seed}: {len(failures)} rounds disagree with the kernel:\n" + "\n\n".join(failures[:3])

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from portkit.ops.firewall import apply_policy
+from portkit.ops.firewall import apply_policy, forget_state
 from tests.conftest import needs_root, needs_tool
 
 pytestmark = [pytest.mark.root, needs_root, needs_tool("nft")]
@@ -54,3 +54,4 @@ def test_report_inbound_column(lab: Any, tmp_path: pathlib.Path) -> None:
     assert fwd.inbound == "accept"
     other = report(netns=ns, inbound_from="10.79.0.2")
     assert {(e.local_port, e.inbound) for e in other.sockets if e.state == "LISTEN"} >= {(22, "accept"), (3306, "drop")}
+    forget_state(netns=ns)

@@ -188,3 +188,23 @@ def test_batched_replies_equal_single_replies(n: int, start: float, ssthresh: fl
     b.on_replies(n)
     assert a.replies == b.replies
     assert abs(a.cwnd - b.cwnd) <= 0.5 + 0.01 * a.cwnd  # congestion avoidance: sqrt(w^2 + 2n) in one step
+
+
+def test_never_answering_target_is_not_backed_off_from() -> None:
+    w = CongestionWindow(16, 4096, 64.0, blind_window=100)
+    for i in range(200):
+        w.on_timeout(i * 0.01, 0, 64, i * 0.01 + 0.5)
+    assert w.backoffs == 0 and w.window == 100  # grew slowly, capped at blind_window
+
+
+def test_a_silent_stretch_backs_off_once() -> None:
+    w = CongestionWindow(16, 4096, 64.0)
+    for i in range(50):
+        w.on_reply(i * 0.001, False, 10, i * 0.001)
+    before = w.window
+    for i in range(100):  # the host goes quiet: one back-off, not a collapse to the minimum
+        w.on_timeout(1.0 + i * 0.01, w.replies, 50, 1.5 + i * 0.01)
+    assert w.backoffs == 1 and w.window == before // 2 + 99  # then slow growth while silent
+    w.on_reply(3.0, False, 10, 3.0)  # it answers again; a new silence may back off again
+    w.on_timeout(3.1, w.replies, 50, 3.6)
+    assert w.backoffs == 2

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from portkit.model.firewall import AnonSet, Flags, Lit, Match, Nat, Passive, Prefix, Range, SetMark, Unknown, VerdictStmt
+from portkit.model.firewall import (
+    AnonSet,
+    Flags,
+    Lit,
+    Match,
+    Nat,
+    Passive,
+    Prefix,
+    Range,
+    SetMark,
+    Unknown,
+    VerdictStmt,
+)
 from portkit.parse.iptables_save import parse_rule, parse_save
 
 

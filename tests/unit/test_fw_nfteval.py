@@ -8,8 +8,8 @@ import pathlib
 
 import pytest
 
-from portkit.engine.nfteval import evaluate, list_dnat
-from portkit.engine.nftview import ruleset_view
+from portkit.engine.nfteval import evaluate
+from portkit.engine.nftview import list_dnat, ruleset_view
 from portkit.model.firewall import FwCheckResult, NftRuleset, Packet
 from portkit.parse.iptables_save import merge_iptables
 from portkit.parse.nftjson import hidden_nfproto, parse_ruleset, resolve_hidden
@@ -219,3 +219,21 @@ def test_hidden_nfproto_is_ambiguous_until_the_bytecode_says() -> None:
     none = resolve_hidden(rs, hidden_nfproto("inet t i 2\n  [ meta load l4proto => reg 1 ]\n  [ cmp eq reg 1 0x00000006 ]\n"))
     assert check(none, pkt("fd00::2", "fd00::1", 80)).verdict == "reject"  # no nfproto: both families
     assert check(resolve_hidden(rs, hidden_nfproto("")), pkt("fd00::2", "fd00::1", 80)).verdict == "unknown"
+
+
+def test_a_device_the_hook_does_not_have_is_the_empty_name() -> None:
+    doc = {"nftables": [
+        {"table": {"family": "ip", "name": "nat", "handle": 1}},
+        {"chain": {"family": "ip", "table": "nat", "name": "pre", "handle": 1, "type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"}},
+        {"rule": {"family": "ip", "table": "nat", "chain": "pre", "handle": 2, "expr": [
+            {"match": {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": "lan"}},
+            {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8011}},
+            {"dnat": {"family": "ip", "addr": "10.0.0.9", "port": 80}}]}},
+        {"rule": {"family": "ip", "table": "nat", "chain": "pre", "handle": 3, "expr": [
+            {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "lan"}},
+            {"dnat": {"family": "ip", "addr": "10.0.0.8", "port": 81}}]}},
+    ]}  # fmt: skip
+    r = check(parse_ruleset(doc), pkt("192.0.2.1", "10.0.0.1", 8011))
+    assert r.translated_destination is not None and r.translated_destination.address == "10.0.0.9"
+    r = check(parse_ruleset(doc), pkt("192.0.2.1", "10.0.0.1", 8012))
+    assert r.translated_destination is None

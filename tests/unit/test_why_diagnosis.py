@@ -558,3 +558,9 @@ def test_trace_through_the_target_address_reveals_a_forward() -> None:
     d = run(client(probe=TIMEOUT, trace=t))
     assert codes(d) == [Code.FILTERED_ON_PATH]
     assert any("forwards this port to another host" in e for e in d.findings[0].evidence)
+
+
+def test_invisible_owner_is_a_service() -> None:
+    d = run(server(listeners=(Listener("127.0.0.1", 80, "tcp"),)))
+    assert d.findings[0].message.startswith("a service listens on 127.0.0.1:80 only")
+    assert "in the service's configuration" in (d.findings[0].fix or "")

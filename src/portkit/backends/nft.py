@@ -51,9 +51,67 @@ def _compact(err: str) -> str:
     return " | ".join(lines[:3])
 
 
+_BINDING_FILE = "/usr/lib/python3/dist-packages/nftables/nftables.py"  # Debian's python3-nftables
+_binding_module: Any = None
+
+
+def _binding() -> Any:
+    """libnftables' Python binding (``nftables.Nftables``) when present, else None.
+
+    It is not on PyPI; Debian's python3-nftables installs it for the system interpreter
+    only. It is pure Python over ctypes, so it is loaded from its file when the import fails.
+    """
+    global _binding_module
+    if os.environ.get("PORTKIT_NFT_BINDING") == "0":
+        return None
+    if _binding_module is None:
+        _binding_module = False
+        try:
+            import nftables as mod
+        except ImportError:
+            mod = None
+            if os.path.exists(_BINDING_FILE):
+                import importlib.util
+
+                spec = importlib.util.spec_from_file_location("portkit_nftables_binding", _BINDING_FILE)
+                if spec is not None and spec.loader is not None:
+                    mod = importlib.util.module_from_spec(spec)
+                    try:
+                        spec.loader.exec_module(mod)
+                    except Exception:
+                        mod = None
+        if mod is not None and hasattr(mod, "Nftables"):
+            _binding_module = mod
+    return _binding_module or None
+
+
+def _list_with_binding(mod: Any, netns: str | None) -> str | None:
+    from portkit.backends.netns import netns_path, run_in_netns
+
+    def work() -> tuple[int, str, str]:
+        nft = mod.Nftables()  # created inside the namespace: its netlink socket belongs there
+        nft.set_json_output(True)
+        rc, out, err = nft.cmd("list ruleset")
+        return int(rc), str(out), str(err)
+
+    try:
+        rc, out, err = run_in_netns(netns_path(netns) if netns is not None else None, work)
+    except OSError:
+        return None
+    if rc != 0:
+        if "Operation not permitted" in err or "Permission denied" in err:
+            raise PrivilegeError("reading the ruleset needs CAP_NET_ADMIN (run as root)")
+        return None  # let the nft binary say it in its own words
+    return out
+
+
 def list_ruleset_json(*, netns: str | None = None) -> dict[str, Any]:
-    """``nft -j list ruleset`` as a dict (``{"nftables": [...]}``)."""
-    out = _run(["-j", "list", "ruleset"], netns=netns)
+    """``nft -j list ruleset`` as a dict (``{"nftables": [...]}``): through libnftables'
+    Python binding when present, the ``nft`` binary otherwise."""
+    mod = _binding()
+    out = _list_with_binding(mod, netns) if mod is not None else None
+    if out is None:
+        out = _run(["-j", "list", "ruleset"], netns=netns)
     if not out.strip():
         return {"nftables": []}
     data: dict[str, Any] = json.loads(out)

@@ -202,9 +202,12 @@ def _fire(name: str) -> None:
 
 
 def clear_result(name: str) -> None:
-    _dir(name)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(STATE_ROOT, f"{name}.result.json"))
+    """Forget timer ``name`` entirely once it is not armed: its last result and lock file."""
+    if status(name).armed:
+        return
+    for suffix in (".result.json", ".lock"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(STATE_ROOT, f"{name}{suffix}"))
 
 
 if __name__ == "__main__":

@@ -64,10 +64,15 @@ def register(sub: Any) -> None:
         "--stats", nargs="?", type=float, const=1.0, metavar="S", help="print live counters every S s"
     )
     g.add_argument("--quiet", action="store_true", help="no per-connection log lines")
-    g.add_argument("--workers", type=int, metavar="N", help="event loops (threads); default: one per core, max 4")
+    g.add_argument(
+        "--workers", type=int, metavar="N", help="event loops (threads); default: one per core, max 4"
+    )
     g.add_argument("--no-splice", action="store_true", help="copy through buffers instead of os.splice")
     g.add_argument(
-        "--pipe-size", type=int, metavar="BYTES", help="splice pipe size (default 1 MiB; the kernel rounds it)"
+        "--pipe-size",
+        type=int,
+        metavar="BYTES",
+        help="splice pipe size (default 1 MiB; the kernel rounds it)",
     )
     g.add_argument("--check", action="store_true", help="validate the SPECs/--config and exit")
     k = p.add_argument_group("kernel forwards")
@@ -123,7 +128,10 @@ def _kernel_add(args: argparse.Namespace) -> int:
 
     texts = list(args.specs)
     if args.config:
-        texts += [str(s) for s in _load_config(args.config).forwards]
+        raise InputError(
+            "--config files describe userspace forwards; give kernel forwards as SPECs: "
+            "portkit forward --kernel 8080:10.0.0.2:80"
+        )
     if not texts:
         raise InputError("--kernel needs at least one SPEC, e.g. portkit forward --kernel 8080:10.0.0.2:80")
     result = kernel_forward_add(

@@ -2,17 +2,16 @@
 
 Theory of operation. :class:`Forwarder` coordinates one or more :class:`Worker` event loops
 (drivers/forwarder_loop.py), each an edge-triggered ``epoll`` loop that splices. With
-``workers=N > 1`` every TCP listener is opened N times with ``SO_REUSEPORT`` and each worker
-runs in its own thread: the bytes move inside ``splice`` with the GIL released, so two
-loops use both cores. Measured on 2 cores shared with iperf3, 2 workers move 8 parallel
-streams ~25 % faster than one, and a single stream equally fast (bench/RESULTS.md,
-``## forward``). Worker 0 runs in the caller's thread; it also handles stop/reload
-requests and ``--stats``.
+``workers=N > 1`` each worker runs in its own thread: the bytes move inside ``splice`` with
+the GIL released, so two loops use both cores. Worker 0 (the caller's thread) owns the
+listeners and hands each accepted connection to the least-loaded worker. Measured on 2
+cores shared with iperf3 and other load, 2 loops moved 8 parallel streams 25-30 % faster
+than one when the machine was busy and about as fast when it was quiet (bench/RESULTS.md,
+``## forward``). Worker 0 also handles stop/reload requests and ``--stats``.
 
 Start-up is all or nothing: every target is resolved and every listener bound before any
-is served, so an address in use (checked with a plain bind first, so ``SO_REUSEPORT``
-never silently shares a port with another program) or a name that does not resolve leaves
-nothing half-started. Stopping (SIGTERM, :meth:`request_stop`) closes the listeners at
+is served, so an address in use or a name that does not resolve leaves nothing
+half-started. Stopping (SIGTERM, :meth:`request_stop`) closes the listeners at
 once and lets open connections finish for up to ``drain`` seconds. Reloading (SIGHUP,
 :meth:`request_reload`) re-reads the configuration and adds, changes or removes listeners
 without touching connections already relayed.
@@ -39,7 +38,7 @@ Resolver = Callable[[str, int, int], list[tuple[int, SockAddr]]]
 Logger = Callable[[str], None]
 WhoHolds = Callable[[str, int, str], str | None]
 ReloadSource = Callable[[], tuple[Sequence[ForwardSpec], ForwardOptions]]
-Opened = tuple[ForwardSpec, list[socket.socket], tuple[int, SockAddr]]
+Opened = tuple[ForwardSpec, socket.socket, tuple[int, SockAddr]]
 
 
 def default_resolver(host: str, port: int, proto: int) -> list[tuple[int, SockAddr]]:
@@ -90,44 +89,19 @@ def _in_use(spec: ForwardSpec, who_holds: WhoHolds | None) -> InputError:
     )
 
 
-def _bind_one(spec: ForwardSpec, *, reuseport: bool) -> socket.socket:
+def bind_listener(spec: ForwardSpec, who_holds: WhoHolds | None) -> socket.socket:
+    """The listening (TCP) or receiving (UDP) socket of ``spec``; InputError when in use."""
     kind = socket.SOCK_STREAM if spec.proto == "tcp" else socket.SOCK_DGRAM
     family = socket.AF_INET6 if ":" in spec.bind else socket.AF_INET
     sock = socket.socket(family, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
     try:
         if kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuseport:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((spec.bind, spec.listen_port))
         if kind == socket.SOCK_STREAM:
             sock.listen(4096)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def bind_listeners(spec: ForwardSpec, count: int, who_holds: WhoHolds | None) -> list[socket.socket]:
-    """``count`` listening sockets for ``spec`` (SO_REUSEPORT when more than one)."""
-    try:
-        first = _bind_one(spec, reuseport=False)
-        if count == 1 or spec.proto != "tcp":
-            return [first]
-        # the port is ours; reopen it as a SO_REUSEPORT group for the workers
-        port = first.getsockname()[1]
-        first.close()
-        spec = ForwardSpec(spec.bind, port, spec.target_host, spec.target_port, spec.proto)
-        socks: list[socket.socket] = []
-        try:
-            for _ in range(count):
-                socks.append(_bind_one(spec, reuseport=True))
-        except BaseException:
-            for s in socks:
-                s.close()
-            raise
-        return socks
     except OSError as exc:
+        sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise _in_use(spec, who_holds) from None
         if exc.errno == errno.EADDRNOTAVAIL:
@@ -135,6 +109,7 @@ def bind_listeners(spec: ForwardSpec, count: int, who_holds: WhoHolds | None) ->
                 f"cannot listen on {spec.listen}: no interface of this host has {spec.bind}"
             ) from None
         raise map_os_error(exc, f"cannot listen on {spec.listen}/{spec.proto}") from None
+    return sock
 
 
 class Forwarder:
@@ -174,6 +149,7 @@ class Forwarder:
         self._stopping = False
         self._next_stats = 0.0
         self._closed = False
+        self._rr = 0
         self.started = threading.Event()
 
     # -- shared by workers -----------------------------------------------------------------
@@ -182,6 +158,15 @@ class Forwarder:
 
     def open_files(self) -> int:
         return sum(w.open_files for w in self.workers)
+
+    def pick_worker(self) -> Worker:
+        """The least-loaded worker; ties go round-robin (called by worker 0 only)."""
+        n = len(self.workers)
+        if n == 1:
+            return self.workers[0]
+        self._rr = (self._rr + 1) % n
+        order = self.workers[self._rr :] + self.workers[: self._rr]
+        return min(order, key=lambda w: w.load)
 
     # -- start-up --------------------------------------------------------------------------
     def _resolve(self, spec: ForwardSpec) -> tuple[int, SockAddr]:
@@ -197,11 +182,10 @@ class Forwarder:
         opened: list[Opened] = []
         try:
             for spec, target in zip(specs, targets, strict=True):
-                opened.append((spec, bind_listeners(spec, len(self.workers), self.who_holds), target))
+                opened.append((spec, bind_listener(spec, self.who_holds), target))
         except BaseException:
-            for _s, socks, _t in opened:
-                for sock in socks:
-                    sock.close()
+            for _s, sock, _t in opened:
+                sock.close()
             raise
         return opened
 
@@ -218,16 +202,11 @@ class Forwarder:
             self._serve(item)
 
     def _serve(self, item: Opened) -> None:
-        spec, socks, target = item
+        spec, sock, target = item
         if spec.proto == "tcp":
-            for w, sock in zip(self.workers, socks, strict=False):
-                lst = TcpListener(spec, sock, target)
-                if w is self.workers[0]:
-                    w.add_tcp(lst)
-                else:
-                    w.call_soon(lambda w=w, lst=lst: w.add_tcp(lst))  # type: ignore[misc]
+            self.workers[0].add_tcp(TcpListener(spec, sock, target))
         else:
-            self.workers[0].add_udp(spec, socks[0], target)
+            self.workers[0].add_udp(spec, sock, target)
         self._log(f"forwarding {spec.listen}/{spec.proto} -> {spec.target}")
 
     @property
@@ -273,18 +252,10 @@ class Forwarder:
             return
         self.options = options
         gone = [k for k in running if k not in new]
-        for w in self.workers:
-
-            def apply(w: Worker = w) -> None:
-                for key in gone:
-                    w.close_listener(key)
-                for spec, target in updates:
-                    w.update_tcp(spec, target)
-
-            if w is w0:
-                apply()
-            else:
-                w.call_soon(apply)
+        for key in gone:
+            w0.close_listener(key)
+        for spec, target in updates:
+            w0.update_tcp(spec, target)
         for key in gone:
             self._log(f"stopped forwarding {running[key].listen}/{running[key].proto}")
         for spec, _t in updates:

@@ -182,8 +182,12 @@ class UdpForward:
 
     # -- housekeeping ----------------------------------------------------------------------
     def sweep(self, now: float, *, force: bool = False) -> None:
-        """End sessions idle for ``idle_timeout`` (or all of them when ``force``)."""
-        expired = [s for s in self.sessions.values() if force or now - s.last >= self.idle_timeout]
+        """End sessions idle for ``idle_timeout`` (or all of them when ``force``).
+
+        While draining, a session quiet for a second is done: UDP has no close to wait for.
+        """
+        idle = self.idle_timeout if self.accepting else min(self.idle_timeout, 1.0)
+        expired = [s for s in self.sessions.values() if force or now - s.last >= idle]
         for s in expired:
             self._end(s, now, "idle" if not force else "stopped")
 

@@ -27,13 +27,20 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 
+from portkit.engine.nftmatch import (
+    _FLAG_KEYS,
+    _PORT_PROTOS,
+    Undecided,
+    _addr,
+    _contains,
+    _contains_concat,
+    _key_class,
+    proto_number,
+)
 from portkit.model.firewall import (
     AnonSet,
-    Concat,
     DecidedBy,
-    DnatEntry,
     Flags,
     FwCheckResult,
     IPAddress,
@@ -44,11 +51,8 @@ from portkit.model.firewall import (
     NftRule,
     NftRuleset,
     NftSet,
-    Opaque,
     Packet,
     Passive,
-    Prefix,
-    Range,
     SetMark,
     SetRef,
     TraceStep,
@@ -67,20 +71,7 @@ PATHS: dict[str, tuple[str, ...]] = {
 }
 MAIN_STAGE = {"in": "input", "forward": "forward", "out": "output"}
 NAT_CORE_PRIO = {"prerouting": -100, "output": -100, "input": 100, "postrouting": 100}
-PROTO_NUMBERS = {
-    "icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "dccp": 33, "gre": 47, "esp": 50, "ah": 51,
-    "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132, "udplite": 136,
-}  # fmt: skip
-_PORT_PROTOS = {"tcp", "udp", "udplite", "sctp", "dccp"}
-_ADDR_KEYS = {"ip saddr", "ip daddr", "ip6 saddr", "ip6 daddr"}
-_PROTO_KEYS = {"meta l4proto", "ip protocol", "ip6 nexthdr"}
-_IFACE_KEYS = {"meta iifname", "meta oifname", "meta iif", "meta oif"}
-_FLAG_KEYS = {"ct state", "ct status", "tcp flags"}
 _MAX_DEPTH = 64
-
-
-class Undecided(Exception):
-    """A match or statement portkit cannot evaluate; the message names it."""
 
 
 class _NoField(Exception):
@@ -107,125 +98,6 @@ class _ChainEnd:
     rule: NftRule | None  # None: the chain policy decided
     reason: str | None = None
     nat: Nat | None = None
-
-
-@lru_cache(maxsize=65536)
-def _addr(text: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
-@lru_cache(maxsize=65536)
-def _net(addr: str, length: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    try:
-        return ipaddress.ip_network(f"{addr}/{length}", strict=False)
-    except ValueError:
-        return None
-
-
-@lru_cache(maxsize=131072)
-def _span(addr: str, length: int) -> tuple[int, int, int] | None:
-    """(version, first, last) of ``addr/length`` as integers; IPv4 parsed without ipaddress (fast)."""
-    if ":" not in addr:
-        parts = addr.split(".")
-        if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts) or not 0 <= length <= 32:
-            return None
-        n = (int(parts[0]) << 24) | (int(parts[1]) << 16) | (int(parts[2]) << 8) | int(parts[3])
-        host = (1 << (32 - length)) - 1
-        return (4, n & ~host, n | host)
-    net = _net(addr, length)
-    if net is None:
-        return None
-    return (6, int(net.network_address), int(net.broadcast_address))
-
-
-def proto_number(proto: str | int) -> int | None:
-    if isinstance(proto, int):
-        return proto
-    if proto.isdigit():
-        return int(proto)
-    return PROTO_NUMBERS.get(proto.lower())
-
-
-def _iface_match(name: str, pattern: str) -> bool:
-    if pattern.endswith("*") and not pattern.endswith("\\*"):
-        return name.startswith(pattern[:-1])
-    return name == pattern.replace("\\*", "*")
-
-
-def _key_class(key: str) -> str:
-    if key in _ADDR_KEYS:
-        return "addr"
-    if key in _PROTO_KEYS:
-        return "proto"
-    if key in _IFACE_KEYS:
-        return "iface"
-    return "plain"
-
-
-def _lit_equal(kc: str, val: object, lit: str | int | bool) -> bool:
-    if kc == "addr":
-        if not isinstance(lit, str) or not isinstance(val, ipaddress.IPv4Address | ipaddress.IPv6Address):
-            return False
-        span = _span(lit, 32 if val.version == 4 else 128)
-        return span is not None and span[0] == val.version and span[1] == int(val)
-    if kc == "proto":
-        return proto_number(lit) == val if isinstance(lit, str | int) and not isinstance(lit, bool) else False
-    if kc == "iface":
-        return isinstance(val, str) and isinstance(lit, str) and _iface_match(val, lit)
-    return val == lit
-
-
-def _contains(kc: str, val: object, v: Value, sets: dict[str, NftSet]) -> bool:
-    """Does value ``v`` (a literal, prefix, range, set) hold the packet value ``val``?"""
-    if isinstance(v, Lit):
-        return _lit_equal(kc, val, v.value)
-    if isinstance(v, Prefix):
-        span = _span(v.addr, v.length)
-        if span is None or not isinstance(val, ipaddress.IPv4Address | ipaddress.IPv6Address):
-            raise Undecided(f"prefix {v.addr}/{v.length}")
-        return val.version == span[0] and span[1] <= int(val) <= span[2]
-    if isinstance(v, Range):
-        if kc == "addr":
-            lo, hi = _addr(str(v.lo)), _addr(str(v.hi))
-            if lo is None or hi is None or not isinstance(val, ipaddress.IPv4Address | ipaddress.IPv6Address):
-                raise Undecided(f"range {v.lo}-{v.hi}")
-            return val.version == lo.version == hi.version and lo <= val <= hi  # type: ignore[operator]
-        if kc == "proto":
-            lo_n, hi_n = proto_number(v.lo), proto_number(v.hi)
-            if lo_n is None or hi_n is None or not isinstance(val, int):
-                raise Undecided(f"range {v.lo}-{v.hi}")
-            return lo_n <= val <= hi_n
-        if isinstance(v.lo, int) and isinstance(v.hi, int) and isinstance(val, int):
-            return v.lo <= val <= v.hi
-        raise Undecided(f"range {v.lo}-{v.hi}")
-    if isinstance(v, AnonSet):
-        return any(_contains(kc, val, e, sets) for e in v.elements)
-    if isinstance(v, SetRef):
-        s = sets.get(v.name)
-        if s is None:
-            raise Undecided(f"set @{v.name} (not in the ruleset)")
-        return any(_contains(kc, val, e.key, sets) for e in s.elements)
-    if isinstance(v, Flags):
-        return any(_lit_equal(kc, val, n) for n in v.names)
-    raise Undecided(f"value {v.text if isinstance(v, Opaque) else v!r}")
-
-
-def _contains_concat(kcs: tuple[str, ...], vals: tuple[object, ...], v: Value, sets: dict[str, NftSet]) -> bool:
-    if isinstance(v, Concat):
-        if len(v.parts) != len(vals):
-            return False
-        return all(_contains(kc, val, part, sets) for kc, val, part in zip(kcs, vals, v.parts, strict=True))
-    if isinstance(v, AnonSet):
-        return any(_contains_concat(kcs, vals, e, sets) for e in v.elements)
-    if isinstance(v, SetRef):
-        s = sets.get(v.name)
-        if s is None:
-            raise Undecided(f"set @{v.name} (not in the ruleset)")
-        return any(_contains_concat(kcs, vals, e.key, sets) for e in s.elements)
-    raise Undecided(f"concatenation compared with {v!r}")
 
 
 class Evaluator:
@@ -327,15 +199,18 @@ class Evaluator:
             return "ipv4" if p.family == 4 else "ipv6"
         if name == "protocol":
             return "ip" if p.family == 4 else "ip6"
+        # A hook without that device (no input device for local output, no output device
+        # before routing) stores "" as the name and 0 as the index (nft_meta_store_ifname),
+        # so `oifname != "lan"` in prerouting is true and `oifname "lan"` false.
         if name in ("iifname", "iif"):
             if st.stage in ("output",) or (st.stage == "postrouting" and p.hook == "out"):
-                raise _NoField  # locally generated: no input device, the kernel breaks the rule
+                return ""
             if p.iif is None:
                 raise Undecided(f"meta {name} (no input interface given)")
             return p.iif
         if name in ("oifname", "oif"):
             if st.stage in ("ingress", "prerouting", "input"):
-                raise _NoField
+                return ""
             if p.oif is None:
                 raise Undecided(f"meta {name} (no output interface given)")
             return p.oif
@@ -688,42 +563,3 @@ def evaluate(
 ) -> FwCheckResult:
     """The verdict of ``ruleset`` for ``packet`` (a new connection). Pure."""
     return Evaluator(ruleset, local_addresses=local_addresses, route=route).evaluate(packet)
-
-
-def list_dnat(ruleset: NftRuleset) -> tuple[DnatEntry, ...]:
-    """DNAT/redirect rules reachable from nat prerouting chains, with their simple port match.
-
-    A static listing (what is published where), not a packet walk: used for the host report's
-    "forwarded" rows. Rules whose destination port is not a plain number have ``dport=None``.
-    """
-    chains = {(c.family, c.table, c.name): c for c in ruleset.chains}
-    out: list[DnatEntry] = []
-    seen: set[tuple[str, str, str]] = set()
-    todo = [c for c in ruleset.chains if c.type == "nat" and c.hook == "prerouting"]
-    while todo:
-        c = todo.pop(0)
-        key = (c.family, c.table, c.name)
-        if key in seen:
-            continue
-        seen.add(key)
-        for r in c.rules:
-            proto: str | None = None
-            dport: int | None = None
-            for s in r.stmts:
-                if isinstance(s, Match) and len(s.key) == 1:
-                    head, _, name = s.key[0].partition(" ")
-                    if name == "dport" and s.op == "==" and isinstance(s.right, Lit) and isinstance(s.right.value, int):
-                        dport = s.right.value
-                        if head != "th":
-                            proto = head
-                    if s.key[0] == "meta l4proto" and isinstance(s.right, Lit):
-                        proto = str(s.right.value)
-                elif isinstance(s, VerdictStmt) and s.kind in ("jump", "goto"):
-                    t = chains.get((r.family, r.table, s.target or ""))
-                    if t is not None:
-                        todo.append(t)
-                elif isinstance(s, Nat) and s.kind in ("dnat", "redirect") and not s.opaque:
-                    addr = s.addr or ("(local)" if s.kind == "redirect" else "")
-                    target = TranslatedDestination(addr, s.port if s.port is not None else dport)
-                    out.append(DnatEntry(_table(r), r.chain, r.handle, rule_text(r), proto, dport, target))
-    return tuple(out)

@@ -11,7 +11,20 @@ line per rule.
 from __future__ import annotations
 
 from portkit.engine.nfteval import NAT_CORE_PRIO
-from portkit.model.firewall import NftChain, NftRuleset, RulesetView, ShowChain, ShowHook, ShowRule
+from portkit.model.firewall import (
+    DnatEntry,
+    Lit,
+    Match,
+    Nat,
+    NftChain,
+    NftRuleset,
+    RulesetView,
+    ShowChain,
+    ShowHook,
+    ShowRule,
+    TranslatedDestination,
+    VerdictStmt,
+)
 from portkit.parse.nftjson import rule_text
 
 HOOK_ORDER = ("ingress", "prerouting", "input", "forward", "output", "postrouting", "egress")
@@ -57,3 +70,42 @@ def ruleset_view(rs: NftRuleset) -> RulesetView:
         for c in shown
     )
     return RulesetView(tuple(hooks), chains_out, rs.notes)
+
+
+def list_dnat(ruleset: NftRuleset) -> tuple[DnatEntry, ...]:
+    """DNAT/redirect rules reachable from nat prerouting chains, with their simple port match.
+
+    A static listing (what is published where), not a packet walk: used for the host report's
+    "forwarded" rows. Rules whose destination port is not a plain number have ``dport=None``.
+    """
+    chains = {(c.family, c.table, c.name): c for c in ruleset.chains}
+    out: list[DnatEntry] = []
+    seen: set[tuple[str, str, str]] = set()
+    todo = [c for c in ruleset.chains if c.type == "nat" and c.hook == "prerouting"]
+    while todo:
+        c = todo.pop(0)
+        key = (c.family, c.table, c.name)
+        if key in seen:
+            continue
+        seen.add(key)
+        for r in c.rules:
+            proto: str | None = None
+            dport: int | None = None
+            for s in r.stmts:
+                if isinstance(s, Match) and len(s.key) == 1:
+                    head, _, name = s.key[0].partition(" ")
+                    if name == "dport" and s.op == "==" and isinstance(s.right, Lit) and isinstance(s.right.value, int):
+                        dport = s.right.value
+                        if head != "th":
+                            proto = head
+                    if s.key[0] == "meta l4proto" and isinstance(s.right, Lit):
+                        proto = str(s.right.value)
+                elif isinstance(s, VerdictStmt) and s.kind in ("jump", "goto"):
+                    t = chains.get((r.family, r.table, s.target or ""))
+                    if t is not None:
+                        todo.append(t)
+                elif isinstance(s, Nat) and s.kind in ("dnat", "redirect") and not s.opaque:
+                    addr = s.addr or ("(local)" if s.kind == "redirect" else "")
+                    target = TranslatedDestination(addr, s.port if s.port is not None else dport)
+                    out.append(DnatEntry(f"{r.family} {r.table}", r.chain, r.handle, rule_text(r), proto, dport, target))
+    return tuple(out)

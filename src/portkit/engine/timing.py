@@ -21,7 +21,11 @@ evidence that probes are being lost rather than filtered:
 
 * an answer to a *retransmitted* probe (the first copy was lost: that is congestion), or
 * a probe that timed out while the host answered *nothing* since it was sent (the
-  path or the host went quiet).
+  path or the host went quiet) - once: while the silence lasts (no answer since that
+  back-off) further timeouts are a filtered stretch, not more loss, and the window grows
+  back slowly (+1 per timeout, up to ``blind_window``). A target that has never
+  answered anything is not backed off from at all (silence from the start is a firewall or
+  an empty address, not congestion); its window grows slowly, to ``blind_window``.
 
 A probe that times out while its neighbours, sent at the same time, were answered is the
 signature of a firewall silently dropping that port: it costs its timeout and its
@@ -138,6 +142,8 @@ class CongestionWindow:
     replies: int = 0  # answered probes so far; probes remember it when sent
     last_backoff: float = float("-inf")
     backoffs: int = 0
+    blind_window: int = 1024  # how far the window may grow while nothing ever answered
+    silent_backoff_at: int = -1  # replies seen at the last back-off for silence
 
     def __post_init__(self) -> None:
         self.cwnd = float(min(max(self.cwnd, self.min_window), self.max_window))
@@ -172,8 +178,25 @@ class CongestionWindow:
 
     def on_timeout(self, sent_at: float, replies_at_send: int, in_flight: int, now: float) -> None:
         """A probe got no answer in time; back off only if the host was silent meanwhile."""
-        if self.replies == replies_at_send:
-            self._backoff(sent_at, in_flight, now)
+        if self.replies != replies_at_send:
+            return  # others were answered while this one was not: a filtered port
+        if self.replies == 0:
+            # Nothing has ever answered: a firewall dropping everything (or no host there).
+            # Silence from the start says nothing about congestion, and a small window would
+            # make such a scan crawl (nmap: 212 s for 2,100 dropped ports); probe it a little
+            # faster, as slow start would, up to blind_window.
+            if self.cwnd < min(self.blind_window, self.max_window):
+                self.cwnd += 1.0
+            return
+        if self.replies == self.silent_backoff_at:
+            # still silent since the last back-off: a filtered stretch, not more loss; grow
+            # back slowly (answers to retransmissions would reveal real loss)
+            if self.cwnd < min(self.blind_window, self.max_window):
+                self.cwnd += 1.0
+            return
+        if sent_at > self.last_backoff:
+            self.silent_backoff_at = self.replies
+        self._backoff(sent_at, in_flight, now)
 
     def _backoff(self, sent_at: float, in_flight: int, now: float) -> None:
         if sent_at <= self.last_backoff:

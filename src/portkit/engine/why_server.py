@@ -179,37 +179,40 @@ class ServerSteps(Steps):
                 T(N_("start the service on port {port} (or check the port in its configuration)"), port=port),
             )
         held = ", ".join(sorted({hostport(s.address, s.port) for s in listeners}))
-        proc = next((s.process for s in listeners if s.process), None) or "the service"
+        proc = next((s.process for s in listeners if s.process), None)
         wildcard = "::" if l3(address) == "ip6" else "0.0.0.0"
+        params = {"held": held, "address": address, "wildcard": wildcard, "process": proc}
+        # Without root the owner of a socket may be invisible: the sentences then say "a service".
+        if proc:
+            fix = T(
+                N_("bind to {wildcard} or {address} instead of {held} (in {process}'s configuration)"),
+                **params,
+            )
+        else:
+            fix = T(
+                N_("bind to {wildcard} or {address} instead of {held} (in the service's configuration)"),
+                **params,
+            )
         if all(is_loopback(s.address) for s in listeners) and not is_loopback(address):
-            return (
-                Code.LOOPBACK_ONLY,
-                T(
+            if proc:
+                msg = T(
                     N_(
                         "{process} listens on {held} only (loopback): connections to {address} cannot reach it"
                     ),
-                    process=proc,
-                    held=held,
-                    address=address,
-                ),
-                T(
-                    N_("bind to {wildcard} or {address} instead of {held} (in {process}'s configuration)"),
-                    wildcard=wildcard,
-                    address=address,
-                    held=held,
-                    process=proc,
-                ),
-            )
-        return (
-            Code.BOUND_TO_OTHER_ADDRESS,
-            T(N_("{process} listens on {held}, not on {address}"), process=proc, held=held, address=address),
-            T(
-                N_("bind to {wildcard} or {address} instead of {held} (in {process}'s configuration)"),
-                wildcard=wildcard,
-                address=address,
-                held=held,
-                process=proc,
-            ),
-        )
+                    **params,
+                )
+            else:
+                msg = T(
+                    N_(
+                        "a service listens on {held} only (loopback): connections to {address} cannot reach it"
+                    ),
+                    **params,
+                )
+            return Code.LOOPBACK_ONLY, msg, fix
+        if proc:
+            msg = T(N_("{process} listens on {held}, not on {address}"), **params)
+        else:
+            msg = T(N_("a service listens on {held}, not on {address}"), **params)
+        return Code.BOUND_TO_OTHER_ADDRESS, msg, fix
 
     # ------------------------------------------------------------------ router

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from portkit.backends import nft as nftb
-from portkit.engine.nfteval import Evaluator, list_dnat
-from portkit.engine.nftview import ruleset_view
+from portkit.engine.nfteval import Evaluator
+from portkit.engine.nftview import list_dnat, ruleset_view
 from portkit.engine.policy import add_rule, delete_rule, evaluate_policy, shadowed_rules
 from portkit.errors import FileFormatError, InputError, PrivilegeError, SystemRefused, TargetError
 from portkit.model.firewall import (
@@ -244,7 +244,7 @@ def _cache_store(path: str, rs: NftRuleset) -> None:
             pickle.dump(rs, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
         olds = sorted((os.path.join(CACHE_DIR, n) for n in os.listdir(CACHE_DIR) if n.startswith("ruleset-")), key=os.path.getmtime)
-        for old in olds[:-16]:
+        for old in olds[:-8]:
             os.unlink(old)
     except OSError:
         pass  # a cache that cannot be written only costs time
@@ -453,9 +453,10 @@ from portkit.ops.firewall_apply import (  # noqa: E402
     disable_boot,
     enable_boot,
     firewall_status,
+    forget_state,
     reset_firewall,
     ssh_lockout,
     unit_text,
 )
 
-__all__ += ["UNIT_DIR", "UNIT_NAME", "check_file_mode", "ssh_lockout", "unit_text"]
+__all__ += ["UNIT_DIR", "UNIT_NAME", "check_file_mode", "forget_state", "ssh_lockout", "unit_text"]

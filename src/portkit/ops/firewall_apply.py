@@ -221,3 +221,14 @@ def _systemctl(*args: str) -> None:
     proc = subprocess.run([exe, *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0 and "offline" not in proc.stderr and "not been booted" not in proc.stderr:
         raise SystemRefused(f"systemctl {' '.join(args)} failed: {proc.stderr.strip()[:200]}")
+
+
+def forget_state(*, netns: str | None = None) -> None:
+    """Remove what portkit keeps for ``netns`` under /run/portkit (the previous table, the
+    applied hash, a pending rollback and its result): for namespaces that are going away."""
+    name = _state_name(netns)
+    rollback.confirm(name)
+    rollback.clear_result(name)
+    for suffix in (".previous.nft", ".applied.sha256"):
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(STATE_DIR, f"{name}{suffix}"))
