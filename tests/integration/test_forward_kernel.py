@@ -28,9 +28,14 @@ def pk(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
 def port_forward(lab: Any) -> Iterator[Any]:
     h = lab(os.path.join(ROOT, "examples/labs/port-forward.yaml"))
     yield h
-    state = f"/run/portkit/forward/{h.netns('router')}.json"
-    if os.path.exists(state):
-        os.unlink(state)
+    name = h.netns("router")
+    for leftover in (
+        f"/run/portkit/forward/{name}.json",
+        f"/run/portkit/rollback/forward-{name}.lock",
+        f"/run/portkit/rollback/forward-{name}.result.json",
+    ):
+        if os.path.exists(leftover):
+            os.unlink(leftover)
 
 
 def test_kernel_forward_flow_nat_table_list_remove(port_forward: Any) -> None:
@@ -186,3 +191,34 @@ def test_nat_watch_prints_new_flows(lab: Any) -> None:
     finally:
         p.terminate()
         p.wait(5)
+
+
+def test_userspace_forwarder_inside_a_namespace(port_forward: Any) -> None:
+    """`portkit forward --netns` on the router relays from the outside client to the inside host."""
+    h = port_forward
+    inside = h.address("inside")
+    wan = h.address("router", link="wan")
+    p = subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "portkit",
+            "forward",
+            "--netns",
+            h.netns("router"),
+            "--allow",
+            "198.51.100.0/24",
+            f"0.0.0.0:9595:{inside}:2988",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert p.stderr is not None
+        assert "forwarding 0.0.0.0:9595/tcp" in p.stderr.readline()
+        got = h.probe("client", wan, 9595, send=b"userspace across namespaces")
+        assert got.state == "open" and got.data == b"userspace across namespaces", got
+        assert h.probe("inside", h.address("router", link="lan"), 9595, send=b"x").data == b""  # not allowed
+    finally:
+        p.terminate()
+        p.wait(15)

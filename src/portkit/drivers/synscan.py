@@ -29,6 +29,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from portkit.drivers.scanner import FILTERED_SILENT, Cancel, Progress, ScanOutcome, run_split, work_items
 from portkit.engine.timing import CongestionWindow, RetryPolicy, RttEstimator, SilenceTracker, TimingProfile
@@ -58,7 +59,9 @@ def _syn_header(sport: int, dport: int, seq: int, csum: int) -> bytes:
 
 SO_ATTACH_FILTER = 26
 # A connected raw socket reports ICMP errors about its destination as socket errors (once).
-_ICMP_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENOPROTOOPT, errno.EACCES})
+_ICMP_ERRNOS = frozenset(
+    {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENOPROTOOPT, errno.EACCES}
+)
 
 
 def attach_port_filter(sock: socket.socket, sport: int, v6: bool) -> bool:
@@ -165,6 +168,7 @@ class SynScanner:
         packed = [socket.inet_pton(fam, a) for a in self.addresses]
         host_of_packed = {p: i for i, p in enumerate(packed)}
         host_of_text = {a: i for i, a in enumerate(self.addresses)}
+        bases = [0] * len(packed)
         if not v6:
             bases = [
                 _checksum_base(socket.inet_pton(fam, s), p, sport, seq)
@@ -181,20 +185,23 @@ class SynScanner:
         send = tx.send
         sendto = tx.sendto
         recv_plain = tx.recv_into
-        # item -> (sent_at, tryno, replies_at_send)
-        inflight: dict[int, tuple[float, int, int, int]] = {}
+        recv_into = tx.recvfrom_into
+        icmp_recv = icmp.recvfrom_into
+        # Bookkeeping is per batch, not per probe (a tuple per SYN costs as much as the send):
+        # inflight maps item -> the batch's send time (the same float object for the whole
+        # batch, so a timed-out batch recognises its own probes by identity); tries holds the
+        # try number of retransmitted items only; order holds the batches in send order.
+        inflight: dict[int, float] = {}
+        tries: dict[int, int] = {}
+        order: deque[_Batch] = deque()
         silence = self.silence
         host_replies = silence.replies
-        order: deque[tuple[int, float, int]] = deque()
-        order_append = order.append
         retries: deque[tuple[int, int]] = deque()  # (item, tryno)
         next_index = 0
         done = 0
         sent = 0
         mono = time.monotonic
         buf = bytearray(2048)
-        recv_into = tx.recvfrom_into
-        icmp_recv = icmp.recvfrom_into
         ep = select.epoll()
         ep.register(tx.fileno(), select.EPOLLIN)
         ep.register(icmp.fileno(), select.EPOLLIN)
@@ -203,55 +210,83 @@ class SynScanner:
         last_progress = 0.0
         stale_errors = 0
 
+        def answered(key: int, hi: int, verdict: Verdict, now: float) -> bool:
+            nonlocal done
+            sent_at = inflight.pop(key, None)
+            if sent_at is None:
+                return False  # a duplicate, or a late answer to a port already judged
+            host_replies[hi] += 1
+            tryno = tries.pop(key, 0) if tries else 0
+            if tryno:
+                retry.on_answer(tryno)
+                cwnd.on_reply(sent_at, True, len(inflight), now)
+            else:
+                rtts[hi].sample(now - sent_at)
+                cwnd.on_reply(sent_at, False, len(inflight), now)
+            results[(hi, key & 0xFFFF)] = verdict
+            done += 1
+            return True
+
         try:
             while True:
                 now = mono()
-                batch = BATCH
-                replies_now = cwnd.replies
-                while len(inflight) < cwnd.window and (retries or next_index < total) and batch:
-                    batch -= 1
+                room = min(cwnd.window - len(inflight), BATCH)
+                if room > 0 and (retries or next_index < total):
                     if rate_gap:
                         if now < next_send:
-                            break
-                        next_send = max(next_send + rate_gap, now - 0.05)
-                    if retries:
-                        item, tryno = retries.popleft()
-                    else:
-                        item, tryno = items[next_index], 0
-                        next_index += 1
-                    hi, port = item >> 16, item & 0xFFFF
-                    pack_into("!H", hdr, 2, port)
-                    if not v6:
-                        c = bases[hi] + port
-                        c = (c & 0xFFFF) + (c >> 16)
-                        c = (c & 0xFFFF) + (c >> 16)
-                        pack_into("!H", hdr, 16, ~c & 0xFFFF)
-                    try:
-                        if single:
-                            send(hdr)
+                            room = 0
                         else:
-                            sendto(hdr, dests[hi])
-                    except OSError as exc:
-                        if exc.errno in (errno.ENOBUFS, errno.EAGAIN):
-                            retries.appendleft((item, tryno))
-                            break
-                        if single and exc.errno in _ICMP_ERRNOS and stale_errors < 8:
-                            # an earlier ICMP error, reported (and cleared) on this send: resend
-                            stale_errors += 1
-                            retries.appendleft((item, tryno))
+                            room = min(room, 1 + int((now - next_send) / rate_gap))
+                            next_send = max(next_send + room * rate_gap, now - 0.05)
+                    group: list[int] = []
+                    grp_append = group.append
+                    while room > 0 and (retries or next_index < total):
+                        room -= 1
+                        if retries:
+                            item, tryno = retries.popleft()
+                            if tryno:
+                                tries[item] = tryno
+                        else:
+                            item = items[next_index]
+                            next_index += 1
+                        hi, port = item >> 16, item & 0xFFFF
+                        pack_into("!H", hdr, 2, port)
+                        if not v6:
+                            c = bases[hi] + port
+                            c = (c & 0xFFFF) + (c >> 16)
+                            c = (c & 0xFFFF) + (c >> 16)
+                            pack_into("!H", hdr, 16, ~c & 0xFFFF)
+                        try:
+                            if single:
+                                send(hdr)
+                            else:
+                                sendto(hdr, dests[hi])
+                        except OSError as exc:
+                            if exc.errno in (errno.ENOBUFS, errno.EAGAIN):
+                                retries.appendleft((item, tries.pop(item, 0)))
+                                break
+                            if single and exc.errno in _ICMP_ERRNOS and stale_errors < 8:
+                                # an earlier ICMP error, reported (and cleared) on this send: resend
+                                stale_errors += 1
+                                retries.appendleft((item, tries.pop(item, 0)))
+                                room += 1
+                                continue
+                            stale_errors = 0
+                            tries.pop(item, None)
+                            # the local kernel refused (no route, our own firewall): judged at once
+                            reason = Reason.NET_UNREACH if exc.errno == errno.ENETUNREACH else Reason.ERROR
+                            sender = (
+                                None if reason is not Reason.ERROR else errno.errorcode.get(exc.errno or 0)
+                            )
+                            results[(hi, port)] = Verdict(PortState.FILTERED, reason, sender)
+                            done += 1
                             continue
                         stale_errors = 0
-                        # the local kernel refused (no route, our own firewall): judged at once
-                        reason = Reason.NET_UNREACH if exc.errno == errno.ENETUNREACH else Reason.ERROR
-                        sender = None if reason is not Reason.ERROR else errno.errorcode.get(exc.errno or 0)
-                        results[(hi, port)] = Verdict(PortState.FILTERED, reason, sender)
-                        done += 1
-                        continue
-                    sent += 1
-                    stale_errors = 0
-                    # one timestamp per batch: a batch takes well under a millisecond
-                    inflight[item] = (now, tryno, replies_now, host_replies[hi])
-                    order_append((item, now, tryno))
+                        inflight[item] = now
+                        grp_append(item)
+                    if group:
+                        sent += len(group)
+                        order.append(_Batch(now, group, cwnd.replies, list(host_replies)))
                 if len(inflight) > self.outcome.window_peak:
                     self.outcome.window_peak = len(inflight)
                 if not inflight and not retries and next_index >= total:
@@ -264,11 +299,12 @@ class SynScanner:
                     retries.extend((item, 0) for _hi, item in again)
                     continue
                 wait = 0.0
-                if order and not (len(inflight) < cwnd.window and (retries or next_index < total)):
-                    item0, t0, _ = order[0]
-                    wait = max(0.0, t0 + rtts[item0 >> 16].timeout() - now)
-                    if rate_gap:
-                        wait = min(wait, max(0.0, next_send - now))
+                if order:
+                    head = order[0]
+                    wait = max(0.0, head.sent + rtts[head.items[0] >> 16].timeout() - now)
+                if len(inflight) < cwnd.window and (retries or next_index < total):
+                    # more to send: now, or when the rate allows
+                    wait = 0.0 if not rate_gap else max(0.0, min(wait if order else 1.0, next_send - now))
                 if wait:
                     ep.poll(wait, 4)
                 now = mono()
@@ -304,17 +340,16 @@ class SynScanner:
                     else:
                         continue
                     key = hi_opt << 16 | (buf[off] << 8 | buf[off + 1])
-                    probe = inflight.pop(key, None)
-                    if probe is None:
+                    if tries and key in tries:
+                        answered(key, hi_opt, verdict, now)
+                        continue
+                    sent_at = inflight.pop(key, None)
+                    if sent_at is None:
                         continue  # a duplicate, or a late answer to a port already judged
                     host_replies[hi_opt] += 1
-                    if probe[1]:
-                        retry.on_answer(probe[1])
-                        cwnd.on_reply(probe[0], True, len(inflight), now)
-                    else:
-                        quick += 1  # first-try answers feed the window once per drain
-                        if quick < 16 or not quick & 7:  # and only some RTTs: they are all alike
-                            rtts[hi_opt].sample(now - probe[0])
+                    quick += 1  # first-try answers feed the window once per drain
+                    if quick < 16 or not quick & 7:  # and only some RTTs: they are all alike
+                        rtts[hi_opt].sample(now - sent_at)
                     results[(hi_opt, key & 0xFFFF)] = verdict
                     done += 1
                 if quick:
@@ -333,37 +368,32 @@ class SynScanner:
                     reason = icmp_reason(6 if v6 else 4, typ, code)
                     if hi2 is None or reason is Reason.ICMP_OTHER:
                         continue
-                    key = hi2 << 16 | port
-                    probe = inflight.pop(key, None)
-                    if probe is None:
-                        continue
-                    sent_at, tryno, _r, _h = probe
-                    host_replies[hi2] += 1
-                    if tryno == 0:
-                        rtts[hi2].sample(now - sent_at)
-                    else:
-                        retry.on_answer(tryno)
-                    cwnd.on_reply(sent_at, tryno > 0, len(inflight), now)
-                    results[(hi2, port)] = Verdict(PortState.FILTERED, reason, str(addr[0]).split("%")[0])
-                    done += 1
-                # timeouts
+                    answered(
+                        hi2 << 16 | port,
+                        hi2,
+                        Verdict(PortState.FILTERED, reason, str(addr[0]).split("%")[0]),
+                        now,
+                    )
+                # timeouts, a batch at a time
                 while order:
-                    item, t_sent, tryno = order[0]
-                    probe = inflight.get(item)
-                    if probe is None or probe[1] != tryno:
-                        order.popleft()
-                        continue
-                    if now < t_sent + rtts[item >> 16].timeout():
+                    head = order[0]
+                    if now < head.sent + rtts[head.items[0] >> 16].timeout():
                         break
                     order.popleft()
-                    del inflight[item]
-                    cwnd.on_timeout(t_sent, probe[2], len(inflight), now)
-                    silence.on_timeout(item >> 16, item, probe[3])
-                    if retry.should_retry(tryno):
-                        retries.append((item, tryno + 1))
-                    elif silence.conclude(item >> 16, item):
-                        results[(item >> 16, item & 0xFFFF)] = FILTERED_SILENT
-                        done += 1
+                    t_sent = head.sent
+                    for item in head.items:
+                        if inflight.get(item) is not t_sent:
+                            continue  # answered, or sent again in a later batch
+                        del inflight[item]
+                        hi = item >> 16
+                        tryno = tries.pop(item, 0)
+                        cwnd.on_timeout(t_sent, head.replies, len(inflight), now)
+                        silence.on_timeout(hi, item, head.host_replies[hi])
+                        if retry.should_retry(tryno):
+                            retries.append((item, tryno + 1))
+                        elif silence.conclude(hi, item):
+                            results[(hi, item & 0xFFFF)] = FILTERED_SILENT
+                            done += 1
                 if self.cancel is not None and self.cancel.is_set():
                     self.outcome.interrupted = True
                     break
@@ -375,6 +405,16 @@ class SynScanner:
             ep.close()
             if self.on_progress is not None:
                 self.on_progress(done, total)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """SYNs sent together: one send time, and the reply counters when they left."""
+
+    sent: float
+    items: list[int]
+    replies: int
+    host_replies: list[int]
 
 
 def _parse_icmp(buf: bytearray, n: int, v6: bool, sport: int) -> tuple[int, int, bytes, int] | None:

@@ -166,11 +166,12 @@ class UdpScanner:
                     retries.extend((item, 0) for _hi, item in again)
                     continue
                 wait = 0.0
-                if order and not (len(inflight) < cwnd.window and (retries or next_index < total)):
+                if order:
                     head = order[0]
                     wait = max(0.0, head.sent + self.rtt[head.hi].timeout() - now)
-                    if rate_gap:
-                        wait = min(wait, max(0.0, next_send - now))
+                if len(inflight) < cwnd.window and (retries or next_index < total):
+                    # more to send: now, or when the rate allows
+                    wait = 0.0 if not rate_gap else max(0.0, min(wait if order else 1.0, next_send - now))
                 events = ep.poll(wait, 1024)
                 now = mono()
                 for fd, ev in events:
