@@ -19,7 +19,8 @@ import struct
 import time
 from collections.abc import Sequence
 
-from portkit.drivers.scanner import ConnectScanner, work_items
+from portkit.drivers.scanner import ConnectScanner
+from portkit.drivers.scanner_common import work_items
 from portkit.engine.timing import TimingProfile
 from portkit.errors import ResolveError
 from portkit.model.probe import PortState

@@ -33,126 +33,37 @@ from __future__ import annotations
 import _socket
 import dataclasses
 import errno
-import os
-import pickle
-import random
-import resource
 import select
-import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+from portkit.drivers.scanner_common import (
+    CLOSED_REFUSED,
+    FILTERED_SILENT,
+    IP_RECVERR,
+    IPV6_RECVERR,
+    Cancel,
+    Probe,
+    Progress,
+    ScanOutcome,
+    icmp_from_ancillary,
+    icmp_verdict,
+    raise_nofile_limit,
+    read_icmp,
+    run_split,
+    verdict_from_error,
+    window_limit,
+    work_items,
+)
 from portkit.engine.timing import CongestionWindow, RetryPolicy, RttEstimator, SilenceTracker, TimingProfile
 from portkit.errors import ResourceLimit
 from portkit.model.probe import PortState, Reason, Verdict
-from portkit.parse.sockerr import icmp_reason, parse_sock_extended_err, state_for
 
-IP_RECVERR = 11
-IPV6_RECVERR = 25
-FD_MARGIN = 64
 BATCH = 128  # probes launched between two epoll polls
-POOL_MAX = 64  # reusable sockets kept (in practice one or two are in use)  # files kept free for the rest of the process (pipes, the epoll fd, output)
-
-Progress = Callable[[int, int], None]
-
-
-class Cancel(Protocol):
-    """Anything with ``is_set()`` (a threading.Event): the scan stops, partial, when set."""
-
-    def is_set(self) -> bool: ...
-
-
-OPEN_SYNACK = Verdict(PortState.OPEN, Reason.SYN_ACK)
-CLOSED_REFUSED = Verdict(PortState.CLOSED, Reason.CONN_REFUSED)
-FILTERED_SILENT = Verdict(PortState.FILTERED, Reason.NO_RESPONSE)
-
-# Errors without an ICMP message on the queue: what the local kernel concluded.
-_ERRNO_REASON = {
-    errno.ECONNREFUSED: (PortState.CLOSED, Reason.CONN_REFUSED),
-    errno.ENETUNREACH: (PortState.FILTERED, Reason.NET_UNREACH),
-    errno.EHOSTUNREACH: (PortState.FILTERED, Reason.HOST_UNREACH),
-    errno.ENOPROTOOPT: (PortState.FILTERED, Reason.PROTO_UNREACH),
-    errno.ETIMEDOUT: (PortState.FILTERED, Reason.NO_RESPONSE),
-    errno.EACCES: (PortState.FILTERED, Reason.ADMIN_PROHIBITED),  # our own OUTPUT firewall
-    errno.EPERM: (PortState.FILTERED, Reason.ADMIN_PROHIBITED),
-}
-
-
-def raise_nofile_limit() -> int:
-    """Raise the soft open-files limit to the hard limit; return the limit now in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    return soft if soft != resource.RLIM_INFINITY else 1 << 20
-
-
-def window_limit(profile_max: int, open_files: int, processes: int = 1) -> int:
-    """The largest window that keeps every process below its open-files limit."""
-    del processes  # each forked process has its own descriptor table and limit
-    return max(1, min(profile_max, open_files - FD_MARGIN))
-
-
-def verdict_from_error(sock: _socket.socket, err: int, rtt_ms: float | None, proto: str = "tcp") -> Verdict:
-    """Judge a failed probe: the ICMP on the error queue if any, else the errno."""
-    icmp = read_icmp(sock)
-    if icmp is not None:
-        return icmp_verdict(icmp, proto, rtt_ms)
-    if err == errno.ECONNREFUSED and rtt_ms is None:
-        return CLOSED_REFUSED
-    state, reason = _ERRNO_REASON.get(err, (PortState.FILTERED, Reason.ERROR))
-    return Verdict(
-        state, reason, None if reason is not Reason.ERROR else errno.errorcode.get(err, str(err)), rtt_ms
-    )
-
-
-IcmpInfo = tuple[int, int, int, str | None]  # (family 4|6, type, code, sender)
-
-
-def icmp_verdict(icmp: IcmpInfo, proto: str, rtt_ms: float | None) -> Verdict:
-    family, typ, code, sender = icmp
-    reason = icmp_reason(family, typ, code)
-    return Verdict(state_for(proto, reason), reason, sender, rtt_ms)
-
-
-def icmp_from_ancillary(anc: list[tuple[int, int, bytes]]) -> IcmpInfo | None:
-    """The ICMP error in the control messages of an MSG_ERRQUEUE read, if any."""
-    for level, ctype, cdata in anc:
-        if (level, ctype) in ((socket.IPPROTO_IP, IP_RECVERR), (socket.IPPROTO_IPV6, IPV6_RECVERR)):
-            ee = parse_sock_extended_err(cdata)
-            if ee.is_icmp:
-                return ee.family, ee.type, ee.code, ee.offender
-    return None
-
-
-def read_icmp(sock: _socket.socket) -> IcmpInfo | None:
-    """The first ICMP error queued on ``sock`` (non-ICMP entries are skipped), or None."""
-    for _ in range(8):
-        try:
-            anc = sock.recvmsg(64, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)[1]
-        except OSError:  # EAGAIN: the queue is empty
-            return None
-        icmp = icmp_from_ancillary(anc)
-        if icmp is not None:
-            return icmp
-    return None
-
-
-@dataclass(slots=True)
-class ScanOutcome:
-    """Verdicts keyed by (host index, port); ports never probed (interrupt) are absent."""
-
-    results: dict[tuple[int, int], Verdict] = field(default_factory=dict)
-    interrupted: bool = False
-    probes_sent: int = 0
-    window_peak: int = 0
+POOL_MAX = 64  # reusable sockets kept (in practice one or two are in use)
 
 
 @dataclass(slots=True)
@@ -220,8 +131,8 @@ class ConnectScanner:
         profile = self.profile
         on_progress = self.on_progress
         ep = select.epoll()
-        inflight: dict[int, _Probe] = {}  # fd -> probe
-        order: deque[_Probe] = deque()  # probes in send order, for timeouts
+        inflight: dict[int, Probe] = {}  # fd -> probe
+        order: deque[Probe] = deque()  # probes in send order, for timeouts
         retries: deque[tuple[int, int, int]] = deque()  # (host index, port, tryno)
         next_index = 0
         mono = time.monotonic
@@ -303,7 +214,7 @@ class ConnectScanner:
                         e = s.connect_ex(addr)
                         if e == ealready:
                             fd = s.fileno()
-                            probe = _Probe(s, hi, port, tryno, t0, cwnd.replies, host_replies[hi])
+                            probe = Probe(s, hi, port, tryno, t0, cwnd.replies, host_replies[hi])
                             inflight[fd] = probe
                             order.append(probe)
                             ep.register(fd, epollout)
@@ -329,7 +240,9 @@ class ConnectScanner:
                         else:
                             icmp = icmp_from_ancillary(anc)
                             rtt_ms = round(rtt * 1000, 3) if keep_rtt else None
-                            verdict = closed_verdict(rtt) if icmp is None else icmp_verdict(icmp, "tcp", rtt_ms)
+                            verdict = (
+                                closed_verdict(rtt) if icmp is None else icmp_verdict(icmp, "tcp", rtt_ms)
+                            )
                             s.close()
                     else:
                         verdict = verdict_from_error(s, e, round(rtt * 1000, 3) if keep_rtt else None)
@@ -446,139 +359,6 @@ class ConnectScanner:
             ep.close()
             if on_progress is not None:
                 on_progress(done, total)
-
-
-class _Probe:
-    """One outstanding connect (slotted: attribute access is as fast as list indexing)."""
-
-    __slots__ = ("done", "hi", "hsnap", "port", "replies", "sent", "sock", "tryno")
-
-    def __init__(
-        self, sock: _socket.socket, hi: int, port: int, tryno: int, sent: float, replies: int, hsnap: int
-    ) -> None:
-        self.hsnap = hsnap
-        self.sock = sock
-        self.hi = hi
-        self.port = port
-        self.tryno = tryno
-        self.sent = sent
-        self.replies = replies
-        self.done = False
-
-
-def _encode(outcome: ScanOutcome) -> bytes:
-    rows = [
-        (hi, port, v.state.value, v.reason.value, v.reason_from, v.rtt_ms)
-        for (hi, port), v in outcome.results.items()
-    ]
-    return pickle.dumps((rows, outcome.interrupted, outcome.probes_sent, outcome.window_peak), protocol=5)
-
-
-def _decode(blob: bytes, into: ScanOutcome) -> None:
-    rows, interrupted, sent, peak = pickle.loads(blob)
-    cache: dict[tuple[str, str], Verdict] = {}
-    for hi, port, state, reason, sender, rtt in rows:
-        if sender is None and rtt is None:
-            v = cache.get((state, reason))
-            if v is None:
-                v = cache[(state, reason)] = Verdict(PortState(state), Reason(reason))
-        else:
-            v = Verdict(PortState(state), Reason(reason), sender, rtt)
-        into.results[(hi, port)] = v
-    into.interrupted = into.interrupted or interrupted
-    into.probes_sent += sent
-    into.window_peak = max(into.window_peak, peak)
-
-
-def work_items(
-    nhosts: int, ports: Sequence[int], *, randomize: bool = True, seed: int | None = None
-) -> list[int]:
-    """Every (host, port) pair as ``host << 16 | port``; shuffled like nmap's port order, so a
-    block of dropped ports is spread over the scan instead of stalling the window."""
-    items = [(hi << 16) | p for p in ports for hi in range(nhosts)]
-    if randomize:
-        random.Random(seed).shuffle(items)
-    return items
-
-
-Worker = Callable[[Sequence[int], "Progress | None"], ScanOutcome]
-
-
-def run_split(
-    worker: Worker, items: Sequence[int], processes: int, on_progress: Progress | None
-) -> ScanOutcome:
-    """Run ``worker`` over ``items`` in ``processes`` forked processes (this one included).
-
-    Python spends more time per probe than the kernel does, so on a multi-core machine a
-    second process nearly doubles the probe rate. Workers send their verdicts back through
-    a pipe; a worker that dies leaves its ports out and marks the scan interrupted.
-    """
-    processes = max(1, min(processes, len(items) // 2048 or 1))
-    if processes == 1:
-        return worker(items, on_progress)
-    children: list[tuple[int, int]] = []
-    for k in range(1, processes):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: scan its share, send the verdicts, leave without cleanup
-            code = 0
-            try:
-                os.close(r)
-                part = worker(items[k::processes], None)
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not lose the results
-                blob = _encode(part)
-                with os.fdopen(w, "wb") as f:
-                    f.write(blob)
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(w)
-        children.append((pid, r))
-    total = len(items)
-
-    def progress(done: int, _total: int) -> None:
-        if on_progress is not None:
-            on_progress(min(done * processes, total), total)
-
-    try:
-        outcome = worker(items[0::processes], progress)
-    except BaseException:
-        _stop_children(children)
-        raise
-    if outcome.interrupted:
-        _stop_children(children)  # a Ctrl-C reached us (or the scan was cancelled): stop them too
-    for pid, r in children:
-        chunks: list[bytes] = []
-        while True:
-            try:
-                chunk = os.read(r, 1 << 20)
-            except InterruptedError:
-                continue
-            except KeyboardInterrupt:
-                outcome.interrupted = True
-                _stop_children(children)
-                continue
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(r)
-        os.waitpid(pid, 0)
-        if chunks:
-            _decode(b"".join(chunks), outcome)
-        else:
-            outcome.interrupted = True
-    if on_progress is not None:
-        on_progress(len(outcome.results), total)
-    return outcome
-
-
-def _stop_children(children: list[tuple[int, int]]) -> None:
-    for pid, _r in children:
-        try:
-            os.kill(pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
 
 
 def connect_scan(

@@ -31,7 +31,14 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from portkit.drivers.scanner import FILTERED_SILENT, Cancel, Progress, ScanOutcome, run_split, work_items
+from portkit.drivers.scanner_common import (
+    FILTERED_SILENT,
+    Cancel,
+    Progress,
+    ScanOutcome,
+    run_split,
+    work_items,
+)
 from portkit.engine.timing import CongestionWindow, RetryPolicy, RttEstimator, SilenceTracker, TimingProfile
 from portkit.errors import PrivilegeError, SystemRefused
 from portkit.model.probe import PortState, Reason, Verdict

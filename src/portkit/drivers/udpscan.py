@@ -20,13 +20,13 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
-from portkit.drivers.scanner import (
+from portkit.drivers.scanner_common import (
     IP_RECVERR,
     IPV6_RECVERR,
     Cancel,
+    Probe,
     Progress,
     ScanOutcome,
-    _Probe,
     icmp_verdict,
     raise_nofile_limit,
     read_icmp,
@@ -83,8 +83,8 @@ class UdpScanner:
         results = self.outcome.results
         cwnd, retry = self.cwnd, self.retry
         ep = select.epoll()
-        inflight: dict[int, _Probe] = {}  # fd -> probe
-        order: deque[_Probe] = deque()
+        inflight: dict[int, Probe] = {}  # fd -> probe
+        order: deque[Probe] = deque()
         retries: deque[tuple[int, int]] = deque()  # (item, tryno)
         next_index = done = sent = 0
         mono = time.monotonic
@@ -152,7 +152,7 @@ class UdpScanner:
                             )
                         continue
                     sent += 1
-                    probe = _Probe(s, hi, port, tryno, mono(), cwnd.replies, self.silence.snapshot(hi))
+                    probe = Probe(s, hi, port, tryno, mono(), cwnd.replies, self.silence.snapshot(hi))
                     inflight[s.fileno()] = probe
                     order.append(probe)
                     ep.register(s.fileno(), select.EPOLLIN)
