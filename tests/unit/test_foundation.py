@@ -46,7 +46,8 @@ def test_to_jsonable_rejects_unknown_types() -> None:
 
 
 def test_error_exit_codes() -> None:
-    assert InputError("x").exit_code == ExitCode.BAD_INPUT == 2
+    assert InputError("x").exit_code == ExitCode.BAD_INPUT
+    assert int(ExitCode.BAD_INPUT) == 2
     assert PrivilegeError("x").exit_code == 3
     err = FileFormatError("p.yaml", "unknown key 'prot'", line=4)
     assert str(err) == "p.yaml:4: unknown key 'prot'"

@@ -72,6 +72,19 @@ def _seconds_arg(text: str) -> float:
     return value
 
 
+def _address_arg(text: str | None) -> str | None:
+    import ipaddress
+
+    from portkit.errors import TargetError
+
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise TargetError(f"invalid --from address {text!r}; give an IPv4 or IPv6 address") from None
+
+
 def _add_family(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("-4", dest="family", action="store_const", const="ipv4", help="IPv4 sockets only")
@@ -95,6 +108,13 @@ def register(sub: Any) -> None:
     )
     _add_protos(p)
     _add_family(p)
+    p.add_argument(
+        "--from",
+        dest="inbound_from",
+        metavar="ADDR",
+        help="judge the INBOUND column for a new connection from ADDR (default: an outside "
+        "address, 192.0.2.1 or 2001:db8::1, arriving on the default route's interface)",
+    )
     add_output_options(p)
     add_netns_options(p)
     p.set_defaults(func=run_report)
@@ -171,7 +191,14 @@ def run_report(args: argparse.Namespace) -> int:
     from portkit.render.sockets import report_text, table_document
 
     tcp, udp = _protos(args)
-    table = report(netns=args.netns, netns_pid=args.netns_pid, family=args.family, tcp=tcp, udp=udp)
+    table = report(
+        netns=args.netns,
+        netns_pid=args.netns_pid,
+        family=args.family,
+        tcp=tcp,
+        udp=udp,
+        inbound_from=_address_arg(args.inbound_from),
+    )
     out = Output.from_args(args)
     _warn_incomplete(table._owners_incomplete, [e.pid for e in table.sockets])
     if out.json:
