@@ -85,8 +85,24 @@ def _binding() -> Any:
     return _binding_module or None
 
 
+def _has_net_admin() -> bool:
+    """CAP_NET_ADMIN in the effective set (libnftables prints its own complaint to fd 2
+    when it lacks it, so portkit asks first and says it in one line)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> 12 & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
+
+
 def _list_with_binding(mod: Any, netns: str | None) -> str | None:
     from portkit.backends.netns import netns_path, run_in_netns
+
+    if not _has_net_admin():
+        raise PrivilegeError("reading the ruleset needs CAP_NET_ADMIN (run as root)")
 
     def work() -> tuple[int, str, str]:
         nft = mod.Nftables()  # created inside the namespace: its netlink socket belongs there

@@ -55,8 +55,11 @@ def _dir(name: str) -> str:
 
 @contextlib.contextmanager
 def _locked(name: str) -> Iterator[None]:
-    os.makedirs(STATE_ROOT, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(STATE_ROOT, f"{name}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        os.makedirs(STATE_ROOT, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(STATE_ROOT, f"{name}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
+    except PermissionError as exc:
+        raise PrivilegeError(f"cannot use the rollback state under {STATE_ROOT}: {exc.strerror} (run as root)") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

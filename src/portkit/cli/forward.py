@@ -29,7 +29,7 @@ kernel forwards (nftables DNAT in table inet portkit_forward; fw apply/reset nev
 Like ssh -L, the userspace forwarder listens on 127.0.0.1 unless a bind address is given;
 a kernel forward without one catches traffic to every address of this host.
 Exit status: 0 done, 1 nothing to list/remove, 2 bad SPEC / port in use / unknown host,
-3 not root (kernel forwards), 4 the kernel or nft refused.
+3 not root (kernel forwards), 4 the kernel or nft refused, 130 stopped by Ctrl-C (SIGTERM: 0).
 """
 
 

@@ -173,4 +173,4 @@ def run_exec(args: argparse.Namespace) -> int:
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
-    return lab_exec(args.name, args.host, cmd)
+    return lab_exec(args.name, args.host, cmd, replace=True)

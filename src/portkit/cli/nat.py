@@ -88,4 +88,4 @@ def run(args: argparse.Namespace) -> int:
                 for line in watch_lines(added, gone, changed):
                     out.write(f"{time.strftime('%H:%M:%S')} {line}")
     except KeyboardInterrupt:
-        return ExitCode.OK
+        return ExitCode.INTERRUPTED  # Ctrl-C ends --watch: 130, as everywhere, and no traceback

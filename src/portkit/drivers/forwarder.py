@@ -146,7 +146,9 @@ class Forwarder:
         self.workers = [Worker(self, i, budget) for i in range(workers)]
         self._stop_requested = False
         self._reload_requested = False
+        self._cut_requested = False
         self._stopping = False
+        self.interrupted = False  # stopped by SIGINT (Ctrl-C): the CLI exits 130
         self._next_stats = 0.0
         self._closed = False
         self._rr = 0
@@ -229,8 +231,23 @@ class Forwarder:
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT drain and stop, SIGHUP reloads (main thread only)."""
         signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
-        signal.signal(signal.SIGINT, lambda *_: self.request_stop())
+        signal.signal(signal.SIGINT, lambda *_: self._on_sigint())
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+
+    def _on_sigint(self) -> None:
+        # The first Ctrl-C drains like SIGTERM; a second one, during the drain, closes
+        # what is still open at once (a user at a terminal should not wait --drain s).
+        # Worker 0 may have finished its own drain already (the main thread then waits in
+        # join() for the others), so each worker is told directly, not through _tick.
+        if self.interrupted:
+            if self._stopping and not self._cut_requested:
+                self._cut_requested = True
+                self._log("interrupted again: closing open connections now")
+                for w in self.workers:
+                    w.call_soon(lambda w=w: setattr(w, "draining_until", time.monotonic()))  # type: ignore[misc]
+            return
+        self.interrupted = True
+        self.request_stop()
 
     # -- reload ----------------------------------------------------------------------------
     def _reload(self) -> None:

@@ -11,14 +11,15 @@ probes still pending.
 
 How a port is judged (nmap's vocabulary):
 
-* connect succeeds (EPOLLOUT, SO_ERROR 0) -> open / syn-ack
+* the second connect() returns 0 (at once, or after EPOLLOUT) -> open / syn-ack
 * ECONNREFUSED with an empty error queue -> closed / conn-refused (a RST)
 * an ICMP error on the socket's error queue (IP_RECVERR) -> filtered, reason from its
   type/code (admin-prohibited, port-unreach, ...), ``reason_from`` its sender. Linux fills
   the queue for a socket in SYN_SENT; without it an admin-prohibited looks like
   EHOSTUNREACH and a port-unreachable like a RST. On a veth the ICMP can arrive while
-  connect() still holds the socket lock: the kernel then only queues it (a "soft" error)
-  and the socket reports EPOLLERR, which is why EPOLLERR is checked even when SO_ERROR is 0.
+  connect() still holds the socket lock: the kernel then only queues it (a "soft" error),
+  the socket stays in SYN_SENT (connect() says EALREADY) and reports EPOLLERR, which is why
+  the error queue is read on EPOLLERR even then.
 * nothing before the timeout, after the allowed retransmissions -> filtered / no-response
 
 A retransmission is a new socket and a new connect (the kernel's own SYN retries are

@@ -18,16 +18,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from portkit.errors import InputError, PortkitError, PrivilegeError, SystemRefused
+from portkit.errors import FileFormatError, InputError, PortkitError, PrivilegeError, SystemRefused
 from portkit.lab import plan as planmod
 from portkit.lab import state, system
+from portkit.lab.scenario import load_yaml
 from portkit.model.lab import (
+    Host,
     HostAddress,
     HostStatus,
     LabResult,
@@ -40,8 +44,13 @@ from portkit.model.lab import (
 
 def require_root(action: str) -> None:
     if os.geteuid() != 0:
+        why = {
+            "up": "it creates network namespaces and veth links",
+            "down": "it kills the lab's services and deletes its network namespaces",
+            "exec": "it enters the host's network namespace",
+        }.get(action, "labs are network namespaces, which only root may change")
         raise InputError(
-            f"'portkit lab {action}' needs root: it creates network namespaces and veth links",
+            f"'portkit lab {action}' needs root: {why}",
             hint="run it with sudo",
         )
 
@@ -144,7 +153,9 @@ def _create(scenario: Scenario, p: planmod.Plan, record: dict[str, Any], backend
         _each(lambda c: system.ip_batch(planmod.ip_batch_inside(c), netns=c.ns), list(p.configs))
     for ns in p.host_ns.values():
         system.write_etc(ns, {"hosts": p.hosts_file, "resolv.conf": p.resolv[ns]})
-    _each(lambda c: system.nft_load(c.ns, c.nft), [c for c in p.configs if c.nft])
+    hosts = {h.name: h for h in scenario.hosts}
+    ns_host = {ns: hosts[h] for h, ns in p.host_ns.items()}
+    _each(lambda c: _load_firewall(scenario, ns_host[c.ns], c.ns, c.nft), [c for c in p.configs if c.nft])
     procs = {}
     for h in scenario.hosts:
         if h.services:
@@ -158,6 +169,48 @@ def _create(scenario: Scenario, p: planmod.Plan, record: dict[str, Any], backend
     if procs:
         state.write(p.lab, record)
         system.wait_ready(procs)
+
+
+_NFT_ERROR = re.compile(r"/dev/stdin:(\d+):[\d-]+: Error: ([^|]*)")
+
+
+def _load_firewall(scenario: Scenario, host: Host, ns: str, script: str) -> None:
+    """Load a host's nft text; nft's refusal of the scenario's own ``firewall:`` text is a
+    bad scenario (exit 2, naming the file and line), not a refusal of the system."""
+    try:
+        system.nft_load(ns, script)
+    except SystemRefused as exc:
+        m = _NFT_ERROR.search(str(exc))
+        own = host.firewall.strip().count("\n") + 1 if host.firewall.strip() else 0
+        if m is None or int(m.group(1)) > own:
+            raise
+        nft_line, problem = int(m.group(1)), m.group(2).strip()
+        raise FileFormatError(
+            scenario.source,
+            f"hosts.{host.name}.firewall: nft rejects line {nft_line} of it: {problem}",
+            line=_firewall_line(scenario.source, host.name, nft_line),
+        ) from exc
+
+
+def _firewall_line(source: str, host: str, nft_line: int) -> int | None:
+    """The file line of line ``nft_line`` of host's ``firewall:`` block (None for dicts)."""
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+        _, lines = load_yaml(text, source)
+    except (OSError, PortkitError):
+        return None
+    key = lines.get(("hosts", host, "firewall"))
+    if key is None:
+        return None
+    row = text.splitlines()[key - 1].split("firewall:", 1)[-1].strip()
+    if not row.startswith(("|", ">")):
+        return key  # an inline string: its key line is as close as it gets
+    skipped = 0  # plan strips leading blank lines of the block
+    for ln in text.splitlines()[key:]:
+        if ln.strip():
+            break
+        skipped += 1
+    return key + skipped + nft_line
 
 
 def _healthy(record: dict[str, Any]) -> bool:

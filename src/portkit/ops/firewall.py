@@ -97,6 +97,8 @@ def load_policy_file(path: str = DEFAULT_POLICY) -> Policy:
         raise FileFormatError(path, "is a directory, not a policy file") from None
     except PermissionError as exc:
         raise PrivilegeError(f"cannot read policy file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(path, f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
     return load_policy(text, path=path, services=_services())
 
 

@@ -109,6 +109,10 @@ def apply_policy(
             rollback.confirm(_state_name(netns))
         raise
     _keep(f"{_state_name(netns)}.applied.sha256", hashlib.sha256(script.encode()).hexdigest())
+    # what the kernel lists for it now: a rollback or a hand edit later makes 'fw status' see
+    # that the loaded table is no longer the applied policy
+    with contextlib.suppress(PrivilegeError, SystemRefused):
+        _keep(f"{_state_name(netns)}.applied.nft", nftb.list_table_text(nftcompile.FAMILY, nftcompile.TABLE, netns=netns) or "")
     rules = sum(1 for ln in script.splitlines() if ln.startswith("\t\t") and not ln.startswith("\t\ttype "))
     return ApplyResult(True, netns, "inet portkit", rules, saved, deadline, shadowed_rules(policy))
 
@@ -135,8 +139,9 @@ def reset_firewall(*, netns: str | None = None) -> bool:
     if nftb.list_table_text(nftcompile.FAMILY, nftcompile.TABLE, netns=netns) is None:
         return False
     nftb.load_script(f"delete table {nftcompile.FAMILY} {nftcompile.TABLE}\n", netns=netns)
-    with contextlib.suppress(OSError):
-        os.unlink(os.path.join(STATE_DIR, f"{_state_name(netns)}.applied.sha256"))
+    for suffix in (".applied.sha256", ".applied.nft"):
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(STATE_DIR, f"{_state_name(netns)}{suffix}"))
     return True
 
 
@@ -151,6 +156,8 @@ def firewall_status(path: str = DEFAULT_POLICY, *, netns: str | None = None, uni
             want = hashlib.sha256(compile_policy_file(path).encode()).hexdigest()
             with open(os.path.join(STATE_DIR, f"{_state_name(netns)}.applied.sha256")) as f:
                 in_sync = f.read().strip() == want
+            with open(os.path.join(STATE_DIR, f"{_state_name(netns)}.applied.nft")) as f:
+                in_sync = in_sync and f.read() == text
         except (OSError, FileFormatError):
             in_sync = None
     rb = rollback.status(_state_name(netns))
@@ -229,6 +236,6 @@ def forget_state(*, netns: str | None = None) -> None:
     name = _state_name(netns)
     rollback.confirm(name)
     rollback.clear_result(name)
-    for suffix in (".previous.nft", ".applied.sha256"):
+    for suffix in (".previous.nft", ".applied.sha256", ".applied.nft"):
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(STATE_DIR, f"{name}{suffix}"))

@@ -159,7 +159,8 @@ def run_forwarder(
     """Run the userspace forwarder until SIGTERM/SIGINT (drain) — blocking.
 
     Start-up is all or nothing: a listen port in use or a target that does not resolve
-    raises InputError (exit 2) before anything is served.
+    raises InputError (exit 2) before anything is served. Stopped by SIGINT (Ctrl-C, with
+    ``signals``), it raises :class:`~portkit.errors.Interrupted` (exit 130) once drained.
     """
     from portkit.drivers.forwarder import Forwarder, check_platform
 
@@ -181,3 +182,7 @@ def run_forwarder(
     if on_started is not None:
         on_started()
     fwd.run()
+    if fwd.interrupted:
+        from portkit.errors import Interrupted
+
+        raise Interrupted("interrupted: stopped forwarding")

@@ -69,11 +69,15 @@ def lab_status(name: str) -> LabStatus:
     return build.status(name)
 
 
-def lab_exec(name: str, host: str, argv: Sequence[str], *, timeout: float | None = None) -> int:
+def lab_exec(
+    name: str, host: str, argv: Sequence[str], *, timeout: float | None = None, replace: bool = False
+) -> int:
     """Run ``argv`` inside ``host`` of lab ``name`` (with the lab's hosts file); its exit status.
 
     ``portkit`` as the command runs this same installation (``python -m portkit``), so the
-    example commands work from a virtualenv whose bin/ is not on root's PATH.
+    example commands work from a virtualenv whose bin/ is not on root's PATH. ``replace``
+    (the CLI) execs the command in place of this process, as ``ip netns exec`` does, so
+    signals sent to it (SIGTERM, SIGHUP to a forwarder) reach the command itself.
     """
     from portkit.lab import build, plan, state, system
 
@@ -92,7 +96,16 @@ def lab_exec(name: str, host: str, argv: Sequence[str], *, timeout: float | None
     ns = hosts.get(host) or plan.netns_name(name, host)
     if not system.ns_exists(ns):
         raise InputError(f"host {host!r} of lab {name!r} is gone (namespace {ns} missing); run 'portkit lab up' again")
-    proc = subprocess.Popen([system.ip_binary(), "netns", "exec", ns, *cmd])
+    full = [system.ip_binary(), "netns", "exec", ns, *cmd]
+    if replace:
+        import signal
+
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; the command must not
+            signal.signal(sig, signal.SIG_DFL)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(full[0], full)
+    proc = subprocess.Popen(full)
     try:
         rc = proc.wait(timeout=timeout)
     except KeyboardInterrupt:
