@@ -118,7 +118,8 @@ table inet early {
 table ip late {
   map pm { type inet_service : verdict; elements = { 7001 : drop, 7005 : accept, 7006 : jump more } }
   chain more { ip saddr 10.77.0.5 return
-    reject with tcp reset }
+    reject with tcp reset
+  }
   chain in10 { type filter hook input priority 10; policy drop;
     iifname "lo" accept
     tcp dport vmap @pm

@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 
-from portkit.backends.netns import netns_path, run_in_netns
+from portkit.backends.netns import netns_path, pid_netns_path, run_in_netns
 from portkit.errors import PrivilegeError, SystemRefused
 
 PROC_FILE = "nf_conntrack"
@@ -32,15 +32,21 @@ def _read_proc(in_thread: bool) -> str | None:
         raise PrivilegeError("reading the conntrack table needs root (CAP_NET_ADMIN)") from None
 
 
-def read_proc(netns: str | None = None) -> str | None:
+def _ns_path(netns: str | None, netns_pid: int | None) -> str | None:
+    if netns_pid is not None:
+        return pid_netns_path(netns_pid)
+    return netns_path(netns) if netns is not None else None
+
+
+def read_proc(netns: str | None = None, *, netns_pid: int | None = None) -> str | None:
     """The procfs table text, or None when this kernel has no /proc/net/nf_conntrack."""
-    if netns is None:
+    path = _ns_path(netns, netns_pid)
+    if path is None:
         return _read_proc(False)
-    path = netns_path(netns)
     return run_in_netns(path, lambda: _read_proc(True))
 
 
-def read_tool(netns: str | None = None, *, timeout: float = 30.0) -> str:
+def read_tool(netns: str | None = None, *, netns_pid: int | None = None, timeout: float = 30.0) -> str:
     """``conntrack -L -o extended`` output (empty table: empty text)."""
     tool = shutil.which("conntrack") or next(
         (p for p in ("/usr/sbin/conntrack", "/sbin/conntrack") if os.access(p, os.X_OK)), None
@@ -54,7 +60,11 @@ def read_tool(netns: str | None = None, *, timeout: float = 30.0) -> str:
     if netns is not None:
         netns_path(netns)
         argv = ["ip", "netns", "exec", netns, *argv]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    path = pid_netns_path(netns_pid) if netns_pid is not None else None
+    # A child forked from a thread inside the namespace is born in it (--netns-pid).
+    proc = run_in_netns(
+        path, lambda: subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    )
     if proc.returncode != 0:
         err = proc.stderr.strip().splitlines()
         first = err[0] if err else f"exit status {proc.returncode}"
@@ -64,14 +74,14 @@ def read_tool(netns: str | None = None, *, timeout: float = 30.0) -> str:
     return proc.stdout
 
 
-def read_table(netns: str | None = None, *, source: str = "auto") -> str:
+def read_table(netns: str | None = None, *, source: str = "auto", netns_pid: int | None = None) -> str:
     """The table text from ``source``: "proc", "tool" or "auto" (proc, else the tool)."""
     if source not in ("auto", "proc", "tool"):
         raise ValueError(source)
     if source in ("auto", "proc"):
-        text = read_proc(netns)
+        text = read_proc(netns, netns_pid=netns_pid)
         if text is not None:
             return text
         if source == "proc":
             raise SystemRefused("this kernel has no /proc/net/nf_conntrack (CONFIG_NF_CONNTRACK_PROCFS)")
-    return read_tool(netns)
+    return read_tool(netns, netns_pid=netns_pid)

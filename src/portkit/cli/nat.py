@@ -53,15 +53,18 @@ def run(args: argparse.Namespace) -> int:
     from portkit.render.nat import nat_document, render_nat, watch_lines
     from portkit.render.output import Output
 
-    if getattr(args, "netns_pid", None) is not None:
-        raise InputError("portkit nat takes --netns NAME (an 'ip netns' name), not --netns-pid")
     if args.interval <= 0:
         raise InputError(f"invalid --interval {args.interval:g}; use a positive number of seconds")
     out = Output.from_args(args)
 
     def read() -> tuple[Any, ...]:
         return nat_entries(
-            port=args.port, host=args.host, proto=args.proto, netns=args.netns, source=args.source
+            port=args.port,
+            host=args.host,
+            proto=args.proto,
+            netns=args.netns,
+            netns_pid=args.netns_pid,
+            source=args.source,
         )
 
     entries = read()

@@ -52,11 +52,13 @@ def nat_entries(
     netns: str | None = None,
     source: str = "auto",
     text: str | None = None,
+    netns_pid: int | None = None,
 ) -> tuple[NatEntry, ...]:
     """The translated flows in the kernel's conntrack table (or in ``text``), filtered.
 
     ``port`` matches any port of either tuple, ``host`` any address (an IP or a CIDR),
-    ``proto`` the L4 protocol name. ``source``: "proc", "tool" or "auto".
+    ``proto`` the L4 protocol name. ``source``: "proc", "tool" or "auto". ``netns`` (an
+    ``ip netns`` name) or ``netns_pid`` (a process, e.g. a container) reads another namespace.
     """
     from portkit.parse.conntrack import matches, parse_table
 
@@ -77,7 +79,7 @@ def nat_entries(
     if text is None:
         from portkit.backends.conntrack import read_table
 
-        text = read_table(netns, source=source)
+        text = read_table(netns, source=source, netns_pid=netns_pid)
     return tuple(e for e in parse_table(text) if matches(e, port=port, host=host, proto=proto))
 
 
