@@ -114,7 +114,7 @@ def test_check_and_exposure_warning(tmp_path: pytest.TempPathFactory) -> None:
     cfg = tmp_path / "bad.yaml"  # type: ignore[operator]
     cfg.write_text("forwards:\n  - '1:2'\n  - spec: '70000:1'\n")
     r = pk("forward", "--check", "--config", str(cfg))
-    assert r.returncode == 2 and f"{cfg}: forwards[2]: listen port 70000" in r.stderr
+    assert r.returncode == 2 and f"{cfg}:3: forwards[2]: listen port 70000" in r.stderr
 
 
 def test_usage_errors() -> None:
@@ -123,6 +123,6 @@ def test_usage_errors() -> None:
     r = pk("forward", "--local", "8080:1")
     assert r.returncode == 2 and "add --kernel" in r.stderr
     r = pk("nat", "--port", "0", "--source", "tool")
-    assert r.returncode == 2 and "invalid port 0" in r.stderr
+    assert r.returncode == 2 and "invalid port '0'; valid ports are 1-65535" in r.stderr
     r = pk("forward", "--help")
     assert r.returncode == 0 and "[BIND:]LISTEN_PORT:TARGET_HOST:TARGET_PORT" in r.stdout

@@ -110,8 +110,14 @@ def test_apply_refuses_a_loose_policy_file(tmp_path: pathlib.Path, capsys: pytes
 def test_unit_file_matches_contrib() -> None:
     from portkit.ops.firewall import unit_text
 
-    text = unit_text("/srv/p.yaml")
-    assert "ExecStart=/usr/bin/env portkit fw apply --force --policy /srv/p.yaml" in text
+    text = unit_text("/srv/p.yaml", python="/opt/pk/bin/python")
+    assert "ExecStart=/opt/pk/bin/python -m portkit fw apply --force --policy /srv/p.yaml" in text
+    assert "ExecStop=-/opt/pk/bin/python -m portkit fw reset" in text  # nothing loaded is no failure
+    assert "/usr/bin/env" not in text.split("[Service]")[1]
+    from portkit.ops.firewall_apply import UNIT_TEMPLATE
+
+    contrib = pathlib.Path(__file__).resolve().parents[2] / "contrib" / "systemd" / "portkit-firewall.service"
+    assert contrib.read_text() == UNIT_TEMPLATE
 
 
 def test_enable_disable_with_a_unit_dir(tmp_path: pathlib.Path) -> None:
@@ -131,3 +137,29 @@ def test_fw_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
         main(["fw", "--help"])
     out = capsys.readouterr().out
     assert "fw check --in" in out and "--confirm" in out
+
+
+@pytest.mark.parametrize("action", ["allow", "deny", "reject", "insert", "delete", "list", "check", "apply", "show", "reset", "enable"])
+def test_every_fw_action_help_has_examples(capsys: pytest.CaptureFixture[str], action: str) -> None:
+    with pytest.raises(SystemExit):
+        main(["fw", action, "--help"])
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"portkit fw {action if action != 'delete' else 'list'}" in out
+
+
+def test_a_policy_file_that_is_not_text_is_bad_input(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pol = tmp_path / "p.yaml"
+    pol.write_bytes(b"\xff\xfe rules: []\n")
+    for args in (("fw", "compile"), ("fw", "list"), ("fw", "check", "--src", "192.0.2.1", "--dst", "10.0.0.1", "--dport", "22")):
+        code, _, err = run(capsys, *args, "--policy", str(pol))
+        assert code == 2 and f"{pol}: not UTF-8 text" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [("fw", "apply"), ("fw", "status"), ("fw", "reset"), ("fw", "show"), ("fw", "check", "--src", "192.0.2.1", "--dst", "10.0.0.1", "--dport", "22")])
+def test_a_missing_namespace_is_bad_input(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...]) -> None:
+    pol = tmp_path / "p.yaml"
+    pol.write_text("rules: []\n")
+    pol.chmod(0o600)
+    policy = () if args[1] == "check" else ("--policy", str(pol))  # a check against a policy needs no namespace
+    code, out, err = run(capsys, *args, *policy, "--netns", "pk-fw-no-such-ns-7f3a")
+    assert code == 2 and "no network namespace named 'pk-fw-no-such-ns-7f3a'" in err and not out

@@ -106,7 +106,9 @@ def test_down_after_half_failed_up(lab_name: str, tmp_path: Path) -> None:
     text = (LABS / "nat-pat.yaml").read_text().replace("masquerade: [{oif: wan}]", 'masquerade: [{oif: wan}]\n    firewall: "table inet x { oops }"')
     broken.write_text(text)
     r = portkit("lab", "up", str(broken), "--name", lab_name)
-    assert r.returncode == 4 and "nft" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    # nft refusing the scenario's own firewall text is a bad scenario: exit 2, file and key named
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"{broken}:" in r.stderr and "hosts.router.firewall: nft rejects line 1" in r.stderr
     assert leftovers(lab_name) == []
     down = portkit("lab", "down", lab_name)
     assert down.returncode == 2 and "no lab named" in down.stderr

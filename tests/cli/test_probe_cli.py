@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -53,6 +54,11 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         (["check", "127.0.0.1:99999"], "ports are 1-65535"),
         (["check", "fd00::1:80"], "brackets"),
         (["check", "127.0.0.1:22/icmp"], "valid ones are tcp, udp"),
+        (["check", "[::1:80"], "needs its ']'"),
+        # checked before the scan: a typo in the path must not cost a scan (was: scan, then
+        # a warning, exit 0)
+        (["scan", "127.0.0.1", "-p", "22", "-oX", "/nonexistent-pk-dir/x.xml"], "cannot write -oX"),
+        (["check", "10.0.0.300:80"], "not a valid IPv4 address"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -151,3 +157,72 @@ def test_aio_cancel_stops_the_scan() -> None:
             await task
 
     asyncio.run(asyncio.wait_for(go(), 10))
+
+
+def test_many_hosts_are_scanned_in_groups(
+    monkeypatch: pytest.MonkeyPatch, listener: int, closed_port: int
+) -> None:
+    # a /24 with -Pn -p- is 16.7 million probes: scanned a host group at a time, so the work
+    # list and verdicts of only one group are ever held
+    import portkit.ops.probe as op
+
+    monkeypatch.setattr(op, "HOST_GROUP_PROBES", 2)  # one host (two ports) per group
+    seen: list[tuple[str, ...]] = []
+    import portkit.drivers.scanner as drv
+
+    real = drv.connect_scan
+
+    def spy(addresses: Any, *a: Any, **kw: Any) -> Any:
+        seen.append(tuple(addresses))
+        return real(addresses, *a, **kw)
+
+    monkeypatch.setattr(drv, "connect_scan", spy)
+    rep = op.scan(["127.0.0.1", "127.0.0.2", "127.0.0.1"], ports=[listener, closed_port], processes=1)
+    assert seen == [("127.0.0.1",), ("127.0.0.2",)]
+    assert [h.address for h in rep.hosts] == ["127.0.0.1", "127.0.0.2", "127.0.0.1"]
+    assert all(len(h.ports) == 2 for h in rep.hosts) and not rep.interrupted
+
+
+def test_ctrl_c_before_the_first_probe_still_returns_a_report(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], listener: int
+) -> None:
+    # found with a /24 -Pn -p- scan: Ctrl-C while the work list was being shuffled escaped
+    # as "portkit: interrupted" with no JSON at all
+    import portkit.drivers.scanner as drv
+
+    def interrupted(*_a: Any, **_kw: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(drv, "work_items", interrupted)
+    code, out, err = run(capsys, "scan", "127.0.0.1", "-p", str(listener), "--json")
+    assert code == 130, err
+    doc = json.loads(out)
+    assert doc["schema"] == 1 and doc["interrupted"] is True
+
+
+def test_safety_only_the_named_addresses_are_probed(monkeypatch: pytest.MonkeyPatch, listener: int) -> None:
+    # issue 4, Safety: the scanner targets only what the user names - a block's discovery
+    # sweeps that block's host addresses, and only hosts found there (or named) are scanned
+    import portkit.drivers.prober as prober
+    import portkit.drivers.scanner as drv
+    import portkit.ops.probe as op
+
+    swept: list[list[str]] = []
+    scanned: list[tuple[str, ...]] = []
+
+    def fake_discover(addresses: Any, **_kw: Any) -> set[int]:
+        swept.append(list(addresses))
+        return {1}  # the second address of the block answers
+
+    real = drv.connect_scan
+
+    def spy(addresses: Any, *a: Any, **kw: Any) -> Any:
+        scanned.append(tuple(addresses))
+        return real(addresses, *a, **kw)
+
+    monkeypatch.setattr(prober, "discover", fake_discover)
+    monkeypatch.setattr(drv, "connect_scan", spy)
+    rep = op.scan(["127.0.0.0/30", "127.0.0.1"], ports=[listener], processes=1)
+    assert swept == [["127.0.0.1", "127.0.0.2"]]  # no network or broadcast address, nothing else
+    assert scanned == [("127.0.0.2", "127.0.0.1")]
+    assert [h.address for h in rep.hosts] == ["127.0.0.2", "127.0.0.1"]

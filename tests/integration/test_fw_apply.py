@@ -54,6 +54,7 @@ def table(ns: str) -> str:
 def test_apply_check_show_status_reset(server: tuple[Any, str, pathlib.Path]) -> None:
     h, ns, pol = server
     h.nft("server", "table inet other {\n chain c {\n type filter hook input priority 10; policy accept;\n }\n}\n")
+    h.nft("server", "table inet portkit_forward {\n chain prerouting {\n type nat hook prerouting priority dstnat; policy accept;\n }\n}\n")
     r = cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force")
     assert r.returncode == 0, r.stderr
     assert "table inet portkit" in table(ns)
@@ -71,8 +72,10 @@ def test_apply_check_show_status_reset(server: tuple[Any, str, pathlib.Path]) ->
     st = json.loads(cli("fw", "status", "--policy", str(pol), "--netns", ns, "--json").stdout)
     assert st["in_sync"] is False
     assert cli("fw", "reset", "--netns", ns).returncode == 0
-    assert "inet portkit" not in table(ns) and "table inet other" in table(ns)
+    after = table(ns)
+    assert "table inet portkit {" not in after and "table inet other" in after and "table inet portkit_forward {" in after
     assert cli("fw", "reset", "--netns", ns).returncode == 1
+    assert "table inet portkit_forward {" in table(ns)
 
 
 def test_confirm_window_rolls_back_by_itself(server: tuple[Any, str, pathlib.Path]) -> None:
@@ -90,6 +93,7 @@ def test_confirm_window_rolls_back_by_itself(server: tuple[Any, str, pathlib.Pat
     assert "dport 8080" not in text and "tcp dport 22 accept" in text  # policy A is back
     st = json.loads(cli("fw", "status", "--policy", str(pol), "--netns", ns, "--json").stdout)
     assert not st["pending_rollback"] and st["last_rollback"] == "rolled back"
+    assert st["in_sync"] is False  # the kernel has policy A again, the file says B
     assert cli("fw", "confirm", "--netns", ns).returncode == 1  # too late: nothing pending
 
 
@@ -135,9 +139,18 @@ def test_without_cap_net_admin_the_error_is_clear() -> None:
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all", sys.executable, "-m", "portkit", "fw", "apply", "--policy", str(pol), "--force"],
         capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "PORTKIT_RUN_DIR": str(tmp_path)},
     )  # fmt: skip
-    shutil.rmtree(tmp_path)
     assert r.returncode == 3, r.stderr
     assert "CAP_NET_ADMIN" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    (tmp_path / "rollback").mkdir(mode=0o700)  # as root leaves /run/portkit/rollback
+    nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all", sys.executable, "-m", "portkit", "fw"]
+    for args in (
+        ["show"], ["check", "--src", "192.0.2.1", "--dst", "10.0.0.1", "--dport", "22"],
+        ["confirm", "--netns", "pk-fw-no-such-ns"], ["reset", "--netns", "pk-fw-no-such-ns"],
+    ):  # fmt: skip
+        r = subprocess.run([*nobody, *args], capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "PORTKIT_RUN_DIR": str(tmp_path)})
+        assert r.returncode == 3 and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+        assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+    shutil.rmtree(tmp_path)
 
 
 def test_binding_and_binary_read_the_same_ruleset(server: tuple[Any, str, pathlib.Path], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,3 +164,52 @@ def test_binding_and_binary_read_the_same_ruleset(server: tuple[Any, str, pathli
     monkeypatch.setenv("PORTKIT_NFT_BINDING", "0")
     via_binary = nft.list_ruleset_json(netns=ns)
     assert via_binding == via_binary and len(via_binary["nftables"]) > 10
+
+
+def test_apply_while_a_rollback_is_pending_says_so(server: tuple[Any, str, pathlib.Path]) -> None:
+    _h, ns, pol = server
+    assert cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force", "--confirm", "30").returncode == 0
+    pol.write_text(POLICY_B)
+    r = cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force", "--json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and doc["confirm_deadline"] is not None  # the earlier timer still rolls back
+    assert "fw confirm" in cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force").stdout
+    assert cli("fw", "confirm", "--netns", ns).returncode == 0
+    assert json.loads(cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force", "--json").stdout)["confirm_deadline"] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("rules:\n  - {action: allow, port: 22, colour: red}\n", "p.yaml:2: unknown key 'colour'"),
+        ("rules:\n  - {action: allow, port: 70000}\n", "p.yaml:2: bad port 70000"),
+        ("rules:\n  - {action: allow, from: 10.0.0.0/33}\n", "p.yaml:2: bad address or CIDR '10.0.0.0/33'"),
+        ("rules:\n  - {action: allow, proto: icmp, port: 22}\n", "p.yaml:2: impossible rule 1: icmp has no ports"),
+        ("rules:\n  - {action: allow, proto: tcp, port: 22, family: ipv4, from: '2001:db8::/32'}\n", "p.yaml:2: impossible rule 1: 2001:db8::/32 is IPv6"),
+    ],
+)
+def test_a_bad_policy_applies_nothing(server: tuple[Any, str, pathlib.Path], text: str, words: str) -> None:
+    _h, ns, pol = server
+    fw.apply_policy(str(pol), netns=ns, force=True)
+    before = table(ns)
+    bad = pol.with_name("p.yaml")
+    bad.write_text(text)
+    bad.chmod(0o600)
+    r = cli("fw", "apply", "--policy", str(bad), "--netns", ns, "--force", "--confirm", "5")
+    assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert table(ns) == before
+    assert not json.loads(cli("fw", "status", "--policy", str(pol), "--netns", ns, "--json").stdout)["pending_rollback"]
+
+
+def test_without_nft_nothing_changes_and_the_error_says_why(server: tuple[Any, str, pathlib.Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    _h, ns, pol = server
+    fw.apply_policy(str(pol), netns=ns, force=True)
+    before = table(ns)
+    pol.write_text(POLICY_B)
+    monkeypatch.setattr("portkit.backends.nft.shutil.which", lambda _name: None)
+    monkeypatch.setattr("portkit.backends.nft._NFT_PATHS", ())
+    with pytest.raises(SystemRefused, match="nft command is not installed"):
+        fw.apply_policy(str(pol), netns=ns, force=True, confirm=5)
+    monkeypatch.undo()
+    assert table(ns) == before
+    assert not fw.firewall_status(str(pol), netns=ns).pending_rollback

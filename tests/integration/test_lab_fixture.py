@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from portkit.errors import SystemRefused
+from portkit.errors import FileFormatError, SystemRefused
 from portkit.lab import plan, state
 from portkit.lab.pytest_plugin import LabFactory, LabHandle
 from portkit.lab.system import is_runner
@@ -223,7 +223,7 @@ def test_failed_up_leaves_nothing() -> None:
     bad = {**TWO_HOSTS, "hosts": {**TWO_HOSTS["hosts"], "a": {"firewall": "table inet t { nonsense }"}}}
     factory = LabFactory()
     try:
-        with pytest.raises(SystemRefused, match="nft"):
+        with pytest.raises(FileFormatError, match=r"hosts\.a\.firewall: nft rejects line 1"):
             factory(bad)
         name = factory.handles[-1].name
     finally:

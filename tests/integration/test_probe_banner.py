@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from portkit.drivers.prober import grab_banner
+from portkit.parse.banner import ECHO
 
 Handler = Callable[[socket.socket], None]
 
@@ -68,6 +69,49 @@ def test_http_answers_the_hello_with_an_error_line(server: Callable[[Handler], i
 
     port = server(http)
     assert grab_banner("127.0.0.1", port, timeout=0.3) == "HTTP/1.1 400 Bad Request"
+
+
+def test_http_server_that_waits_for_a_request() -> None:
+    # like the lab's http kind or python's http.server: silent until a whole request came,
+    # so the ClientHello alone drew nothing and --banner showed no banner on HTTP ports
+    def http(c: socket.socket) -> None:
+        with c:
+            c.settimeout(3)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                chunk = c.recv(4096)
+                if not chunk:
+                    return
+                buf += chunk
+            c.sendall(b"HTTP/1.0 200 OK\r\nServer: waiter\r\n\r\nhi")
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(4)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = s.accept()
+            except OSError:
+                return
+            threading.Thread(target=http, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        assert grab_banner("127.0.0.1", int(s.getsockname()[1]), timeout=0.5) == "HTTP/1.0 200 OK"
+    finally:
+        s.close()
+
+
+def test_echo_service_is_not_called_tls(server: Callable[[Handler], int]) -> None:
+    # found in the lab: an echo service returned our ClientHello and was reported "TLS 1.0"
+    def echo(c: socket.socket) -> None:
+        c.settimeout(3)
+        c.sendall(c.recv(4096))
+
+    port = server(echo)
+    assert grab_banner("127.0.0.1", port, timeout=0.3) == ECHO
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a test certificate")

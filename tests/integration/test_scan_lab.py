@@ -205,12 +205,16 @@ def test_check_endpoints_reasons_rtt_banner(net: Any) -> None:
         (7000, "udp", "open|filtered", "no-response"),
     ]
     assert res[0]["banner"] == "SSH-2.0-portkit-lab"
+    # the lab's HTTP server waits for a whole request: the ClientHello alone drew no banner
+    assert res[1]["banner"] == "HTTP/1.0 200 OK"
     assert res[2]["reason_from"] == a4 and res[3]["reason_from"] == a6
     assert res[0]["rtt_ms"] is not None and res[4]["rtt_ms"] is None
     ok = net.portkit("scanner", "check", f"{a4}:22", f"[{a6}]:8080")
     assert ok.returncode == 0, ok.stderr
     syn = net.portkit("scanner", "check", f"{a4}:3000", f"{a4}:443", "--syn", "--json")
     assert [x["reason"] for x in json.loads(syn.stdout)["results"]] == ["reset", "syn-ack"]
+    # round-trip time per probe with --syn too (it was null for every --syn result)
+    assert all(x["rtt_ms"] is not None for x in json.loads(syn.stdout)["results"])
 
 
 def test_names_from_the_namespace_hosts_file(net: Any) -> None:

@@ -60,3 +60,8 @@ def test_unknown_options_are_named() -> None:
 def test_parse_save_keeps_order_per_chain() -> None:
     text = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j A\n-A FWD -j B\n-A INPUT -j C\nCOMMIT\n*nat\n-A INPUT -j D\nCOMMIT\n"
     assert parse_save(text) == {("filter", "INPUT"): ["-j A", "-j C"], ("filter", "FWD"): ["-j B"], ("nat", "INPUT"): ["-j D"]}
+
+
+def test_jump_to_a_user_chain_of_any_name() -> None:
+    assert parse_rule("-p tcp -m multiport --dports 80,443 -j WEB", chains={"WEB"})[-1] == VerdictStmt("jump", "WEB")
+    assert parse_rule("-p tcp -m multiport --dports 80,443 -j WEB")[-1] == Unknown("iptables target WEB")  # not known as a chain

@@ -237,3 +237,59 @@ def test_a_device_the_hook_does_not_have_is_the_empty_name() -> None:
     assert r.translated_destination is not None and r.translated_destination.address == "10.0.0.9"
     r = check(parse_ruleset(doc), pkt("192.0.2.1", "10.0.0.1", 8012))
     assert r.translated_destination is None
+
+
+def test_show_lists_named_sets_and_maps(mixed: NftRuleset) -> None:
+    sets = {s.name: s for s in ruleset_view(mixed).sets}
+    assert sets["s4"].kind == "set" and sets["s4"].type == "ipv4_addr"
+    assert "10.0.0.0/8" in sets["s4"].elements and "192.168.1.1-192.168.1.9" in sets["s4"].elements
+    assert sets["vm"].kind == "map" and sets["vm"].type == "inet_service : verdict"
+    assert set(sets["vm"].elements) == {"22 : accept", "80 : jump c2"}
+    assert sets["cc"].type == "ipv4_addr . inet_service" and sets["cc"].elements == ("10.1.1.1 . 22",)
+
+
+def _rpf_ruleset() -> NftRuleset:
+    fib = {"fib": {"result": "oif", "flags": ["saddr", "mark", "iif"]}}
+    return parse_ruleset({"nftables": [
+        {"table": {"family": "inet", "name": "firewalld"}},
+        {"chain": {"family": "inet", "table": "firewalld", "name": "pre", "type": "filter", "hook": "prerouting", "prio": 10, "policy": "accept"}},
+        {"rule": {"family": "inet", "table": "firewalld", "chain": "pre", "handle": 3,
+                  "expr": [{"match": {"op": "==", "left": fib, "right": False}}, {"drop": None}]}},
+    ]})  # fmt: skip
+
+
+def test_reverse_path_check_from_the_routes() -> None:
+    rs = _rpf_ruleset()
+    routes = {A("192.0.2.1"): "eth0", A("10.9.0.1"): "wg0", A("2001:db8::1"): "eth0", A("fd00::1"): "wg0"}
+    local = {A("10.0.0.1"), A("fd00::99")}
+
+    def ev(src: str, iif: str, dst: str = "10.0.0.1") -> FwCheckResult:
+        return evaluate(rs, pkt(src, dst, 22, iif=iif), local_addresses=local, route=routes.get)
+
+    assert ev("192.0.2.1", "eth0").verdict == "accept"  # the way back is the way in
+    assert ev("10.9.0.1", "eth0").verdict == "drop"  # spoofed: the way back is wg0
+    assert ev("10.9.0.1", "lo").verdict == "accept"  # loopback passes without a lookup
+    assert ev("2001:db8::1", "eth0", "fd00::99").verdict == "accept"
+    v6 = ev("fd00::1", "eth0", "fd00::99")  # IPv6 looks up routes restricted to the device
+    assert v6.verdict == "unknown" and v6.reason is not None and "fib saddr . mark . iif oif" in v6.reason
+    assert evaluate(rs, pkt("192.0.2.1", "10.0.0.1", 22), local_addresses=local).verdict == "unknown"  # no routes
+
+
+def test_limit_over_is_false_for_a_first_packet_and_ct_count_is_unknown() -> None:
+    def rule(handle: int, port: int, *mid: object) -> dict[str, object]:
+        m = {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": port}}
+        return {"rule": {"family": "inet", "table": "t", "chain": "c", "handle": handle, "expr": [m, *mid, {"drop": None}]}}
+
+    rs = parse_ruleset({"nftables": [
+        {"table": {"family": "inet", "name": "t"}},
+        {"chain": {"family": "inet", "table": "t", "name": "c", "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}},
+        rule(2, 1, {"limit": {"rate": 10, "burst": 5, "per": "second", "inv": True}}),
+        rule(3, 2, {"limit": {"rate": 10, "burst": 5, "per": "second"}}),
+        rule(4, 3, {"ct count": {"val": 20, "inv": True}}),
+    ]})  # fmt: skip
+    over = check(rs, pkt("192.0.2.1", "10.0.0.1", 1))
+    assert over.verdict == "accept"  # under any rate, "limit rate over" does not match
+    under = check(rs, pkt("192.0.2.1", "10.0.0.1", 2))
+    assert under.verdict == "drop" and under.decided_by is not None and "limit rate 10/second burst 5 packets" in under.decided_by.rule
+    count = check(rs, pkt("192.0.2.1", "10.0.0.1", 3))
+    assert count.verdict == "unknown" and count.reason is not None and "ct count over 20" in count.reason

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from portkit.engine.endpoint import (
@@ -139,3 +141,23 @@ def test_resolve_with_injected_resolver() -> None:
     assert exc.value.exit_code == 2
     with pytest.raises(TargetError, match="-4 asks for IPv4"):
         resolve_addresses("fd00::1", fake_resolver, 4)
+
+
+def test_system_resolver_names_the_missing_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    # glibc answers a hosts-file name that has only IPv4 addresses, asked for AF_INET6, with
+    # EAI_AGAIN: "-6 v4only" was reported as "Temporary failure in name resolution"
+    import socket
+
+    from portkit.drivers import prober
+
+    def fake_getaddrinfo(name: str, port: object, family: int = 0, *rest: object) -> list[Any]:
+        if family == socket.AF_INET6:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.3", 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    with pytest.raises(ResolveError, match="no IPv6 address found"):
+        resolve_addresses("v4only", prober.system_resolver, 6)
+    assert resolve_addresses("v4only", prober.system_resolver, 4) == ["10.0.0.3"]
+    with pytest.raises(ResolveError, match="not a valid IPv4 address"):
+        prober.system_resolver("10.0.0.300", None)

@@ -9,7 +9,7 @@ import pytest
 
 from portkit.engine.scanplan import group_ports, profile_for
 from portkit.model.probe import PortResult, PortState, Reason
-from portkit.parse.banner import client_hello, describe_tls, first_line
+from portkit.parse.banner import ECHO, client_hello, describe_reply, describe_tls, first_line, http_probe
 from portkit.parse.nmap_services import parse_nmap_services, top_by_frequency
 from portkit.parse.sockerr import icmp_reason, parse_sock_extended_err, state_for
 from portkit.registry.top_ports import OWN_TOP_TCP, own_top_ports
@@ -152,6 +152,20 @@ def test_describe_tls() -> None:
     assert describe_tls(b"\x15\x03\x03\x00\x02\x02\x28") == "TLS (alert)"
     assert describe_tls(b"HTTP/1.1 400 Bad Request\r\n") is None
     assert describe_tls(b"\x16\x03") is None
+
+
+def test_an_echoed_client_hello_is_not_tls() -> None:
+    # found in the lab: an echo service sent our ClientHello back and was called "TLS 1.0"
+    hello = client_hello("example.lab", b"r" * 32, b"k" * 32)
+    assert describe_tls(hello) is None
+    assert describe_reply(hello, hello) == ECHO
+    assert describe_reply(hello, hello[:100]) == ECHO  # a partial echo
+    get = http_probe("web.lab")
+    assert get.startswith(b"GET / HTTP/1.0\r\n") and b"Host: web.lab" in get and get.endswith(b"\r\n\r\n")
+    assert describe_reply(get, get) == ECHO
+    assert describe_reply(get, b"HTTP/1.0 200 OK\r\nServer: x\r\n\r\n") == "HTTP/1.0 200 OK"
+    assert describe_reply(hello, server_hello(0x0303, 0x0304)) == "TLS 1.3"
+    assert describe_reply(hello, b"") is None
 
 
 def _row(port: int, state: PortState, reason: Reason, proto: str = "tcp") -> PortResult:

@@ -32,6 +32,9 @@ def nft_binary() -> str:
 def _run(args: list[str], *, stdin: str | None = None, netns: str | None = None, timeout: float = 30.0) -> str:
     argv = [nft_binary(), *args]
     if netns is not None:
+        from portkit.backends.netns import netns_path
+
+        netns_path(netns)  # a missing namespace is bad input (exit 2), named, not "nft refused"
         argv = ["ip", "netns", "exec", netns, *argv]
     try:
         proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)

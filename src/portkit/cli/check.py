@@ -83,6 +83,8 @@ def _expand(args: argparse.Namespace) -> list[str]:
     ports = parse_ports(args.ports) if args.ports else None
     for text in args.endpoints:
         bare = text.strip()
+        if bare.startswith("[") and "]" not in bare:
+            raise InputError(f"invalid endpoint {text!r}: the '[' needs its ']', e.g. [fd00::2]:80")
         has_port = (bare.startswith("[") and "]:" in bare) or (
             not bare.startswith("[") and bare.count(":") == 1
         )

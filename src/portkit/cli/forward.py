@@ -28,8 +28,9 @@ kernel forwards (nftables DNAT in table inet portkit_forward; fw apply/reset nev
 
 Like ssh -L, the userspace forwarder listens on 127.0.0.1 unless a bind address is given;
 a kernel forward without one catches traffic to every address of this host.
-Exit status: 0 done, 1 nothing to list/remove, 2 bad SPEC / port in use / unknown host,
-3 not root (kernel forwards), 4 the kernel or nft refused, 130 stopped by Ctrl-C (SIGTERM: 0).
+Exit status: 0 done, 1 nothing to --list (or to --remove-all), 2 bad SPEC / port in use /
+unknown host / --remove of a forward that is not installed, 3 not root (kernel forwards),
+4 the kernel or nft refused, 130 stopped by Ctrl-C (SIGTERM: 0).
 """
 
 
@@ -83,7 +84,8 @@ def register(sub: Any) -> None:
     k.add_argument(
         "--route-localnet",
         action="store_true",
-        help="allow a 127.0.0.1 target for other hosts' traffic (sets net.ipv4.conf.all.route_localnet=1)",
+        help="allow a 127.0.0.1 target for other hosts' traffic, or (with --local) this host's connections "
+        "to 127.0.0.1 forwarded to another host (sets net.ipv4.conf.all.route_localnet=1)",
     )
     k.add_argument(
         "--confirm", type=float, metavar="S", help="roll the change back after S s unless --confirm-ok"
@@ -98,6 +100,15 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.confirm is not None and not 0 < args.confirm <= 86400:
+        raise InputError(f"invalid --confirm {args.confirm:g}; use a positive number of seconds, at most 86400")
+    if args.stats is not None and args.stats <= 0:
+        raise InputError(f"invalid --stats {args.stats:g}; use a positive number of seconds")
+    if (args.list or args.remove_all or args.confirm_ok) and args.specs:
+        raise InputError(
+            f"--list, --remove-all and --confirm-ok take no SPEC (got {args.specs[0]!r}); "
+            "to remove one forward: portkit forward --remove SPEC|PORT[/PROTO]"
+        )
     if args.confirm_ok:
         return _confirm_ok(args)
     if args.list or args.remove or args.remove_all:
@@ -235,11 +246,32 @@ def _userspace(args: argparse.Namespace) -> int:
     specs, options = _gather(args)
     if args.workers is not None and not 1 <= args.workers <= 64:
         raise InputError(f"invalid --workers {args.workers}; use 1-64")
-    for w in exposure_warnings(specs):
+    warnings = list(exposure_warnings(specs))
+    for w in warnings:
         warn(w)
     if args.check:
-        for s in specs:
-            sys.stdout.write(f"{s}\n")
+        from portkit.render.output import Output
+
+        out = Output.from_args(args)
+        if out.json:
+            import dataclasses
+
+            from portkit.render.jsonout import document
+
+            out.emit_json(
+                document(
+                    action="check",
+                    forwards=[
+                        {"spec": str(s), "listen": s.listen, "target": s.target, **dataclasses.asdict(s)}
+                        for s in specs
+                    ],
+                    options=dataclasses.asdict(options),
+                    warnings=warnings,
+                )
+            )
+        else:
+            for s in specs:
+                sys.stdout.write(f"{s}\n")
         return ExitCode.OK
 
     def reload_source() -> tuple[Any, Any]:

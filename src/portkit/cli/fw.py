@@ -32,6 +32,55 @@ Every command takes --policy FILE and --netns NAME (work inside an 'ip netns' na
 
 DEFAULT_POLICY = "/etc/portkit/policy.yaml"  # == portkit.ops.firewall.DEFAULT_POLICY (kept light for start-up)
 
+EXAMPLES = {
+    "allow": """\
+examples:
+  portkit fw allow ssh                               tcp and udp 22 from anywhere
+  portkit fw allow 443/tcp --from 10.0.0.0/8 --from 2001:db8::/32
+  portkit fw allow 8000-8100/udp --on eth1 --comment "game servers"
+  portkit fw allow 53/udp --out --to 192.0.2.53      (outbound is open by default)""",
+    "deny": """\
+examples:
+  portkit fw deny 23                                 drop telnet silently
+  portkit fw deny --from 198.51.100.0/24 --log       drop everything from a network, logged""",
+    "reject": """\
+examples:
+  portkit fw reject 25/tcp --out                     refuse outgoing SMTP at once (tcp reset)
+  portkit fw reject 3306 --from 0.0.0.0/0""",
+    "insert": """\
+examples:
+  portkit fw insert 1 deny 22 --from 203.0.113.7     before the rule that allows ssh""",
+    "delete": """\
+examples:
+  portkit fw list && portkit fw delete 3""",
+    "list": """\
+examples:
+  portkit fw list --policy ./policy.yaml --json""",
+    "check": """\
+examples:
+  portkit fw check --in --proto tcp --src 192.0.2.1 --dst 10.0.0.5 --dport 22
+  portkit fw check --out --proto udp --src 10.0.0.5 --dst 192.0.2.53 --dport 53 --json
+  portkit fw check --forward --src 192.0.2.1 --dst 172.17.0.2 --dport 80 --iif eth0 --oif docker0
+  portkit fw check --policy ./policy.yaml --src 10.1.2.3 --dst 10.0.0.5 --dport 443
+  portkit fw check --netns pk-lab-server --src 10.0.1.2 --dst 10.0.2.2 --dport 80
+exit status: 0 accept, 1 drop or reject, 5 unknown (an expression portkit cannot evaluate), 2 bad input""",
+    "apply": """\
+examples:
+  portkit fw compile | less                          read the script first
+  portkit fw apply --confirm 60 && portkit fw confirm
+  portkit fw apply --policy ./policy.yaml --netns pk-lab-server""",
+    "show": """\
+examples:
+  portkit fw show                                    every table, also iptables-nft/Docker/firewalld
+  portkit fw show --netns pk-lab-router --json""",
+    "reset": """\
+examples:
+  portkit fw reset --netns pk-lab-server             other tables (Docker, portkit_forward) stay""",
+    "enable": """\
+examples:
+  portkit fw enable --policy /etc/portkit/policy.yaml && systemctl status portkit-firewall""",
+}
+
 
 def _common(p: argparse.ArgumentParser, *, json: bool = True) -> None:
     p.add_argument("--policy", metavar="FILE", default=None, help=f"the policy file (default {DEFAULT_POLICY})")
@@ -58,25 +107,29 @@ def register(sub: Any) -> None:
     p.set_defaults(func=lambda args: _usage(p))
     fsub = p.add_subparsers(dest="fw_command", metavar="ACTION", parser_class=Parser)
     for action, what in (("allow", "accept"), ("deny", "drop silently"), ("reject", "refuse at once")):
-        a = subparser(fsub, action, help=f"append a rule that will {what}", description=f"Append a rule to the policy that will {what} matching new connections.")
+        a = subparser(
+            fsub, action, help=f"append a rule that will {what}",
+            description=f"Append a rule to the policy that will {what} matching new connections.", epilog=EXAMPLES[action],
+        )  # fmt: skip
         _rule_options(a)
         a.set_defaults(func=run_edit, op="append", action=action)
-    ins = subparser(fsub, "insert", help="insert a rule at position N", description="Insert a rule so it becomes rule number N.")
+    ins = subparser(fsub, "insert", help="insert a rule at position N", description="Insert a rule so it becomes rule number N.", epilog=EXAMPLES["insert"])
     ins.add_argument("number", type=int, metavar="N")
     ins.add_argument("action", choices=("allow", "deny", "reject"))
     _rule_options(ins)
     ins.set_defaults(func=run_edit, op="insert")
-    dl = subparser(fsub, "delete", help="delete rule number N", description="Delete rule number N (see 'fw list').")
+    dl = subparser(fsub, "delete", help="delete rule number N", description="Delete rule number N (see 'fw list').", epilog=EXAMPLES["delete"])
     dl.add_argument("number", type=int, metavar="N")
     _common(dl)
     dl.set_defaults(func=run_edit, op="delete", action=None, port=None, direction="in", sources=[], destinations=[], interface=None, log=False, comment=None)
-    ls = subparser(fsub, "list", help="the policy's numbered rules", description="List the policy's rules, numbered, with shadowed-rule warnings.")
+    ls = subparser(fsub, "list", help="the policy's numbered rules", description="List the policy's rules, numbered, with shadowed-rule warnings.", epilog=EXAMPLES["list"])
     _common(ls)
     ls.set_defaults(func=run_list)
     ck = subparser(
         fsub, "check", help="the verdict for one packet, and the rule that decides it",
         description="The verdict for the first packet of a new connection, with no packet sent: against the live ruleset "
         "(default) or a policy file (--policy). Exit status 0 accept, 1 drop or reject, 5 unknown.",
+        epilog=EXAMPLES["check"],
     )  # fmt: skip
     h = ck.add_mutually_exclusive_group()
     h.add_argument("--in", dest="hook", action="store_const", const="in", default="in", help="an inbound packet (default)")
@@ -100,7 +153,7 @@ def register(sub: Any) -> None:
         ("disable", "stop applying the policy at boot (removes the unit)", run_disable),
         ("show", "the live ruleset, every table, per hook in kernel order", run_show),
     ):
-        sp = subparser(fsub, name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".")
+        sp = subparser(fsub, name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".", epilog=EXAMPLES.get(name))
         _common(sp)
         sp.set_defaults(func=func)
     ap = subparser(
@@ -108,6 +161,7 @@ def register(sub: Any) -> None:
         description="Load the policy as table inet portkit in one transaction, keeping the previous table. "
         "With --confirm SECONDS the previous rules come back unless 'portkit fw confirm' comes in time. "
         "Over SSH, refuses a policy that would not let this session's port in, unless --force.",
+        epilog=EXAMPLES["apply"],
     )  # fmt: skip
     ap.add_argument("--confirm", type=float, metavar="SECONDS", help="roll back after SECONDS unless confirmed")
     ap.add_argument("--force", action="store_true", help="apply even if it would lock out this SSH session")

@@ -66,16 +66,16 @@ def register(sub: Any) -> None:
     add_output_options(up)
     up.set_defaults(func=run_up)
 
-    down = subparser(acts, "down", help="remove a lab and everything it made", description="Kill the lab's services and remove its namespaces, links and files. Works from a fresh shell and after a failed 'up'.")
+    down = subparser(acts, "down", help="remove a lab and everything it made", description="Kill the lab's services and remove its namespaces, links and files. Works from a fresh shell and after a failed 'up'.", epilog="examples:\n  sudo portkit lab down nat-pat\n  sudo portkit lab down examples/labs/nat-pat.yaml port-forward")
     down.add_argument("names", nargs="+", metavar="NAME", help="lab name (or its scenario file)")
     add_output_options(down)
     down.set_defaults(func=run_down)
 
-    ls = subparser(acts, "ls", help="list the labs that are up", description="List the labs recorded under /run/portkit/labs/.")
+    ls = subparser(acts, "ls", help="list the labs that are up", description="List the labs recorded under /run/portkit/labs/.", epilog="examples:\n  portkit lab ls\n  portkit lab ls --json")
     add_output_options(ls)
     ls.set_defaults(func=run_ls)
 
-    st = subparser(acts, "status", help="hosts, addresses and services of a lab", description="Show a lab's hosts, namespaces, addresses and whether its services are alive. Exit status 0 when everything is up, 1 when something is missing.")
+    st = subparser(acts, "status", help="hosts, addresses and services of a lab", description="Show a lab's hosts, namespaces, addresses and whether its services are alive. Exit status 0 when everything is up, 1 when something is missing.", epilog="examples:\n  portkit lab status nat-pat\n  portkit lab status nat-pat --json")
     st.add_argument("name", metavar="NAME")
     add_output_options(st)
     st.set_defaults(func=run_status)
@@ -85,7 +85,10 @@ def register(sub: Any) -> None:
         "exec",
         help="run a command inside a lab host",
         description="Run CMD inside HOST's namespace (names resolve from the lab's hosts file) and exit with its status. 'portkit' as CMD runs this same portkit.",
-        epilog="example:\n  sudo portkit lab exec nat-pat client1 -- portkit check server:80",
+        epilog="examples:\n  sudo portkit lab exec nat-pat client1 -- portkit check server:80\n"
+        "  sudo portkit lab exec nat-pat router -- portkit nat\n"
+        "  sudo portkit lab exec port-forward router -- portkit forward 0.0.0.0:9090:10.0.30.2:2988\n"
+        "The command replaces this process (as 'ip netns exec' does): signals reach it directly.",
     )
     ex.add_argument("name", metavar="NAME")
     ex.add_argument("host", metavar="HOST")

@@ -18,8 +18,25 @@ examples:
 
 A flow is shown as  client -> what it became -> where it went.  Kinds: SNAT (source
 address rewritten), PAT (source port rewritten too), DNAT (destination rewritten, i.e. a
-port forward), SNAT+DNAT. Exit status: 0 flows shown, 1 none match.
+port forward), SNAT+DNAT. Exit status: 0 flows shown, 1 none match, 3 not root,
+130 --watch ended by Ctrl-C.
 """
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}; valid ports are 1-65535")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"invalid interval {text!r}; use a number of seconds above 0, at most 3600")
+    return value
 
 
 def register(sub: Any) -> None:
@@ -30,12 +47,12 @@ def register(sub: Any) -> None:
         description="Show what the kernel translated: for each NATed flow, the original tuple and what it became.",
         epilog=EPILOG,
     )
-    p.add_argument("--port", type=int, metavar="PORT", help="only flows with PORT on either side")
+    p.add_argument("--port", type=_port, metavar="PORT", help="only flows with PORT on either side")
     p.add_argument("--host", metavar="ADDR|CIDR", help="only flows touching this address or network")
     p.add_argument("--proto", metavar="PROTO", help="only this protocol: tcp, udp, icmp, ...")
     p.add_argument("--watch", action="store_true", help="keep watching and print changes as they happen")
     p.add_argument(
-        "--interval", type=float, default=1.0, metavar="S", help="--watch refresh interval (default 1 s)"
+        "--interval", type=_seconds, default=1.0, metavar="S", help="--watch refresh interval (default 1 s)"
     )
     p.add_argument(
         "--source",

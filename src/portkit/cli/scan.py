@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -119,6 +120,13 @@ def run(args: argparse.Namespace) -> int:
     if args.processes is not None and not 1 <= args.processes <= 16:
         raise InputError(f"invalid --processes {args.processes}: give 1-16")
     out = Output.from_args(args)
+    xml_file: Any = None
+    if args.xml and args.xml != "-":
+        # opened before the scan, as nmap does: a typo in the path must not cost a long scan
+        try:
+            xml_file = open(args.xml, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise InputError(f"cannot write -oX {args.xml}: {exc.strerror}") from None
     bar = _progress_bar() if args.xml != "-" else None
     task: Any = None
 
@@ -145,6 +153,11 @@ def run(args: argparse.Namespace) -> int:
             processes=args.processes,
             on_progress=on_progress if bar is not None else None,
         )
+    except BaseException:
+        if xml_file is not None:  # no scan, no file: do not leave an empty one behind
+            xml_file.close()
+            os.unlink(args.xml)
+        raise
     finally:
         if bar is not None:
             bar.stop()
@@ -158,8 +171,8 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(xml)
         else:
             try:
-                with open(args.xml, "w", encoding="utf-8") as f:
-                    f.write(xml)
+                with xml_file:
+                    xml_file.write(xml)
             except OSError as exc:
                 warn(f"cannot write {args.xml}: {exc.strerror}")
     if args.xml != "-":

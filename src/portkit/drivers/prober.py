@@ -3,7 +3,8 @@
 * :func:`system_resolver` is the default :data:`portkit.engine.endpoint.Resolver`
   (``getaddrinfo``; inside ``ip netns exec`` that reads the namespace's own hosts file).
 * :func:`grab_banner` connects to an open TCP port, reads what the service says first and,
-  if it says nothing, sends a TLS ClientHello to recognise a TLS server.
+  if it says nothing, sends a TLS ClientHello and an HTTP GET (on two connections, at
+  once) to recognise a TLS or an HTTP server.
 * :func:`discover` finds which addresses of a CIDR block are up: ICMP echo plus TCP SYN
   to 80/443 with raw sockets when privileged, TCP connects to 80/443 otherwise. Any
   answer from the address itself (echo reply, SYN-ACK, RST, even a port-unreachable)
@@ -24,7 +25,7 @@ from portkit.drivers.scanner_common import work_items
 from portkit.engine.timing import TimingProfile
 from portkit.errors import ResolveError
 from portkit.model.probe import PortState
-from portkit.parse.banner import client_hello, describe_tls, first_line
+from portkit.parse.banner import client_hello, describe_reply, describe_tls, first_line, http_probe
 
 DISCOVERY_PORTS = (80, 443)
 DISCOVERY_PROFILE = TimingProfile(
@@ -33,10 +34,17 @@ DISCOVERY_PROFILE = TimingProfile(
 
 
 def system_resolver(name: str, family: int | None) -> list[tuple[int, str]]:
-    """``getaddrinfo`` as a Resolver: [(4|6, address), ...]."""
-    fam = {4: socket.AF_INET, 6: socket.AF_INET6}.get(family or 0, socket.AF_UNSPEC)
+    """``getaddrinfo`` as a Resolver: [(4|6, address), ...].
+
+    Always asks for both families and leaves ``family`` to the caller's filter: glibc
+    answers a name that has only the other family with EAI_AGAIN ("Temporary failure in
+    name resolution"), which would misreport ``-6 v4only-host`` as a DNS failure.
+    """
+    del family
+    if name.replace(".", "").isdigit() and name.count(".") == 3:
+        raise ResolveError(name, "not a valid IPv4 address (four numbers 0-255)")
     try:
-        infos = socket.getaddrinfo(name, None, fam, socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(name, None, socket.AF_UNSPEC, socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise ResolveError(name, exc.strerror) from None
     except UnicodeError:
@@ -53,7 +61,13 @@ def system_resolver(name: str, family: int | None) -> list[tuple[int, str]]:
 def grab_banner(
     address: str, port: int, *, timeout: float = 2.0, server_name: str | None = None
 ) -> str | None:
-    """The first line an open TCP service sends, or ``"TLS 1.3"`` etc. for a TLS server."""
+    """The first line an open TCP service sends, or ``"TLS 1.3"`` etc. for a TLS server.
+
+    A service that says nothing within ``timeout`` is asked twice at once, on two
+    connections: a TLS ClientHello (a TLS server answers it) and an HTTP GET (an HTTP
+    server waits for a whole request before it answers). A TLS answer wins, then the HTTP
+    one, then whatever the ClientHello drew; an echo service is named as such.
+    """
     try:
         with socket.create_connection((address, port), timeout=timeout) as s:
             s.settimeout(timeout)
@@ -61,18 +75,49 @@ def grab_banner(
             if data:
                 tls = describe_tls(data)
                 return tls if tls is not None else first_line(data)
-            s.sendall(client_hello(server_name, os.urandom(32), os.urandom(32)))
-            data = _recv_some(s, timeout)
+            hello = client_hello(server_name, os.urandom(32), os.urandom(32))
+            s.sendall(hello)
+            try:
+                h = socket.create_connection((address, port), timeout=timeout)
+            except OSError:
+                return describe_reply(hello, _recv_some(s, timeout))
+            with h:
+                get = http_probe(server_name)
+                h.sendall(get)
+                tls_data, http_data = _read_both(s, h, timeout)
     except OSError:
         return None
-    if not data:
-        return None
-    tls = describe_tls(data)
-    return tls if tls is not None else first_line(data)
+    tls_text = describe_reply(hello, tls_data)
+    if tls_data and describe_tls(tls_data) is not None:
+        return tls_text
+    return describe_reply(get, http_data) or tls_text
+
+
+def _read_both(a: socket.socket, b: socket.socket, timeout: float) -> tuple[bytes, bytes]:
+    """First bytes from each socket (b"" if none). Once one answers, the other gets a grace
+    of twice that answer's delay (plus 50 ms), not the whole timeout."""
+    got: dict[socket.socket, bytes] = {}
+    start = time.monotonic()
+    deadline = start + timeout
+    pending = [a, b]
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _, _ = select.select(pending, [], [], left)
+        for sock in ready:
+            got[sock] = _recv_some(sock, 0.0)
+            pending.remove(sock)
+            if pending:
+                delay = time.monotonic() - start
+                deadline = min(deadline, time.monotonic() + 2 * delay + 0.05)
+    return got.get(a, b""), got.get(b, b"")
 
 
 def _recv_some(s: socket.socket, timeout: float) -> bytes:
     try:
+        if timeout == 0.0:
+            s.setblocking(False)
         return s.recv(4096)
     except (TimeoutError, BlockingIOError):
         return b""

@@ -349,7 +349,10 @@ class ConnectScanner:
                     break
                 if on_progress is not None and now - last_progress > 0.1:
                     last_progress = now
-                    on_progress(done, total)
+                    # suspects (silent while their host was silent too) wait for a last
+                    # round, but their tries are spent: count them, or a firewalled
+                    # host's bar stands still for the whole scan
+                    on_progress(min(total, done + len(silence.suspects)), total)
         finally:
             self.outcome.probes_sent = sent
             for probe in inflight.values():

@@ -108,6 +108,10 @@ def open_raw(family: int, proto: int) -> socket.socket:
         ) from None
 
 
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
 class SynScanner:
     """SYN-scan ``items`` (``host_index << 16 | port``) of ``addresses`` (one family)."""
 
@@ -119,8 +123,10 @@ class SynScanner:
         *,
         on_progress: Progress | None = None,
         cancel: Cancel | None = None,
+        record_rtt: bool = False,
     ) -> None:
         self.cancel = cancel
+        self.record_rtt = record_rtt  # check reports each probe's round trip; scans need not
         if not addresses:
             raise ValueError("no addresses")
         self.v6 = ":" in addresses[0]
@@ -203,6 +209,7 @@ class SynScanner:
         order: deque[_Batch] = deque()
         silence = self.silence
         host_replies = silence.replies
+        keep_rtt = self.record_rtt
         retries: deque[tuple[int, int]] = deque()  # (item, tryno)
         next_index = 0
         done = 0
@@ -230,6 +237,8 @@ class SynScanner:
             else:
                 rtts[hi].sample(now - sent_at)
                 cwnd.on_reply(sent_at, False, len(inflight), now)
+            if keep_rtt:
+                verdict = Verdict(verdict.state, verdict.reason, verdict.reason_from, _ms(now - sent_at))
             results[(hi, key & 0xFFFF)] = verdict
             done += 1
             return True
@@ -357,6 +366,8 @@ class SynScanner:
                     quick += 1  # first-try answers feed the window once per drain
                     if quick < 16 or not quick & 7:  # and only some RTTs: they are all alike
                         rtts[hi_opt].sample(now - sent_at)
+                    if keep_rtt:
+                        verdict = Verdict(verdict.state, verdict.reason, None, _ms(now - sent_at))
                     results[(hi_opt, key & 0xFFFF)] = verdict
                     done += 1
                 if quick:
@@ -406,7 +417,8 @@ class SynScanner:
                     break
                 if self.on_progress is not None and now - last_progress > 0.1:
                     last_progress = now
-                    self.on_progress(done, total)
+                    # suspects' tries are spent (see scanner.py): count them
+                    self.on_progress(min(total, done + len(self.silence.suspects)), total)
         finally:
             self.outcome.probes_sent = sent
             ep.close()

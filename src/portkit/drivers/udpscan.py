@@ -230,7 +230,8 @@ class UdpScanner:
                     break
                 if self.on_progress is not None and now - last_progress > 0.1:
                     last_progress = now
-                    self.on_progress(done, total)
+                    # suspects' tries are spent (see scanner.py): count them
+                    self.on_progress(min(total, done + len(self.silence.suspects)), total)
         finally:
             self.outcome.probes_sent = sent
             for probe in inflight.values():

@@ -253,38 +253,14 @@ def parse_config(text: str, path: str = "<config>") -> ForwardConfig:
     top_deny = _str_list(data.get("deny"), "deny", path)
     forwards: list[ForwardSpec] = []
     seen: dict[tuple[str, int, str], str] = {}
+    lines = _entry_lines(text)
     for i, entry in enumerate(entries, 1):
-        where = f"forwards[{i}]"
-        if isinstance(entry, str):
-            spec_text, allow, deny = entry, top_allow, top_deny
-        elif isinstance(entry, dict):
-            if len(entry) == 1 and "spec" not in entry and list(entry.values()) == [""]:
-                key = next(iter(entry))
-                raise FileFormatError(
-                    path, f"{where}: {key + ':'!r} is not a SPEC (missing target port; quote SPECs)"
-                )
-            bad = sorted(set(entry) - _ENTRY_KEYS)
-            if bad:
-                raise FileFormatError(
-                    path, f"{where}: unknown key {bad[0]!r}; valid keys are: allow, deny, spec"
-                )
-            raw = entry.get("spec")
-            if not isinstance(raw, str):
-                raise FileFormatError(path, f"{where}: missing 'spec' (a SPEC such as \"8080:127.0.0.1:80\")")
-            spec_text = raw
-            allow = _str_list(entry["allow"], "allow", path) if "allow" in entry else top_allow
-            deny = _str_list(entry["deny"], "deny", path) if "deny" in entry else top_deny
-        else:
-            raise FileFormatError(path, f"{where}: expected a SPEC string or a mapping with 'spec'")
         try:
-            spec = parse_spec(spec_text, allow=allow, deny=deny)
-        except InputError as exc:
-            raise FileFormatError(path, f"{where}: {exc}") from None
-        if spec.key in seen:
-            raise FileFormatError(
-                path, f"{where}: {spec.listen}/{spec.proto} is already used by {seen[spec.key]}"
-            )
-        seen[spec.key] = where
+            spec = _config_entry(entry, i, path, top_allow, top_deny, seen)
+        except FileFormatError as exc:
+            if exc.line is None and i <= len(lines):
+                raise FileFormatError(path, exc.problem, line=lines[i - 1]) from None
+            raise
         forwards.append(spec)
     defaults = ForwardOptions()
     options = ForwardOptions(
@@ -305,6 +281,64 @@ def parse_config(text: str, path: str = "<config>") -> ForwardConfig:
         drain=_number(data.get("drain", defaults.drain), "drain", path),
     )
     return ForwardConfig(forwards=tuple(forwards), options=options)
+
+
+def _config_entry(
+    entry: object,
+    i: int,
+    path: str,
+    top_allow: list[str],
+    top_deny: list[str],
+    seen: dict[tuple[str, int, str], str],
+) -> ForwardSpec:
+    """One item of a config's ``forwards`` list (``i`` counts from 1, as people do)."""
+    where = f"forwards[{i}]"
+    if isinstance(entry, str):
+        spec_text, allow, deny = entry, top_allow, top_deny
+    elif isinstance(entry, dict):
+        if len(entry) == 1 and "spec" not in entry and list(entry.values()) == [""]:
+            key = next(iter(entry))
+            raise FileFormatError(
+                path, f"{where}: {key + ':'!r} is not a SPEC (missing target port; quote SPECs)"
+            )
+        bad = sorted(set(entry) - _ENTRY_KEYS)
+        if bad:
+            raise FileFormatError(
+                path, f"{where}: unknown key {bad[0]!r}; valid keys are: allow, deny, spec"
+            )
+        raw = entry.get("spec")
+        if not isinstance(raw, str):
+            raise FileFormatError(path, f"{where}: missing 'spec' (a SPEC such as \"8080:127.0.0.1:80\")")
+        spec_text = raw
+        allow = _str_list(entry["allow"], "allow", path) if "allow" in entry else top_allow
+        deny = _str_list(entry["deny"], "deny", path) if "deny" in entry else top_deny
+    else:
+        raise FileFormatError(path, f"{where}: expected a SPEC string or a mapping with 'spec'")
+    try:
+        spec = parse_spec(spec_text, allow=allow, deny=deny)
+    except InputError as exc:
+        raise FileFormatError(path, f"{where}: {exc}") from None
+    if spec.key in seen:
+        raise FileFormatError(
+            path, f"{where}: {spec.listen}/{spec.proto} is already used by {seen[spec.key]}"
+        )
+    seen[spec.key] = where
+    return spec
+
+
+def _entry_lines(text: str) -> list[int]:
+    """The file line of each item of the ``forwards`` list (for error messages)."""
+    import yaml
+
+    try:
+        node = yaml.compose(text, Loader=yaml.BaseLoader)
+    except yaml.YAMLError:
+        return []
+    if isinstance(node, yaml.MappingNode):
+        node = next((v for k, v in node.value if getattr(k, "value", None) == "forwards"), None)
+    if not isinstance(node, yaml.SequenceNode):
+        return []
+    return [item.start_mark.line + 1 for item in node.value]
 
 
 def check_unique(specs: Sequence[ForwardSpec]) -> None:

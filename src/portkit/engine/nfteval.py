@@ -62,7 +62,7 @@ from portkit.model.firewall import (
     VerdictStmt,
     VMap,
 )
-from portkit.parse.nftjson import rule_text
+from portkit.parse.nftjson import LIMIT_OVER, rule_text
 
 PATHS: dict[str, tuple[str, ...]] = {
     "in": ("ingress", "prerouting", "input"),
@@ -239,7 +239,34 @@ class Evaluator:
             if st.dst.version == 4 and int(st.dst) & 0xFF == 0xFF:
                 raise Undecided("fib daddr type (could be a subnet broadcast address)")
             return "unicast"
+        if name in ("saddr . iif oif", "saddr . mark . iif oif"):
+            return self._rpf(name, st)
         raise Undecided(f"fib {name}")
+
+    def _rpf(self, name: str, st: _State) -> object:
+        """``fib saddr [. mark] . iif oif``: the reverse-path check (firewalld's rpfilter,
+        ``... oif missing drop``). The input device when the route back to the source leaves
+        through it, else False ("missing"). Answered from the route callback; the cases it
+        cannot settle (IPv6, which looks up routes restricted to the device; a mark that
+        policy routing may use; a local source) stay undecided."""
+        p = st.packet
+        what = f"fib {name}"
+        if st.stage not in ("ingress", "prerouting", "input") or p.iif is None:
+            raise Undecided(f"{what} (no input interface given)")
+        if p.iif == "lo":
+            return p.iif  # the kernel passes loopback packets without a lookup
+        if "mark" in name and st.mark != 0:
+            raise Undecided(f"{what} (a packet mark policy routing may use)")
+        if self.route is None:
+            raise Undecided(f"{what} (the routes are not known)")
+        if self.local is not None and p.src in self.local:
+            raise Undecided(f"{what} (a local source address)")
+        dev = self.route(p.src)
+        if dev == p.iif:
+            return p.iif
+        if p.family == 4 and dev is not None and self.local is not None:
+            return False
+        raise Undecided(f"{what} (the route back to {p.src} leaves through {dev or 'no interface'}, not {p.iif})")
 
     # ------------------------------------------------------------------ matches and rules
 
@@ -353,6 +380,8 @@ class Evaluator:
                 else:
                     st.ctmark = s.value
             elif isinstance(s, Passive):
+                if s.name.startswith(LIMIT_OVER):
+                    return ("next", None)  # the first packet is under any rate: "over" is false
                 if s.name == "notrack" and not pending:
                     st.ct_state = "untracked"
             elif isinstance(s, Unknown):

@@ -19,13 +19,15 @@ from portkit.model.firewall import (
     NftChain,
     NftRuleset,
     RulesetView,
+    SetElement,
     ShowChain,
     ShowHook,
     ShowRule,
+    ShowSet,
     TranslatedDestination,
     VerdictStmt,
 )
-from portkit.parse.nftjson import rule_text
+from portkit.parse.nftjson import rule_text, value_text, verdict_text
 
 HOOK_ORDER = ("ingress", "prerouting", "input", "forward", "output", "postrouting", "egress")
 _VIEWS = (("ipv4", ("inet", "ip")), ("ipv6", ("inet", "ip6")), ("netdev", ("netdev",)), ("bridge", ("bridge",)), ("arp", ("arp",)))
@@ -42,6 +44,12 @@ def _sort_key(item: tuple[int, NftChain]) -> tuple[int, int, int]:
 def chain_label(c: NftChain) -> str:
     dev = f" dev {c.device}" if c.device else ""
     return f"{c.family} {c.table} {c.name} ({c.type or 'filter'} prio {c.prio}{dev}, policy {c.policy})"
+
+
+def _element_data(e: SetElement) -> str:
+    if e.verdict is not None:
+        return f" : {verdict_text(e.verdict)}"
+    return f" : {value_text(e.data)}" if e.data is not None else ""
 
 
 def ruleset_view(rs: NftRuleset) -> RulesetView:
@@ -69,7 +77,17 @@ def ruleset_view(rs: NftRuleset) -> RulesetView:
         )
         for c in shown
     )
-    return RulesetView(tuple(hooks), chains_out, rs.notes)
+    sets_out = tuple(
+        ShowSet(
+            table=f"{st.family} {st.table}",
+            name=st.name,
+            kind="map" if st.is_map else "set",
+            type=" . ".join(st.key_type) + (f" : {st.map_type}" if st.is_map and st.map_type else ""),
+            elements=tuple(value_text(e.key) + _element_data(e) for e in st.elements),
+        )
+        for st in sorted(rs.sets, key=lambda x: (x.family, x.table, x.name))
+    )
+    return RulesetView(tuple(hooks), chains_out, rs.notes, sets_out)
 
 
 def list_dnat(ruleset: NftRuleset) -> tuple[DnatEntry, ...]:

@@ -242,6 +242,36 @@ def split_hostport(ctx: _Ctx, text: Any, path: PathKey, *, port_required: bool =
     return str(ip), _port(ctx, port_text, path)
 
 
+def _check_overlaps(ctx: _Ctx, path: PathKey, services: list[Service]) -> None:
+    """TCP listeners of one host must not overlap: the kernel refuses 10.0.0.1:80 next to
+    0.0.0.0:80 (or next to a dual-stack [::]:80) even with SO_REUSEADDR. UDP allows it with
+    SO_REUSEADDR, which the runner sets. [::] is v6-only when the port also has an IPv4
+    service and v6only is not given (the runner's rule)."""
+    v4_ports = {(s.proto, s.port) for s in services if ":" not in s.address}
+
+    def covers(w: Service, x: Service) -> bool:
+        if w.address == "0.0.0.0":
+            return ":" not in x.address
+        if w.address == "::":
+            v6only = w.v6only if w.v6only is not None else (w.proto, w.port) in v4_ports
+            return ":" in x.address or not v6only
+        return False
+
+    for i, s in enumerate(services):
+        for j, o in enumerate(services[:i]):
+            if s.proto == o.proto == "tcp" and s.port == o.port and (covers(o, s) or covers(s, o)):
+                raise ctx.fail(
+                    (*path, "services", i, "listen"),
+                    f"service tcp {_hp(s.address, s.port)} overlaps services.{j} (tcp {_hp(o.address, o.port)}): "
+                    "a wildcard bind takes the port on every address of its family; drop one, or bind both to "
+                    "specific addresses",
+                )
+
+
+def _hp(addr: str, port: int) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
 def validate(data: Any, lines: dict[PathKey, int], source: str, *, default_name: str | None) -> Scenario:
     ctx = _Ctx(source, lines)
     top = _keys(ctx, data, (), TOP_KEYS, "the scenario")
@@ -403,6 +433,7 @@ def _host(
             raise ctx.fail((*sp, "listen"), f"service {proto} {addr}:{port} is already defined (services.{seen[key]})")
         seen[key] = i
         services.append(Service(proto=proto, address=addr, port=port, kind=kind, banner=banner, v6only=v6only))
+    _check_overlaps(ctx, path, services)
     firewall = d.get("firewall") or ""
     if not isinstance(firewall, str):
         raise ctx.fail((*path, "firewall"), "firewall must be nftables text (use a YAML block: 'firewall: |')")

@@ -275,6 +275,7 @@ class NftChain:
 class SetElement:
     key: Value
     verdict: VerdictStmt | None = None
+    data: Value | None = None  # a map's non-verdict data (dnat addresses, marks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +319,15 @@ class ShowChain:
 
 
 @dataclass(frozen=True, slots=True)
+class ShowSet:
+    table: str  # "inet filter"
+    name: str
+    kind: str  # "set" | "map"
+    type: str  # "ipv4_addr", "inet_service : verdict"
+    elements: tuple[str, ...]  # "10.0.0.0/8", "22 : accept"
+
+
+@dataclass(frozen=True, slots=True)
 class ShowHook:
     hook: str
     family: str  # "ipv4" / "ipv6" / "netdev"...: which packets these chains see
@@ -329,6 +339,7 @@ class RulesetView:
     hooks: tuple[ShowHook, ...]
     chains: tuple[ShowChain, ...]
     notes: tuple[str, ...] = ()
+    sets: tuple[ShowSet, ...] = ()  # named sets and maps, which rules refer to as @name
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,7 +199,7 @@ def live_ruleset(*, netns: str | None = None, cache: bool = True) -> NftRuleset:
     if os.environ.get("PORTKIT_FW_CACHE") == "0":
         cache = False
     key = nftb.ruleset_generation(netns=netns) if cache else None
-    path = os.path.join(CACHE_DIR, f"ruleset-{key[0]}-{key[1]}.pickle") if key else None
+    path = os.path.join(CACHE_DIR, f"ruleset-{key[0]}-{key[1]}-{_parser_stamp()}.pickle") if key else None
     if path is not None:
         cached = _cache_load(path)
         if cached is not None:
@@ -216,6 +216,24 @@ def live_ruleset(*, netns: str | None = None, cache: bool = True) -> NftRuleset:
     if path is not None and key is not None and nftb.ruleset_generation(netns=netns) == key:
         _cache_store(path, rs)
     return rs
+
+
+def _parser_stamp() -> str:
+    """Names the code that parsed a cached ruleset: a cache written by another version of
+    the parser (an upgrade while the machine runs) must not be read back."""
+    import zlib
+
+    from portkit.model import firewall as model
+    from portkit.parse import iptables_save, nftjson
+
+    parts = []
+    for mod in (model, nftjson, iptables_save):
+        try:
+            st = os.stat(mod.__file__ or "")
+            parts.append(f"{mod.__name__}:{st.st_mtime_ns}:{st.st_size}")
+        except OSError:
+            parts.append(mod.__name__)
+    return f"{zlib.crc32(';'.join(parts).encode()):08x}"
 
 
 def _cache_load(path: str) -> NftRuleset | None:

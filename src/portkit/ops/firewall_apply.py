@@ -23,6 +23,29 @@ from portkit.ops.firewall import DEFAULT_POLICY, STATE_DIR, load_policy_file, ma
 
 UNIT_NAME = "portkit-firewall.service"
 UNIT_DIR = "/etc/systemd/system"
+# The same text as contrib/systemd/portkit-firewall.service (a test keeps them equal), for
+# installs without the source tree.
+UNIT_TEMPLATE = """\
+# Installed by `portkit fw enable` (which writes the interpreter that runs portkit in place
+# of `/usr/bin/env portkit`), removed by `portkit fw disable`.
+# Applies the portkit firewall policy (table inet portkit) at boot, before the network is up.
+[Unit]
+Description=portkit firewall policy (table inet portkit)
+Documentation=https://github.com/portkit/portkit/blob/main/docs/firewall.md
+DefaultDependencies=no
+Before=network-pre.target
+Wants=network-pre.target
+After=local-fs.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/bin/env portkit fw apply --force --policy /etc/portkit/policy.yaml
+ExecStop=-/usr/bin/env portkit fw reset
+
+[Install]
+WantedBy=multi-user.target
+"""
 
 
 # --------------------------------------------------------------------------- compile and apply
@@ -102,6 +125,12 @@ def apply_policy(
     if confirm is not None:
         st = rollback.arm(_state_name(netns), nftcompile.restore_script(previous), confirm, netns=netns)
         deadline = st.deadline
+    else:
+        # A timer armed by an earlier 'apply --confirm' still restores the rules from before
+        # it (the last state known to be good) unless confirmed: say so, do not hide it.
+        pending = rollback.status(_state_name(netns))
+        if pending.armed:
+            deadline = pending.deadline
     try:
         nftb.load_script(script, netns=netns)
     except Exception:
@@ -177,12 +206,22 @@ def firewall_status(path: str = DEFAULT_POLICY, *, netns: str | None = None, uni
 # --------------------------------------------------------------------------- boot unit
 
 
-def unit_text(path: str) -> str:
-    """contrib/systemd/portkit-firewall.service with the policy path filled in."""
+def unit_text(path: str, python: str | None = None) -> str:
+    """contrib/systemd/portkit-firewall.service with the policy path filled in, and portkit
+    run by this interpreter (``python -m portkit``): at boot, systemd's PATH does not hold
+    a virtualenv's ``portkit`` script."""
+    import sys
+
     here = os.path.dirname(os.path.abspath(__file__))
     contrib = os.path.join(here, "..", "..", "..", "contrib", "systemd", UNIT_NAME)
-    with open(contrib) as f:
-        template = f.read()
+    try:
+        with open(contrib) as f:
+            template = f.read()
+    except OSError:  # installed from a wheel: contrib/ is not there
+        template = UNIT_TEMPLATE
+    exe = python or sys.executable
+    if exe:
+        template = template.replace("/usr/bin/env portkit ", f"{exe} -m portkit ")
     return template.replace("/etc/portkit/policy.yaml", path)
 
 

@@ -326,11 +326,26 @@ def kernel_forward_add(
         warnings.append(
             "the forward catches traffic to every address of this host from anyone (add --allow CIDR)"
         )
-    if loop_targets and route_localnet:
+    # --local to another host: a connection this host makes to 127.0.0.1:PORT is DNAT'ed in
+    # the output hook but keeps its 127.0.0.1 source, which the kernel will not route off
+    # lo (masquerade comes too late) unless route_localnet=1: it hangs in SYN retries.
+    lo_sources = [
+        s
+        for s, f in new_pairs
+        if f.local and f.masquerade and f.family == 4 and (s.bind == "0.0.0.0" or ipaddress.ip_address(s.bind).is_loopback)
+    ]
+    if lo_sources and not route_localnet:
+        s = lo_sources[0]
+        warnings.append(
+            f"this host's own connections to 127.0.0.1:{s.listen_port} cannot reach {s.target} without "
+            "net.ipv4.conf.all.route_localnet=1 (they would leave with source 127.0.0.1, which the kernel "
+            "drops): connect to an interface address of this host, or add --route-localnet"
+        )
+    if (loop_targets or lo_sources) and route_localnet:
         old = _sysctl("net.ipv4.conf.all.route_localnet", "1", netns)
         if old != "1":
             warnings.append(
-                "set net.ipv4.conf.all.route_localnet=1 so DNAT to 127.0.0.1 works for packets from other hosts; "
+                "set net.ipv4.conf.all.route_localnet=1 so 127.0.0.0/8 addresses may cross interfaces after DNAT; "
                 "this host now accepts and routes 127.0.0.0/8 addresses arriving on its interfaces"
             )
     left = _apply(pairs, previous, netns, confirm)

@@ -381,9 +381,9 @@ def report(
 
 def parse_port_proto(text: str) -> tuple[int, str | None]:
     """``"80"`` -> ``(80, None)``, ``"53/udp"`` -> ``(53, "udp")``; InputError otherwise."""
-    port_s, _, proto = text.strip().partition("/")
+    port_s, slash, proto = text.strip().partition("/")
     proto = proto.lower()
-    if proto not in ("", "tcp", "udp"):
+    if proto not in ("tcp", "udp") and (proto or slash):  # "80/" names no protocol
         raise PortSpecError(f"invalid protocol {proto!r} in {text!r}; valid protocols are: tcp, udp")
     if not port_s.isdigit() or not 1 <= int(port_s) <= 65535:
         raise PortSpecError(f"invalid port {port_s!r}; a port is a number 1-65535, optionally /tcp or /udp")

@@ -27,6 +27,7 @@ from portkit.engine.endpoint import (
     resolve_addresses,
 )
 from portkit.engine.scanplan import GroupKey, compact_ports, profile_for, summarise
+from portkit.engine.timing import TimingProfile
 from portkit.errors import InputError, PortSpecError, ResolveError, TargetError
 from portkit.model.probe import (
     CheckReport,
@@ -117,20 +118,41 @@ def check(
             verdicts.update(
                 _probe_group([addrs[i] for i in idx], [parsed[i].port for i in idx], idx, proto, syn, profile)
             )
+    final = [verdicts.get(i, Verdict(PortState.FILTERED, Reason.NO_RESPONSE)) for i in range(len(parsed))]
+    banners: dict[int, str | None] = {}
+    if banner:
+        wanted = [i for i, e in enumerate(parsed) if e.proto == "tcp" and final[i].state is PortState.OPEN]
+        banners = _banners(parsed, addrs, wanted, banner_timeout)
     results: list[ProbeResult] = []
     for i, (ep, addr) in enumerate(zip(parsed, addrs, strict=True)):
-        v = verdicts.get(i, Verdict(PortState.FILTERED, Reason.NO_RESPONSE))
-        text = None
-        if banner and ep.proto == "tcp" and v.state is PortState.OPEN:
-            from portkit.drivers.prober import grab_banner
-
-            text = grab_banner(
-                addr, ep.port, timeout=banner_timeout, server_name=ep.host if ep.host != addr else None
-            )
+        v = final[i]
         results.append(
-            ProbeResult(ep.host, addr, ep.port, ep.proto, v.state, v.reason, v.reason_from, v.rtt_ms, text)
+            ProbeResult(
+                ep.host, addr, ep.port, ep.proto, v.state, v.reason, v.reason_from, v.rtt_ms, banners.get(i)
+            )
         )
     return CheckReport(tuple(results))
+
+
+def _banners(
+    parsed: list[Endpoint], addrs: list[str], wanted: list[int], timeout: float
+) -> dict[int, str | None]:
+    """Banners of the open endpoints ``wanted``, read in parallel: a silent service costs
+    a few timeouts, which must not add up over a list of endpoints."""
+    if not wanted:
+        return {}
+    from concurrent.futures import ThreadPoolExecutor
+
+    from portkit.drivers.prober import grab_banner
+
+    def one(i: int) -> str | None:
+        ep = parsed[i]
+        return grab_banner(
+            addrs[i], ep.port, timeout=timeout, server_name=ep.host if ep.host != addrs[i] else None
+        )
+
+    with ThreadPoolExecutor(max_workers=min(32, len(wanted))) as pool:
+        return dict(zip(wanted, pool.map(one, wanted), strict=True))
 
 
 def _probe_group(
@@ -159,7 +181,7 @@ def _probe_group(
             sub_items = [
                 (fam_idx.index(it >> 16) << 16) | (it & 0xFFFF) for it in items if (it >> 16) in fam_idx
             ]
-            out = SynScanner(sub, sub_items, profile).run()
+            out = SynScanner(sub, sub_items, profile, record_rtt=True).run()
             if out.interrupted:
                 raise KeyboardInterrupt
             for (hi, port), v in out.results.items():
@@ -222,6 +244,9 @@ def _plan_targets(
             continue
         planned.append(_Planned(text, addr))
     return planned, problems, networks
+
+
+HOST_GROUP_PROBES = 1 << 19  # (host, port) pairs scanned at once; see scan()
 
 
 def scan(
@@ -293,45 +318,47 @@ def scan(
         interrupted = True
         planned = []
     addresses = list(dict.fromkeys(p.address for p in planned))
-    outcomes: dict[str, dict[tuple[int, int], Verdict]] = {}
     nproc = processes if processes is not None else min(2, os.cpu_count() or 1)
+    built: dict[int, HostResult] = {}
     if addresses and not interrupted:
-        from portkit.drivers.scanner import connect_scan
-
-        total_all = sum(len(port_lists[p]) for p in protos) * len(addresses)
-        done_before = 0
-        for proto in protos:
-            plist = port_lists[proto]
-            base = done_before
-
-            def progress(done: int, _total: int, base: int = base) -> None:
-                if on_progress is not None:
-                    on_progress(base + done, total_all)
-
-            if proto == "udp":
-                from portkit.drivers.udpscan import udp_scan
-
-                out = udp_scan(addresses, plist, profile, on_progress=progress, cancel=cancel)
-            elif syn:
-                from portkit.drivers.synscan import syn_scan
-
-                out = syn_scan(
-                    addresses, plist, profile, processes=nproc, on_progress=progress, cancel=cancel
-                )
-            else:
-                out = connect_scan(
-                    addresses, plist, profile, processes=nproc, on_progress=progress, cancel=cancel
-                )
-            outcomes[proto] = out.results
-            done_before += len(plist) * len(addresses)
-            if out.interrupted:
-                interrupted = True
-                break
-    hosts = [
-        _host_result(p.target, p.address, addresses.index(p.address), outcomes, port_lists, all_ports)
-        for p in planned
-        if outcomes
-    ]
+        per_host = sum(len(port_lists[p]) for p in protos)
+        # Host groups, as nmap's: a /24 with -Pn -p- is 16.7 million probes, whose work
+        # list and verdicts would take gigabytes (and the shuffle alone seconds, deaf to
+        # Ctrl-C). A group holds at most HOST_GROUP_PROBES; its hosts are summarised and
+        # its verdicts dropped before the next group starts.
+        size = max(1, HOST_GROUP_PROBES // per_host)
+        progress_state = {"base": 0}
+        total_all = per_host * len(addresses)
+        try:
+            for g0 in range(0, len(addresses), size):
+                group = addresses[g0 : g0 + size]
+                outcomes: dict[str, dict[tuple[int, int], Verdict]] = {}
+                try:
+                    interrupted = _scan_group(
+                        group,
+                        protos,
+                        port_lists,
+                        profile,
+                        syn,
+                        nproc,
+                        outcomes,
+                        progress_state,
+                        total_all,
+                        on_progress,
+                        cancel,
+                    )
+                finally:
+                    where = {a: k for k, a in enumerate(group)}
+                    for k, pl in enumerate(planned):
+                        if pl.address in where and outcomes:
+                            built[k] = _host_result(
+                                pl.target, pl.address, where[pl.address], outcomes, port_lists, all_ports
+                            )
+                if interrupted:
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+    hosts = [built[k] for k in sorted(built)]
     return ScanReport(
         hosts=tuple(hosts),
         elapsed_s=round(time.monotonic() - t0, 3),
@@ -343,6 +370,47 @@ def scan(
         _ports_spec=";".join(f"{proto}:{compact_ports(port_lists[proto])}" for proto in protos),
         _down=tuple(down),
     )
+
+
+def _scan_group(
+    group: list[str],
+    protos: list[str],
+    port_lists: dict[str, tuple[int, ...]],
+    profile: TimingProfile,
+    syn: bool,
+    nproc: int,
+    outcomes: dict[str, dict[tuple[int, int], Verdict]],
+    progress_state: dict[str, int],
+    total_all: int,
+    on_progress: Progress | None,
+    cancel: Cancel | None,
+) -> bool:
+    """Scan one host group, filling ``outcomes`` per protocol; True when interrupted."""
+    from portkit.drivers.scanner import connect_scan
+
+    for proto in protos:
+        plist = port_lists[proto]
+        base = progress_state["base"]
+
+        def progress(done: int, _total: int, base: int = base) -> None:
+            if on_progress is not None:
+                on_progress(base + done, total_all)
+
+        if proto == "udp":
+            from portkit.drivers.udpscan import udp_scan
+
+            out = udp_scan(group, plist, profile, on_progress=progress, cancel=cancel)
+        elif syn:
+            from portkit.drivers.synscan import syn_scan
+
+            out = syn_scan(group, plist, profile, processes=nproc, on_progress=progress, cancel=cancel)
+        else:
+            out = connect_scan(group, plist, profile, processes=nproc, on_progress=progress, cancel=cancel)
+        outcomes[proto] = out.results
+        progress_state["base"] = base + len(plist) * len(group)
+        if out.interrupted:
+            return True
+    return False
 
 
 def _host_result(

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["client_hello", "describe_tls", "first_line"]
+__all__ = ["ECHO", "client_hello", "describe_reply", "describe_tls", "first_line", "http_probe", "is_echo"]
+
+ECHO = "echo (returns what it is sent)"
 
 MAX_BANNER = 200
 
@@ -35,6 +37,28 @@ def first_line(data: bytes) -> str | None:
         if text:
             return text[:MAX_BANNER]
     return None
+
+
+def is_echo(sent: bytes, data: bytes) -> bool:
+    """True when ``data`` is (the start of) what was ``sent``: an echo service, not a reply."""
+    n = min(len(sent), len(data))
+    return n >= 4 and data[:n] == sent[:n]
+
+
+def describe_reply(sent: bytes, data: bytes) -> str | None:
+    """What a service's reply to our ``sent`` probe says: TLS version, echo, or its first line."""
+    if not data:
+        return None
+    if is_echo(sent, data):
+        return ECHO
+    tls = describe_tls(data)
+    return tls if tls is not None else first_line(data)
+
+
+def http_probe(host: str | None) -> bytes:
+    """A read-only HTTP request (nmap's GetRequest probe) for services that wait for one."""
+    head = f"Host: {host}\r\n" if host else ""
+    return f"GET / HTTP/1.0\r\n{head}\r\n".encode("ascii", "replace")
 
 
 def _ext(ext_type: int, body: bytes) -> bytes:
@@ -102,6 +126,10 @@ def describe_tls(data: bytes) -> str | None:
     version = _TLS_VERSIONS.get(int.from_bytes(data[1:3], "big"), "TLS")
     # handshake: type 2 = ServerHello; look for supported_versions (TLS 1.3 negotiates there)
     hs = data[5:]
+    if hs and hs[0] != 2:
+        # any other handshake message first (a ClientHello: an echo service sending ours
+        # back) is not a TLS server's answer
+        return None
     if len(hs) >= 38 and hs[0] == 2:
         version = _TLS_VERSIONS.get(int.from_bytes(hs[4:6], "big"), version)
         pos = 38

@@ -18,6 +18,7 @@ REJECT RETURN LOG DNAT SNAT MASQUERADE REDIRECT MARK and jumps. Anything else be
 from __future__ import annotations
 
 import shlex
+from collections.abc import Collection
 from dataclasses import replace
 
 from portkit.model.firewall import (
@@ -89,8 +90,9 @@ def _iface(text: str) -> Lit:
     return Lit(text[:-1] + "*" if text.endswith("+") else text)
 
 
-def parse_rule(args: str, family: int = 4) -> tuple[Stmt, ...]:
-    """One ``-A`` line's arguments (after the chain name) -> statements."""
+def parse_rule(args: str, family: int = 4, chains: Collection[str] = ()) -> tuple[Stmt, ...]:
+    """One ``-A`` line's arguments (after the chain name) -> statements. ``chains``: the
+    user chains of the same table, which ``-j NAME`` jumps to whatever their names look like."""
     try:
         toks = shlex.split(args)
     except ValueError:
@@ -156,7 +158,7 @@ def parse_rule(args: str, family: int = 4) -> tuple[Stmt, ...]:
             elif t in _IGNORED_FLAGS:
                 pass
             elif t in ("-j", "--jump", "-g", "--goto"):
-                stmts.extend(_target(t, arg(), toks, i, family))
+                stmts.extend(_target(t, arg(), toks, i, family, chains))
                 break
             else:
                 stmts.append(Unknown(f"iptables {t}"))
@@ -167,11 +169,13 @@ def parse_rule(args: str, family: int = 4) -> tuple[Stmt, ...]:
     return tuple(stmts)
 
 
-def _target(opt: str, target: str, toks: list[str], i: int, family: int) -> list[Stmt]:
+def _target(opt: str, target: str, toks: list[str], i: int, family: int, chains: Collection[str] = ()) -> list[Stmt]:
     rest = toks[i + 1 :]
     opts = {rest[k]: rest[k + 1] for k in range(len(rest) - 1) if rest[k].startswith("--")}
     if opt in ("-g", "--goto"):
         return [VerdictStmt("goto", target)]
+    if target in chains:
+        return [VerdictStmt("jump", target)]
     if target in ("ACCEPT", "DROP", "RETURN"):
         return [VerdictStmt({"ACCEPT": "accept", "DROP": "drop", "RETURN": "return"}[target])]
     if target == "REJECT":
@@ -237,9 +241,10 @@ def merge_iptables(rs: NftRuleset, v4_save: str | None, v6_save: str | None) -> 
             chains.append(c)
             continue
         rules = []
+        user_chains = {o.name for o in rs.chains if (o.family, o.table) == (c.family, c.table) and not o.is_base}
         for r, line in zip(c.rules, lines, strict=True):
             if any(isinstance(s, Unknown) and s.text.startswith("xt ") for s in r.stmts):
-                stmts = parse_rule(line, 4 if c.family == "ip" else 6)
+                stmts = parse_rule(line, 4 if c.family == "ip" else 6, user_chains)
                 text = f"-A {c.name} {line}"
                 rules.append(replace(r, stmts=stmts, text=text))
             else:

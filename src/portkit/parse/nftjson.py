@@ -44,7 +44,7 @@ from portkit.model.firewall import (
 )
 
 _VERDICTS = ("accept", "drop", "continue", "return", "jump", "goto", "queue")
-_PASSIVE = ("counter", "log", "limit", "notrack", "ct count", "flow", "synproxy", "quota")
+_PASSIVE = ("counter", "log", "limit", "notrack", "flow", "synproxy", "quota")
 
 
 def _compact(obj: Any) -> str:
@@ -189,7 +189,7 @@ def parse_stmt(obj: Any) -> Stmt:
         addr, port = body.get("addr"), body.get("port")
         opaque = None
         if addr is not None and not isinstance(addr, str):
-            opaque = _compact(addr)
+            opaque = _map_text(addr) or _compact(addr)
         if port is not None and not isinstance(port, int):
             opaque = _compact(port)
         return Nat(kind, addr if isinstance(addr, str) else None, port if isinstance(port, int) else None, opaque)
@@ -199,6 +199,13 @@ def parse_stmt(obj: Any) -> Stmt:
             val = body.get("value")
             return SetMark(key[0], val if isinstance(val, int) else None)
         return Passive(f"set {key[0] if key else '?'}")
+    if kind == "limit" and isinstance(body, dict):
+        return Passive(_limit_text(body))  # "limit rate over ..." matches only above the rate
+    if kind == "ct count":
+        # the number of connections already tracked: not a fact about one new packet
+        val = body.get("val") if isinstance(body, dict) else body
+        over = "over " if isinstance(body, dict) and body.get("inv") else ""
+        return Unknown(f"ct count {over}{val}")
     if kind in _PASSIVE or kind in ("counter", "log", "limit"):
         if kind == "quota":
             return Unknown("quota")
@@ -206,6 +213,37 @@ def parse_stmt(obj: Any) -> Stmt:
     if kind == "xt" and isinstance(body, dict):
         return Unknown(f"xt {body.get('type', '')} {body.get('name', '')}".replace("  ", " ").strip())
     return Unknown(kind if not isinstance(body, Mapping | list) else f"{kind} {_compact(body)}")
+
+
+def _map_text(obj: Any) -> str | None:
+    """``{"map": {"key": ..., "data": ...}}`` as nft writes it: ``tcp dport map @dm``."""
+    body = obj.get("map") if isinstance(obj, dict) else None
+    if not isinstance(body, dict):
+        return None
+    key = parse_key(body.get("key"))
+    data = body.get("data")
+    if key is None:
+        return None
+    right = data if isinstance(data, str) else value_text(parse_value(data)).replace(" . ", " : ") if isinstance(data, dict) else None
+    if right is None:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("set"), list):
+        pairs = [p for p in data["set"] if isinstance(p, list) and len(p) == 2]
+        right = "{ " + ", ".join(f"{value_text(parse_value(k))} : {value_text(parse_value(v))}" for k, v in pairs) + " }"
+    return f"{' . '.join(_SHORT.get(k, k) for k in key)} map {right}"
+
+
+def _limit_text(body: Mapping[str, Any]) -> str:
+    unit = body.get("rate_unit")
+    rate = f"{body.get('rate')}{'' if unit in (None, 'packets') else f' {unit}'}/{body.get('per', 'second')}"
+    burst = body.get("burst")
+    text = f"limit rate {'over ' if body.get('inv') else ''}{rate}"
+    if burst:
+        text += f" burst {burst} {body.get('burst_unit', 'packets')}"
+    return text
+
+
+LIMIT_OVER = "limit rate over "
 
 
 _SHORT = {"meta iifname": "iifname", "meta oifname": "oifname", "meta iif": "iif", "meta oif": "oif"}
@@ -340,7 +378,8 @@ def _set(obj: Mapping[str, Any], is_map: bool) -> NftSet:
                 (vk, vb), = e[1].items()
                 if vk in _VERDICTS or vk == "reject":
                     verdict = _verdict(vk, vb)
-            elements.append(SetElement(parse_value(e[0]), verdict))
+            data = parse_value(e[1]) if verdict is None else None
+            elements.append(SetElement(parse_value(e[0]), verdict, data))
         else:
             elements.append(SetElement(parse_value(e)))
     mtype = obj.get("map")

@@ -79,9 +79,19 @@ def render_view(view: RulesetView, *, color: bool = False) -> str:
             out.append(f"    [{r.handle}] {text}" if r.handle is not None else f"    {text}")
         if not c.rules:
             out.append("    (no rules)")
+    if view.sets:
+        out.append("")
+        out.append(style("sets and maps", "bold", color))
+    for st in view.sets:
+        shown = ", ".join(st.elements[:_SET_SHOWN])
+        more = f", ... ({len(st.elements) - _SET_SHOWN} more)" if len(st.elements) > _SET_SHOWN else ""
+        out.append(f"  {st.kind} {st.table} @{st.name} ({st.type}): {{ {shown}{more} }}" if st.elements else f"  {st.kind} {st.table} @{st.name} ({st.type}): empty")
     for n in view.notes:
         out.append(f"note: {n}")
     return "\n".join(out)
+
+
+_SET_SHOWN = 24  # elements per set in the table; --json lists them all
 
 
 def render_status(s: FwStatus, *, color: bool = False) -> str:

@@ -62,7 +62,7 @@ def summary_line(groups: tuple[NotShown, ...]) -> str:
 
 def host_table(host: HostResult, *, color: bool = False) -> str:
     title = host.address if host.target == host.address else f"{host.target} ({host.address})"
-    lines = [f"portkit scan of {title}: {host._scanned} ports"]
+    lines = [f"portkit scan of {title}: {host._scanned} port{'' if host._scanned == 1 else 's'}"]
     if host.ports:
         rows: list[list[str | Cell]] = [
             [
