@@ -163,3 +163,14 @@ def test_a_missing_namespace_is_bad_input(tmp_path: pathlib.Path, capsys: pytest
     policy = () if args[1] == "check" else ("--policy", str(pol))  # a check against a policy needs no namespace
     code, out, err = run(capsys, *args, *policy, "--netns", "pk-fw-no-such-ns-7f3a")
     assert code == 2 and "no network namespace named 'pk-fw-no-such-ns-7f3a'" in err and not out
+
+
+def test_concurrent_edits_lose_no_rule(tmp_path: pathlib.Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from portkit.ops.firewall import edit_policy, list_policy
+
+    pol = str(tmp_path / "p.yaml")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda port: edit_policy(pol, op="append", action="allow", port=str(port)), range(2000, 2024)))
+    assert sorted(r.ports[0].lo for r in list_policy(pol).rules) == list(range(2000, 2024))

@@ -14,7 +14,7 @@ import portkit
 import portkit.aio
 import portkit.api
 from portkit.cli.main import main
-from portkit.errors import ResolveError
+from portkit.errors import PortSpecError, ResolveError
 from portkit.model.probe import PortState, Reason
 
 
@@ -59,6 +59,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         # a warning, exit 0)
         (["scan", "127.0.0.1", "-p", "22", "-oX", "/nonexistent-pk-dir/x.xml"], "cannot write -oX"),
         (["check", "10.0.0.300:80"], "not a valid IPv4 address"),
+        (["scan", "127.0.0.1", "-p", "22", "-oX", "-", "--json"], "both write to stdout"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -226,3 +227,22 @@ def test_safety_only_the_named_addresses_are_probed(monkeypatch: pytest.MonkeyPa
     assert swept == [["127.0.0.1", "127.0.0.2"]]  # no network or broadcast address, nothing else
     assert scanned == [("127.0.0.2", "127.0.0.1")]
     assert [h.address for h in rep.hosts] == ["127.0.0.2", "127.0.0.1"]
+
+
+def test_link_local_needs_a_zone_and_connects_with_it(listener: int) -> None:
+    # found in the lab: "[fe80::..%lan]:22" gave "filtered, error from EINVAL" for every port
+    # (the zone was dropped on connect), and a link-local address without one did the same
+    from portkit.drivers.scanner_common import sockaddr
+    from portkit.errors import TargetError
+
+    assert sockaddr("fe80::1%lo", 22) == ("fe80::1", 22, 0, socket.if_nametoindex("lo"))
+    assert sockaddr("fe80::1%7", 22) == ("fe80::1", 22, 0, 7)
+    assert sockaddr("10.0.0.1", 22) == ("10.0.0.1", 22)
+    with pytest.raises(TargetError, match="link-local address: name its interface"):
+        portkit.check(["[fe80::1]:22"])
+    with pytest.raises(TargetError, match="unknown interface 'pk-nope0'"):
+        portkit.check(["[fe80::1%pk-nope0]:22"])
+    rep = portkit.scan(["fe80::1", "127.0.0.1"], ports=[listener], processes=1)
+    with pytest.raises(PortSpecError, match="no ports given"):  # was a ZeroDivisionError
+        portkit.scan(["127.0.0.1"], ports=[])
+    assert [h.address for h in rep.hosts] == ["127.0.0.1"] and len(rep._errors) == 1

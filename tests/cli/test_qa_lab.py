@@ -143,3 +143,39 @@ def test_without_root_each_action_says_what_needs_root(action: list[str], words:
         and f"'portkit lab {action[0]}' needs root" in r.stderr
         and words in r.stderr
     )
+
+
+@needs_root
+@pytest.mark.root
+def test_an_unreadable_state_file_is_listed_and_its_error_says_what_to_do(lab_name: str) -> None:
+    path = Path(state.state_path(lab_name))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{broken")
+    try:
+        labs = json.loads(portkit("lab", "ls", "--json").stdout)["labs"]
+        assert {"name": lab_name, "state": "unreadable"}.items() <= next(
+            x for x in labs if x["name"] == lab_name
+        ).items()
+        r = portkit("lab", "down", lab_name)
+        assert r.returncode == 4 and r.stderr.count("\n") == 1
+        assert f"delete that file and any 'ip netns' namespaces named pk-{lab_name}-*" in r.stderr
+    finally:
+        path.unlink()
+
+
+@needs_root
+@pytest.mark.root
+def test_lab_down_forgets_the_kernel_forwards_of_its_namespaces(lab_name: str) -> None:
+    """A kernel forward's table dies with its namespace; its record must go too, or the next
+    lab of that name lists it as MISSING."""
+    assert portkit("lab", "up", "port-forward", "--name", lab_name).returncode == 0
+    router = f"pk-{lab_name}-router"
+    record = Path(os.environ.get("PORTKIT_RUN_DIR", "/run/portkit")) / "forward" / f"{router}.json"
+    r = portkit("forward", "--kernel", "--netns", router, "9797:10.0.30.2:2988")
+    assert r.returncode == 0, r.stderr
+    assert record.exists()
+    assert portkit("lab", "down", lab_name).returncode == 0
+    assert not record.exists()
+    assert portkit("lab", "up", "port-forward", "--name", lab_name).returncode == 0
+    listed = portkit("forward", "--list", "--netns", router, "--json")
+    assert listed.returncode == 1 and json.loads(listed.stdout)["forwards"] == []

@@ -47,6 +47,8 @@ UFW = """\
 -A ufw-before-input -i lo -j ACCEPT
 -A ufw-before-input -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A ufw-before-input -m conntrack --ctstate INVALID -j DROP
+-A ufw-before-input -p tcp -m tcp ! --syn -m conntrack --ctstate NEW -j DROP
+-A ufw-before-input -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m multiport --dports 7010 -j REJECT --reject-with tcp-reset
 -A ufw-before-input -p icmp -m icmp --icmp-type 8 -j ACCEPT
 -A ufw-before-input -j ufw-user-input
 -A ufw-user-input -p tcp -m tcp --dport 7001 -j ACCEPT

@@ -72,6 +72,7 @@ def test_second_ctrl_c_closes_open_connections_without_waiting_for_the_drain() -
         (["--drain", "-1", "8080:2988"], "invalid --drain -1"),
         (["--udp-idle", "0", "8080:2988"], "invalid --udp-idle 0"),
         (["--allow", "10.0.0.0/33", "8080:2988"], "invalid CIDR block '10.0.0.0/33'"),
+        (["--json", "0.0.0.0:8080:127.0.0.1:2988"], "--json applies to --check, --list, --remove and --kernel"),
     ],
 )
 def test_bad_option_values_are_one_line_exit_2(args: list[str], words: str) -> None:
@@ -150,7 +151,11 @@ def test_kernel_local_forward_from_loopback_needs_route_localnet(lab: Any) -> No
     h = lab(os.path.join(ROOT, "examples/labs/port-forward.yaml"))
     router = h.netns("router")
     spec = f"9595:{h.address('inside')}:2988"
-    connect = ["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 9595), timeout=2).close()"]
+    connect = [
+        "python3",
+        "-c",
+        "import socket; socket.create_connection(('127.0.0.1', 9595), timeout=2).close()",
+    ]
     try:
         r = pk("forward", "--kernel", "--local", "--netns", router, spec)
         assert r.returncode == 0, r.stderr
@@ -183,3 +188,41 @@ def test_nat_bad_input_is_one_line_exit_2(args: list[str], words: str) -> None:
     r = pk("nat", *args)
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and words in r.stderr and "Traceback" not in r.stderr
+
+
+def test_binary_config_file_is_one_line_exit_2(tmp_path: Any) -> None:
+    blob = tmp_path / "fwd.yaml"
+    blob.write_bytes(b"forwards:\n  - '1:2'\n\xd0\xff\xfe")
+    r = pk("forward", "--check", "--config", str(blob))
+    assert (
+        r.returncode == 2
+        and r.stderr == f"portkit: {blob}: not a text file; a forward config is YAML text (UTF-8)\n"
+    )
+
+
+@needs_root
+@needs_tool("nft")
+@pytest.mark.root
+def test_kernel_remove_names_a_bad_port_or_protocol(lab: Any) -> None:
+    h = lab(os.path.join(ROOT, "examples/labs/port-forward.yaml"))
+    router = h.netns("router")
+    try:
+        assert (
+            pk("forward", "--kernel", "--netns", router, f"9696:{h.address('inside')}:2988").returncode == 0
+        )
+        for text, words in (
+            ("9696/sctp", "invalid protocol 'sctp' in --remove '9696/sctp'"),
+            ("70000", "invalid port '70000' in --remove '70000'"),
+            ("9696/", "invalid protocol '' in --remove '9696/'"),
+            ("9696/udp", "no kernel forward matches '9696/udp'"),
+        ):
+            r = pk("forward", "--remove", text, "--netns", router)
+            assert r.returncode == 2 and r.stderr.count("\n") == 1 and words in r.stderr, r.stderr
+        r = pk("forward", "--remove", "9696/TCP", "--netns", router, "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["changed"] == [f"0.0.0.0:9696:{h.address('inside')}:2988/tcp"]
+    finally:
+        pk("forward", "--remove-all", "--netns", router)
+        state = f"/run/portkit/forward/{router}.json"
+        if os.path.exists(state):
+            os.unlink(state)

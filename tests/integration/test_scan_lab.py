@@ -221,7 +221,9 @@ def test_names_from_the_namespace_hosts_file(net: Any) -> None:
     # The lab writes /etc/netns/<ns>/hosts ("target", "target.lan") and a resolver that
     # answers nothing, so no DNS query ever leaves the lab.
     doc = portkit_json(net, "scan", "target.lan", "-6", "-p", "22,23")
-    assert doc["hosts"][0]["address"] == net.address("target", 6) and doc["hosts"][0]["target"] == "target.lan"
+    assert (
+        doc["hosts"][0]["address"] == net.address("target", 6) and doc["hosts"][0]["target"] == "target.lan"
+    )
     # an unknown name among targets: reported on stderr, exit 2, the others still scanned
     r = net.portkit("scanner", "scan", "nosuch.pklab", "target", "-4", "-p", "22", "--json")
     assert r.returncode == 2
@@ -315,3 +317,18 @@ def test_xml_output_reads_in_libnmap_and_ndiff(net: Any, tmp_path: Any) -> None:
     assert {s.port for s in host.services if s.state == "open"} == OPEN_TCP
     theirs = nmap_states(xml_file.read_text())
     assert len(theirs) == len(parse_ports(TCP_SPEC))  # summarised ports are in extrareasons, like nmap's
+
+
+def test_link_local_address_with_its_zone(net: Any) -> None:
+    # found by hand: every port of "[fe80::..%lan]:PORT" was "filtered, error from EINVAL"
+    out = net.run(
+        "target", ["ip", "-6", "-o", "addr", "show", "dev", "lan", "scope", "link"], check=True
+    ).stdout
+    ll = out.split("inet6 ")[1].split("/")[0]
+    doc = portkit_json(net, "check", f"[{ll}%lan]:22", f"[{ll}%lan]:23", f"[{ll}%lan]:53/udp", expect=1)
+    got = [(x["state"], x["reason"]) for x in doc["results"]]
+    assert got == [("open", "syn-ack"), ("closed", "conn-refused"), ("open", "udp-response")]
+    doc = portkit_json(net, "scan", f"{ll}%lan", "-p", "20-25", "--all")
+    assert port_map(doc["hosts"][0])[(22, "tcp")] == ("open", "syn-ack")
+    bare = net.portkit("scanner", "check", f"[{ll}]:22")
+    assert bare.returncode == 2 and "name its interface" in bare.stderr

@@ -65,3 +65,12 @@ def test_parse_save_keeps_order_per_chain() -> None:
 def test_jump_to_a_user_chain_of_any_name() -> None:
     assert parse_rule("-p tcp -m multiport --dports 80,443 -j WEB", chains={"WEB"})[-1] == VerdictStmt("jump", "WEB")
     assert parse_rule("-p tcp -m multiport --dports 80,443 -j WEB")[-1] == Unknown("iptables target WEB")  # not known as a chain
+
+
+def test_tcp_flags_and_icmp_types() -> None:
+    syn = Match(("tcp flags",), "!=", Flags(("syn",)), Flags(("fin", "syn", "rst", "ack")))
+    assert syn in parse_rule("-p tcp -m tcp ! --syn -m state --state NEW -j DROP")
+    assert Match(("tcp flags",), "==", Flags(()), Flags(("fin", "syn", "rst", "psh", "ack", "urg"))) in parse_rule("-p tcp --tcp-flags ALL NONE -j DROP")
+    assert Match(("icmp type",), "==", Lit("echo-request"), None) in parse_rule("-p icmp -m icmp --icmp-type 8 -j ACCEPT")
+    assert Unknown("iptables --icmp-type 13") in parse_rule("-p icmp -m icmp --icmp-type 13 -j ACCEPT")
+    assert parse_rule("-p tcp --tcp-flags SYN,BOGUS SYN -j DROP")[0].text.startswith("iptables rule")  # type: ignore[union-attr]

@@ -179,3 +179,15 @@ def test_compile_is_deterministic_and_complete() -> None:
 def test_restore_script() -> None:
     assert restore_script(None) == "table inet portkit\ndelete table inet portkit\n"
     assert restore_script("table inet portkit {\n}\n").endswith("table inet portkit {\n}\n")
+
+
+def test_long_unicode_comments_fit_nft_byte_limits() -> None:
+    import re
+
+    rule = PolicyRule("in", "allow", "tcp", (PortRange(22, 22),), ("22",), log=True, comment="ü" * 130 + '"; drop')
+    script = compile_policy(Policy(rules=(rule,)))
+    comments = re.findall(r'comment "([^"]*)"', script)
+    prefixes = re.findall(r'log prefix "([^"]*)"', script)
+    assert comments and prefixes
+    assert all(len(c.encode()) <= 128 for c in comments) and all(len(p.encode()) <= 127 for p in prefixes)
+    assert "ü" * 50 in script and "\ufffd" not in script  # cut on a character boundary

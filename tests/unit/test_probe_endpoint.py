@@ -161,3 +161,5 @@ def test_system_resolver_names_the_missing_family(monkeypatch: pytest.MonkeyPatc
     assert resolve_addresses("v4only", prober.system_resolver, 4) == ["10.0.0.3"]
     with pytest.raises(ResolveError, match="not a valid IPv4 address"):
         prober.system_resolver("10.0.0.300", None)
+    with pytest.raises(ResolveError, match="ranges are not supported"):
+        prober.system_resolver("10.0.0.1-5", None)

@@ -129,3 +129,23 @@ def test_xml_reads_back_with_ndiff(tmp_path: Path) -> None:
     diff = subprocess.run(["ndiff", str(a), str(b)], capture_output=True, text=True, timeout=30)
     assert diff.returncode == 1, diff.stderr  # 1 = differences found, 2 = error
     assert "+8080/tcp open" in diff.stdout
+
+
+def test_zoned_address_answering_itself_is_not_another_sender() -> None:
+    # fe80::1%eth0 answers from fe80::1: the table must not say "port-unreach from fe80::1"
+    rep = CheckReport(
+        (
+            ProbeResult(
+                "fe80::1%lo",
+                "fe80::1%lo",
+                53,
+                "udp",
+                PortState.CLOSED,
+                Reason.PORT_UNREACH,
+                "fe80::1",
+                0.1,
+                None,
+            ),
+        )
+    )
+    assert "from" not in check_table(rep)

@@ -33,3 +33,15 @@ def test_top_level_errors_keep_working() -> None:
         parse_config("forward: ['1:2']\n", "fwd.yaml")
     with pytest.raises(FileFormatError, match=r"fwd.yaml:3: not valid YAML"):
         parse_config("forwards:\n  - [\n", "fwd.yaml")
+
+
+def test_bind_lport_tport_gets_a_hint_with_the_four_field_form() -> None:
+    from portkit.engine.forwardspec import parse_spec
+    from portkit.errors import PortSpecError
+
+    with pytest.raises(PortSpecError) as info:
+        parse_spec("0.0.0.0:8080:2988")
+    assert "e.g. 0.0.0.0:8080:127.0.0.1:2988" in str(info.value)
+    # LPORT:THOST:TPORT (as ssh -L) still reads as such
+    spec = parse_spec("8080:10.0.0.2:80")
+    assert (spec.bind, spec.listen_port, spec.target_host, spec.target_port) == ("127.0.0.1", 8080, "10.0.0.2", 80)

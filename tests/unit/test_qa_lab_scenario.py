@@ -26,8 +26,14 @@ def tcp(listen: str, **kw: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("services", "words"),
     [
-        ((tcp("0.0.0.0:80"), tcp("10.0.97.1:80")), "service tcp 10.0.97.1:80 overlaps services.0 (tcp 0.0.0.0:80)"),
-        ((tcp("127.0.0.1:80"), tcp("0.0.0.0:80")), "service tcp 0.0.0.0:80 overlaps services.0 (tcp 127.0.0.1:80)"),
+        (
+            (tcp("0.0.0.0:80"), tcp("10.0.97.1:80")),
+            "service tcp 10.0.97.1:80 overlaps services.0 (tcp 0.0.0.0:80)",
+        ),
+        (
+            (tcp("127.0.0.1:80"), tcp("0.0.0.0:80")),
+            "service tcp 0.0.0.0:80 overlaps services.0 (tcp 127.0.0.1:80)",
+        ),
         ((tcp("[::]:80"), tcp("[::1]:80")), "service tcp [::1]:80 overlaps services.0 (tcp [::]:80)"),
         ((tcp("[::]:80", v6only=False), tcp("0.0.0.0:80")), "overlaps services.0 (tcp [::]:80)"),
         ((tcp("[::]:80", v6only=True), tcp("[fd00:97::1]:80")), "overlaps services.0"),
@@ -46,9 +52,19 @@ def test_overlapping_tcp_binds_are_refused(services: tuple[dict[str, Any], ...],
         (tcp("127.0.0.1:80"), tcp("[::]:80")),
         (tcp("10.0.97.1:80"), tcp("127.0.0.1:80")),  # two specific addresses
         (tcp("0.0.0.0:80"), tcp("0.0.0.0:81")),
-        ({"proto": "udp", "listen": "0.0.0.0:53"}, {"proto": "udp", "listen": "10.0.97.1:53"}),  # SO_REUSEADDR
+        (
+            {"proto": "udp", "listen": "0.0.0.0:53"},
+            {"proto": "udp", "listen": "10.0.97.1:53"},
+        ),  # SO_REUSEADDR
         (tcp("0.0.0.0:7"), {"proto": "udp", "listen": "0.0.0.0:7"}),
     ],
 )
 def test_binds_the_kernel_allows_pass(services: tuple[dict[str, Any], ...]) -> None:
     assert len(load(scenario(*services)).hosts[0].services) == 2
+
+
+def test_a_binary_file_is_bad_input_not_an_internal_error(tmp_path: Any) -> None:
+    blob = tmp_path / "blob.yaml"
+    blob.write_bytes(b"name: x\n\xd0\xff\xfe binary")
+    with pytest.raises(FileFormatError, match="not a text file"):
+        load(blob)

@@ -29,6 +29,7 @@ examples:
   portkit check 10.0.0.2 -p 22,80,443       a host and a port list
   portkit check example.lan:443 --banner    also read what the service says (or its TLS)
   portkit check 10.0.0.2:80 --syn           raw SYN probe (root): closed reads "reset"
+  portkit check "[fe80::1%eth0]:22"         a link-local address names its interface
 
 exit status: 0 every endpoint is open, 1 any is not, 2 bad input or a name that does
 not resolve, 3 --syn without root, 130 interrupted.

@@ -195,6 +195,8 @@ def _load_config(path: str) -> Any:
             text = f.read()
     except OSError as exc:
         raise FileFormatError(path, f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise FileFormatError(path, "not a text file; a forward config is YAML text (UTF-8)") from None
     return parse_config(text, path)
 
 
@@ -246,6 +248,11 @@ def _userspace(args: argparse.Namespace) -> int:
     specs, options = _gather(args)
     if args.workers is not None and not 1 <= args.workers <= 64:
         raise InputError(f"invalid --workers {args.workers}; use 1-64")
+    if args.json and not args.check:
+        raise InputError(
+            "--json applies to --check, --list, --remove and --kernel; the running forwarder logs one "
+            "text line per connection on stderr (--quiet turns them off)"
+        )
     warnings = list(exposure_warnings(specs))
     for w in warnings:
         warn(w)

@@ -30,6 +30,11 @@ dual-stack; each file's comments say what to try.
 """
 
 SCHEMA_HELP = """\
+examples:
+  sudo portkit lab up nat-pat                          a shipped scenario, by name
+  sudo portkit lab up examples/labs/port-forward.yaml --name pf2   a second copy beside the first
+  sudo portkit lab up my-lab.yaml --json
+
 scenario schema:
   name: demo                 # optional; the file's stem otherwise
   hosts:

@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     entries = read()
     if out.json:
         out.emit_json(nat_document(entries))
+    elif not entries and (args.port or args.host or args.proto):
+        out.write("no translated flow matches the filters (--port, --host, --proto)")
     else:
         out.write(render_nat(entries, color=out.color))
     if not args.watch:

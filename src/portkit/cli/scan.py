@@ -120,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
     if args.processes is not None and not 1 <= args.processes <= 16:
         raise InputError(f"invalid --processes {args.processes}: give 1-16")
     out = Output.from_args(args)
+    if args.xml == "-" and out.json:
+        raise InputError("-oX - and --json both write to stdout: choose one (or give -oX a FILE)")
     xml_file: Any = None
     if args.xml and args.xml != "-":
         # opened before the scan, as nmap does: a typo in the path must not cost a long scan

@@ -43,6 +43,11 @@ def system_resolver(name: str, family: int | None) -> list[tuple[int, str]]:
     del family
     if name.replace(".", "").isdigit() and name.count(".") == 3:
         raise ResolveError(name, "not a valid IPv4 address (four numbers 0-255)")
+    if "-" in name and name.replace(".", "").replace("-", "").isdigit():
+        raise ResolveError(
+            name,
+            "nmap-style address ranges are not supported: give a CIDR block (10.0.0.0/29) or each address",
+        )
     try:
         infos = socket.getaddrinfo(name, None, socket.AF_UNSPEC, socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -53,6 +58,8 @@ def system_resolver(name: str, family: int | None) -> list[tuple[int, str]]:
     for af, _t, _p, _c, sa in infos:
         v = 6 if af == socket.AF_INET6 else 4
         addr = str(sa[0]).split("%")[0]
+        if v == 6 and len(sa) == 4 and sa[3]:  # a link-local answer keeps its interface
+            addr = f"{addr}%{sa[3]}"
         if (v, addr) not in out:
             out.append((v, addr))
     return out

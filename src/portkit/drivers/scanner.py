@@ -55,6 +55,7 @@ from portkit.drivers.scanner_common import (
     raise_nofile_limit,
     read_icmp,
     run_split,
+    sockaddr,
     verdict_from_error,
     window_limit,
     work_items,
@@ -74,8 +75,12 @@ class _Host:
     rtt: RttEstimator
     recverr_level: int = 0
     recverr_opt: int = 0
+    scope: int = 0  # of a zoned link-local address (fe80::1%eth0); address is then bare
 
     def __post_init__(self) -> None:
+        if "%" in self.address:
+            _bare, _port, _flow, self.scope = sockaddr(self.address, 0)  # type: ignore[misc]
+            self.address = _bare
         v6 = self.family == socket.AF_INET6
         self.recverr_level = socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP
         self.recverr_opt = IPV6_RECVERR if v6 else IP_RECVERR
@@ -204,7 +209,7 @@ class ConnectScanner:
                         break
                     if reused_sock is not s:  # a new socket needs IP_RECVERR; a pooled one has it
                         s.setsockopt(host.recverr_level, host.recverr_opt, 1)
-                    addr = (host.address, port)
+                    addr = (host.address, port) if not host.scope else (host.address, port, 0, host.scope)
                     t0 = mono()
                     e = s.connect_ex(addr)
                     sent += 1
@@ -289,7 +294,10 @@ class ConnectScanner:
                         hosts[probe.hi].rtt.sample(rtt)
                     else:
                         retry.on_answer(probe.tryno)
-                    e = s.connect_ex((hosts[probe.hi].address, probe.port))
+                    h = hosts[probe.hi]
+                    e = s.connect_ex(
+                        (h.address, probe.port) if not h.scope else (h.address, probe.port, 0, h.scope)
+                    )
                     rtt_ms = round(rtt * 1000, 3) if keep_rtt else None
                     if e == 0 or e == eisconn:
                         verdict = Verdict(PortState.OPEN, Reason.SYN_ACK, None, round(rtt * 1000, 3))

@@ -52,6 +52,18 @@ _ERRNO_REASON = {
 }
 
 
+def sockaddr(address: str, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
+    """The connect() address of ``address`` (``fe80::1%eth0`` carries its scope id).
+
+    Python's connect() ignores a zone written in the string of a 2-tuple and the kernel
+    then refuses a link-local destination with EINVAL: the scope id must be in a 4-tuple.
+    """
+    if "%" not in address:
+        return (address, port)
+    bare, _, zone = address.partition("%")
+    return (bare, port, 0, int(zone) if zone.isdigit() else socket.if_nametoindex(zone))
+
+
 def raise_nofile_limit() -> int:
     """Raise the soft open-files limit to the hard limit; return the limit now in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

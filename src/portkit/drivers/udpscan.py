@@ -30,6 +30,7 @@ from portkit.drivers.scanner_common import (
     icmp_verdict,
     raise_nofile_limit,
     read_icmp,
+    sockaddr,
     window_limit,
     work_items,
 )
@@ -133,7 +134,7 @@ class UdpScanner:
                     else:
                         s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
                     try:
-                        s.connect((self.addresses[hi], port))
+                        s.connect(sockaddr(self.addresses[hi], port))
                         s.send(udp_payload(port))
                     except OSError as exc:
                         icmp = read_icmp(s)

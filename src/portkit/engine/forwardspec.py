@@ -100,6 +100,14 @@ def parse_host(text: str, what: str, spec: str, *, literal_only: bool = False) -
     return text
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_spec(
     text: str,
     *,
@@ -127,6 +135,11 @@ def parse_spec(
         bind, lport, thost, tport = default_bind, fields[0], DEFAULT_TARGET, fields[1]
     elif len(fields) == 3:
         bind, (lport, thost, tport) = default_bind, fields
+        if not lport.isdigit() and _is_ip(lport.strip("[]")):  # BIND:LPORT:TPORT is not a form
+            raise PortSpecError(
+                f"{spec!r} reads as LPORT:THOST:TPORT, and {lport!r} is no port; to bind an address give "
+                f"the target host too, e.g. {lport}:{thost}:{DEFAULT_TARGET}:{tport}"
+            )
     elif len(fields) == 4:
         bind = parse_host(fields[0], "bind address", spec, literal_only=True)
         lport, thost, tport = fields[1:]

@@ -35,8 +35,11 @@ def _set(items: list[str]) -> str:
 
 
 def _quote(text: str, limit: int = 120) -> str:
+    """A quoted nft string of at most ``limit`` UTF-8 bytes (nft counts bytes: comments take
+    128, log prefixes 127), cut on a character boundary."""
     clean = "".join(ch if ch.isprintable() and ch not in "\"\\" else "'" if ch == '"' else " " for ch in text)
-    return f'"{clean[:limit]}"'
+    cut = clean.encode()[:limit].decode(errors="ignore")
+    return f'"{cut}"'
 
 
 def _family_variants(rule: PolicyRule) -> list[tuple[int | None, list[str], list[str]]]:

@@ -256,8 +256,11 @@ def _down_locked(name: str, record: dict[str, Any]) -> tuple[int, ...]:
             still = [ns for ns in namespaces if system.ns_exists(ns)]
             if still:
                 raise
+    from portkit.ops.forward_kernel import forget_netns
+
     for ns in record.get("namespaces", []):
         system.remove_etc(ns)
+        forget_netns(ns)  # `portkit forward --kernel --netns` state of a host
     state.remove(name)
     return lingering
 
@@ -320,6 +323,14 @@ def summaries() -> tuple[LabSummary, ...]:
         try:
             st = status(name)
         except PortkitError:
+            # A state file that cannot be read is still listed: hiding it would hide the lab
+            # (a lab that went down meanwhile, its file gone, is simply not listed).
+            try:
+                state.read(name)
+            except SystemRefused:
+                out.append(LabSummary(name=name, state="unreadable", hosts=0, services=0, source="", created=""))
+            except PortkitError:
+                pass
             continue
         out.append(
             LabSummary(

@@ -159,6 +159,8 @@ def load(scenario: Mapping[str, Any] | str | os.PathLike[str], *, default_name: 
         raise InputError(f"no scenario file {text_in!r}", hint=f"shipped ones are in {examples_dir()}") from exc
     except OSError as exc:
         raise InputError(f"cannot read scenario file {text_in!r}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise FileFormatError(str(path), "not a text file; a scenario is YAML text (UTF-8)") from None
     data, lines = load_yaml(text, str(path))
     return validate(data, lines, str(path), default_name=default_name or path.stem)
 

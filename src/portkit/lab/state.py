@@ -43,7 +43,10 @@ def read(name: str) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise SystemRefused(f"cannot read lab state {state_path(name)}: {exc}") from exc
+        raise SystemRefused(
+            f"cannot read lab state {state_path(name)}: {exc}",
+            hint=f"if it is a leftover, delete that file and any 'ip netns' namespaces named pk-{name}-*",
+        ) from exc
     return data
 
 

@@ -12,7 +12,7 @@ import ipaddress
 import os
 import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from portkit.backends import nft as nftb
@@ -118,6 +118,25 @@ def _save(path: str, policy: Policy) -> None:
         raise PrivilegeError(f"cannot write policy file {path}: {exc.strerror}") from exc
 
 
+@contextlib.contextmanager
+def _edit_lock(path: str) -> Iterator[None]:
+    """Serialise read-modify-write edits of one policy file (two ``fw allow`` at once must
+    not lose a rule): an flock on the file's directory, which the atomic replace keeps."""
+    import fcntl
+
+    d = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(d, exist_ok=True)
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    except PermissionError as exc:
+        raise PrivilegeError(f"cannot write policy file {path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def list_policy(path: str = DEFAULT_POLICY) -> PolicyListing:
     p = load_policy_file(path)
     return PolicyListing(path, os.path.exists(path), p.default_in, p.default_out, p.essential_icmp, p.rules, shadowed_rules(p))
@@ -162,27 +181,28 @@ def edit_policy(
     """``op`` = append | insert | delete, like ufw. Validates the whole result before writing."""
     from portkit.parse.policy_yaml import dump_policy, load_policy
 
-    policy = load_policy_file(path)
-    if op == "delete":
-        try:
-            policy = delete_rule(policy, number or 0)
-        except IndexError as exc:
-            raise InputError(str(exc)) from None
-    else:
-        proto, ports, texts = parse_port_arg(port)
-        rule = PolicyRule(direction, action or "allow", proto, ports, texts, sources, destinations, interface, "any", log, comment)
-        # round-trip through the file format so a rule from the command line is checked exactly
-        # like one in the file (impossible rules, bad CIDRs), with the command line as "file"
-        probe = dump_policy(Policy(rules=(rule,)))
-        try:
-            rule = load_policy(probe, path="<command line>", services=_services()).rules[0]
-        except FileFormatError as exc:
-            raise InputError(exc.problem) from None
-        try:
-            policy = add_rule(policy, rule, position=number if op == "insert" else None)
-        except IndexError as exc:
-            raise InputError(str(exc)) from None
-    _save(path, policy)
+    with _edit_lock(path):
+        policy = load_policy_file(path)
+        if op == "delete":
+            try:
+                policy = delete_rule(policy, number or 0)
+            except IndexError as exc:
+                raise InputError(str(exc)) from None
+        else:
+            proto, ports, texts = parse_port_arg(port)
+            rule = PolicyRule(direction, action or "allow", proto, ports, texts, sources, destinations, interface, "any", log, comment)
+            # round-trip through the file format so a rule from the command line is checked exactly
+            # like one in the file (impossible rules, bad CIDRs), with the command line as "file"
+            probe = dump_policy(Policy(rules=(rule,)))
+            try:
+                rule = load_policy(probe, path="<command line>", services=_services()).rules[0]
+            except FileFormatError as exc:
+                raise InputError(exc.problem) from None
+            try:
+                policy = add_rule(policy, rule, position=number if op == "insert" else None)
+            except IndexError as exc:
+                raise InputError(str(exc)) from None
+        _save(path, policy)
     return list_policy(path)
 
 

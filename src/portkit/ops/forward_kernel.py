@@ -62,6 +62,15 @@ def _state_path(netns: str | None) -> str:
     return os.path.join(_run_dir(), f"{netns or 'host'}.json")
 
 
+def forget_netns(netns: str) -> None:
+    """Drop the record of a deleted namespace's kernel forwards (its table died with it), so
+    a namespace of the same name made later does not list them as MISSING."""
+    try:
+        os.unlink(_state_path(netns))
+    except OSError:
+        pass
+
+
 def _rollback_name(netns: str | None) -> str:
     return f"forward-{netns or 'host'}"
 
@@ -390,9 +399,13 @@ def kernel_forward_remove(
 
 
 def _match(text: str, cur: Sequence[ForwardSpec]) -> list[ForwardSpec]:
-    body, _, proto = text.partition("/")
+    body, slash, proto = text.partition("/")
     if body.isdigit():
-        port = int(body)
+        port, proto = int(body), proto.lower()
+        if not 1 <= port <= 65535:
+            raise InputError(f"invalid port {body!r} in --remove {text!r}; valid ports are 1-65535")
+        if slash and proto not in ("tcp", "udp"):
+            raise InputError(f"invalid protocol {proto!r} in --remove {text!r}; valid ones are: tcp, udp")
         return [s for s in cur if s.listen_port == port and (not proto or s.proto == proto)]
     spec = _fit_family(parse_spec(text, default_bind="0.0.0.0"))
     return [s for s in cur if s.key == spec.key]

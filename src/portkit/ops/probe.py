@@ -81,6 +81,30 @@ def _resolver(resolver: Resolver | None) -> Resolver:
     return system_resolver
 
 
+def _check_scope(address: str, syn: bool) -> str:
+    """``address`` if it can be probed; TargetError for a link-local address without its
+    interface (fe80::1 is on every link: the kernel cannot pick one and says EINVAL), an
+    unknown interface, or a zoned address with --syn (the raw path has no scope yet)."""
+    import ipaddress
+    import socket
+
+    bare, _, zone = address.partition("%")
+    ip = ipaddress.ip_address(bare)
+    if ip.version == 6 and ip.is_link_local and not zone:
+        raise TargetError(
+            f"{address} is a link-local address: name its interface, e.g. {bare}%eth0 ([{bare}%eth0]:22)"
+        )
+    if zone:
+        if not zone.isdigit():
+            try:
+                socket.if_nametoindex(zone)
+            except OSError:
+                raise TargetError(f"unknown interface {zone!r} in {address}: see 'ip link'") from None
+        if syn:
+            raise TargetError(f"--syn cannot probe zoned address {address}: drop --syn for a connect scan")
+    return address
+
+
 def _check_family(family: int | None) -> None:
     if family not in (None, 4, 6):
         raise InputError(f"invalid address family {family!r}: valid ones are 4, 6 or None")
@@ -109,7 +133,7 @@ def check(
         raise InputError("no endpoint given: write e.g. 10.0.0.2:22 or [fd00::2]:53/udp")
     parsed = [e if isinstance(e, Endpoint) else parse_endpoint(e, default_proto) for e in endpoints]
     res = _resolver(resolver)
-    addrs = [resolve_addresses(e.host, res, family)[0] for e in parsed]
+    addrs = [_check_scope(resolve_addresses(e.host, res, family)[0], syn) for e in parsed]
     profile = profile_for(timeout=timeout, retries=1 if retries is None else retries, initial=1.0)
     verdicts: dict[int, Verdict] = {}
     for proto in ("tcp", "udp"):
@@ -218,7 +242,7 @@ class _Planned:
 
 
 def _plan_targets(
-    targets: Sequence[str], resolver: Resolver, family: int | None
+    targets: Sequence[str], resolver: Resolver, family: int | None, syn: bool = False
 ) -> tuple[list[_Planned], list[TargetProblem], list[Target]]:
     planned: list[_Planned] = []
     problems: list[TargetProblem] = []
@@ -235,7 +259,7 @@ def _plan_targets(
             planned.extend(_Planned(text, a) for a in t.addresses())
             continue
         try:
-            addr = resolve_addresses(t.text, resolver, family)[0]
+            addr = _check_scope(resolve_addresses(t.text, resolver, family)[0], syn)
         except ResolveError as exc:
             problems.append(TargetProblem(text, str(exc)))
             continue
@@ -296,12 +320,14 @@ def scan(
             port_lists[proto] = parse_ports(ports)
         else:
             port_lists[proto] = tuple(sorted(set(ports)))
+            if not port_lists[proto]:
+                raise PortSpecError("no ports given: give e.g. [22, 80] or a spec such as '1-1024'")
             for p in port_lists[proto]:
                 if not 1 <= p <= 65535:
                     raise PortSpecError(f"invalid port {p}: ports are 1-65535")
     started = time.time()
     t0 = time.monotonic()
-    planned, problems, networks = _plan_targets(targets, _resolver(resolver), family)
+    planned, problems, networks = _plan_targets(targets, _resolver(resolver), family, syn)
     profile = profile_for(timeout=timeout, retries=max_retries, rate=rate)
     interrupted = False
     down: list[str] = []

@@ -45,6 +45,29 @@ _IGNORED_WITH_ARG = {"--limit", "--limit-burst", "--log-prefix", "--log-level", 
 _IGNORED_FLAGS = {"--log-uid", "--log-tcp-options", "--log-ip-options", "--log-tcp-sequence"}
 
 
+_TCP_FLAGS = ("fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr")
+# iptables-save writes ICMP types as numbers (or names for some versions)
+_ICMP_TYPES = {
+    "0": "echo-reply", "echo-reply": "echo-reply", "3": "destination-unreachable",
+    "destination-unreachable": "destination-unreachable", "8": "echo-request",
+    "echo-request": "echo-request", "11": "time-exceeded", "time-exceeded": "time-exceeded",
+    "12": "parameter-problem", "parameter-problem": "parameter-problem",
+}  # fmt: skip
+
+
+def _tcp_flags(text: str) -> tuple[str, ...]:
+    """``SYN,ACK`` / ``ALL`` / ``NONE`` -> flag names; anything else is not a flag list."""
+    up = text.upper()
+    if up == "ALL":
+        return _TCP_FLAGS[:6]  # iptables' ALL: FIN SYN RST PSH ACK URG
+    if up == "NONE":
+        return ()
+    names = tuple(f.lower() for f in text.split(","))
+    if not all(n in _TCP_FLAGS for n in names):
+        raise ValueError(f"unknown TCP flags {text!r}")
+    return names
+
+
 def parse_save(text: str) -> dict[tuple[str, str], list[str]]:
     """{(table, chain): [rule args, ...]} in listing order."""
     out: dict[tuple[str, str], list[str]] = {}
@@ -137,6 +160,14 @@ def parse_rule(args: str, family: int = 4, chains: Collection[str] = ()) -> tupl
             elif t in ("--dports", "--sports", "--destination-ports", "--source-ports"):
                 name = "dport" if t.startswith("--d") else "sport"
                 stmts.append(Match((f"{proto or 'th'} {name}",), op, _ports(arg())))
+            elif t == "--syn":  # -p tcp --syn: flags & (fin,syn,rst,ack) == syn
+                stmts.append(Match(("tcp flags",), op, Flags(("syn",)), Flags(("fin", "syn", "rst", "ack"))))
+            elif t == "--tcp-flags":
+                mask, comp = _tcp_flags(arg()), _tcp_flags(arg())
+                stmts.append(Match(("tcp flags",), op, Flags(comp), Flags(mask)))
+            elif t == "--icmp-type":
+                icmp = _ICMP_TYPES.get(arg().split("/")[0].lower())
+                stmts.append(Match(("icmp type",), op, Lit(icmp)) if icmp and family == 4 else Unknown(f"iptables --icmp-type {toks[i]}"))
             elif t == "--dst-type":
                 kind = arg().lower()
                 stmts.append(Match(("fib daddr type",), op, AnonSet(tuple(Lit(k) for k in kind.split(",")))))

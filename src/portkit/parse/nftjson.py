@@ -224,12 +224,13 @@ def _map_text(obj: Any) -> str | None:
     data = body.get("data")
     if key is None:
         return None
-    right = data if isinstance(data, str) else value_text(parse_value(data)).replace(" . ", " : ") if isinstance(data, dict) else None
-    if right is None:
-        return None
-    if isinstance(data, dict) and isinstance(data.get("set"), list):
+    if isinstance(data, str):
+        right = data
+    elif isinstance(data, dict) and isinstance(data.get("set"), list):
         pairs = [p for p in data["set"] if isinstance(p, list) and len(p) == 2]
         right = "{ " + ", ".join(f"{value_text(parse_value(k))} : {value_text(parse_value(v))}" for k, v in pairs) + " }"
+    else:
+        return None
     return f"{' . '.join(_SHORT.get(k, k) for k in key)} map {right}"
 
 

@@ -25,7 +25,7 @@ def scan_json(report: ScanReport) -> dict[str, Any]:
 
 
 def _reason(reason: str, sender: str | None, address: str) -> str:
-    if sender and sender != address:
+    if sender and sender != address.partition("%")[0]:  # fe80::1%eth0 answers as fe80::1
         return f"{reason} from {sender}"
     return reason
 
