@@ -163,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.stop()
+    for line in report._warnings:
+        warn(line)
     for problem in report._errors:
         sys.stderr.write(f"portkit: {problem.error} (target {problem.target!r} skipped)\n")
     if args.xml:

@@ -135,6 +135,9 @@ class ScanOutcome:
     interrupted: bool = False
     probes_sent: int = 0
     window_peak: int = 0
+    # UDP: per host index, ports found closed only by a retransmission - the signature of a
+    # host that rate-limits its ICMP errors (Linux: 1/s), whose silent ports may be closed
+    late_closed: dict[int, int] = field(default_factory=dict)
 
 
 class Probe:

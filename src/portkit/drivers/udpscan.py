@@ -203,6 +203,9 @@ class UdpScanner:
                         self.rtt[probe.hi].sample(rtt)
                     else:
                         retry.on_answer(probe.tryno)
+                        if verdict.state is PortState.CLOSED:
+                            late = self.outcome.late_closed
+                            late[probe.hi] = late.get(probe.hi, 0) + 1
                     cwnd.on_reply(probe.sent, probe.tryno > 0, len(inflight), now)
                     self.silence.on_reply(probe.hi)
                     judge(probe.hi, probe.port, verdict)

@@ -142,3 +142,4 @@ class ScanReport:
     _args: str = ""
     _ports_spec: str = ""  # "tcp:1-1000;udp:53" as nmap's scaninfo services
     _down: tuple[str, ...] = ()
+    _warnings: tuple[str, ...] = ()  # one line each, for stderr (not in the JSON contract)

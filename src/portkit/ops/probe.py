@@ -346,6 +346,7 @@ def scan(
     addresses = list(dict.fromkeys(p.address for p in planned))
     nproc = processes if processes is not None else min(2, os.cpu_count() or 1)
     built: dict[int, HostResult] = {}
+    warnings: list[str] = []
     if addresses and not interrupted:
         per_host = sum(len(port_lists[p]) for p in protos)
         # Host groups, as nmap's: a /24 with -Pn -p- is 16.7 million probes, whose work
@@ -372,6 +373,7 @@ def scan(
                         total_all,
                         on_progress,
                         cancel,
+                        warnings,
                     )
                 finally:
                     where = {a: k for k, a in enumerate(group)}
@@ -395,6 +397,7 @@ def scan(
         _protocol="+".join(protos),
         _ports_spec=";".join(f"{proto}:{compact_ports(port_lists[proto])}" for proto in protos),
         _down=tuple(down),
+        _warnings=tuple(warnings),
     )
 
 
@@ -410,8 +413,10 @@ def _scan_group(
     total_all: int,
     on_progress: Progress | None,
     cancel: Cancel | None,
+    warnings: list[str],
 ) -> bool:
-    """Scan one host group, filling ``outcomes`` per protocol; True when interrupted."""
+    """Scan one host group, filling ``outcomes`` per protocol (and ``warnings``); True when
+    interrupted."""
     from portkit.drivers.scanner import connect_scan
 
     for proto in protos:
@@ -426,6 +431,7 @@ def _scan_group(
             from portkit.drivers.udpscan import udp_scan
 
             out = udp_scan(group, plist, profile, on_progress=progress, cancel=cancel)
+            warnings.extend(_icmp_rate_limit_warnings(group, out.results, out.late_closed))
         elif syn:
             from portkit.drivers.synscan import syn_scan
 
@@ -437,6 +443,37 @@ def _scan_group(
         if out.interrupted:
             return True
     return False
+
+
+def _icmp_rate_limit_warnings(
+    group: list[str], results: dict[tuple[int, int], Verdict], late_closed: dict[int, int]
+) -> list[str]:
+    """A warning per host whose silent UDP ports are likely closed ports muted by its ICMP
+    rate limit.
+
+    A Linux host sends about one ICMP error a second after a burst of 6 (unless its
+    net.ipv4.icmp_ratelimit is 0): past the burst, closed ports fall silent and read
+    open|filtered. The signatures: a port-unreachable that came only for a retransmission,
+    or a handful of closed ports (burst-sized) against many silent ones.
+    """
+    out: list[str] = []
+    for hi, address in enumerate(group):
+        closed = silent = 0
+        for (h, _p), v in results.items():
+            if h == hi:
+                if v.state is PortState.CLOSED:
+                    closed += 1
+                elif v.state is PortState.OPEN_FILTERED:
+                    silent += 1
+        late = late_closed.get(hi, 0)
+        burst_sized = 1 <= closed <= 12 and silent >= 20 and silent >= 4 * closed
+        if silent and (late or burst_sized):
+            out.append(
+                f"{address} seems to rate-limit its ICMP errors (only {closed} closed UDP port(s) "
+                f"answered): some of its {silent} open|filtered port(s) may be closed; scan fewer "
+                "ports, or slowly (--rate 1), for an exact answer"
+            )
+    return out
 
 
 def _host_result(
