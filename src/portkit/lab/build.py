@@ -151,6 +151,7 @@ def _create(scenario: Scenario, p: planmod.Plan, record: dict[str, Any], backend
         _each(lambda c: system.write_sysctls(c.ns, c.sysctls), list(p.configs))
         system.ip_batch(planmod.ip_batch_links(p))
         _each(lambda c: system.ip_batch(planmod.ip_batch_inside(c), netns=c.ns), list(p.configs))
+    _each(lambda c: system.wait_links_up(c.ns, (*c.up, *(port for port, _ in c.ports))), list(p.configs))
     for ns in p.host_ns.values():
         system.write_etc(ns, {"hosts": p.hosts_file, "resolv.conf": p.resolv[ns]})
     hosts = {h.name: h for h in scenario.hosts}

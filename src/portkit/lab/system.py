@@ -67,6 +67,33 @@ def ip_batch(text: str, *, netns: str | None = None, force: bool = False) -> Non
         raise _refused(f"ip{' -n ' + netns if netns else ''} -batch", proc)
 
 
+def wait_links_up(ns: str, devs: Sequence[str], timeout: float = 3.0) -> None:
+    """Wait until every interface in ``devs`` has operstate UP.
+
+    A new veth's carrier is applied by the kernel's linkwatch work, which batches events
+    and may run up to a second later; until then the device's qdisc is the no-op one and
+    every frame sent through it is dropped (seen: the first IPv6 neighbour solicitation
+    across a lab bridge was lost and the first connection waited for the 1 s
+    retransmission). So ``up`` returns only once the links really carry traffic.
+    """
+    want = set(devs)
+    if not want:
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = subprocess.run(
+            [ip_binary(), "-n", ns, "-o", "link", "show"], capture_output=True, text=True, timeout=10, check=False
+        )
+        up = set()
+        for line in proc.stdout.splitlines():
+            parts = line.split(": ", 2)
+            if len(parts) >= 3 and " state UP " in parts[2]:
+                up.add(parts[1].split("@", 1)[0])
+        if want <= up or time.monotonic() >= deadline:
+            return
+        time.sleep(0.01)
+
+
 def ns_path(ns: str) -> str:
     return os.path.join(NETNS_RUN_DIR, ns)
 
