@@ -7,26 +7,11 @@ and never ships a copy; without nmap, portkit uses its own top-ports list.
 from __future__ import annotations
 
 import functools
-import os
 
+from portkit.backends.services import nmap_services_path  # one finder for info and scan
+from portkit.backends.services import service_db as _etc_service_db
 from portkit.parse.nmap_services import ServiceFreq, parse_nmap_services
-from portkit.registry.services import ServiceDb, parse_etc_services
-
-NMAP_SERVICES_PATHS = (
-    "/usr/share/nmap/nmap-services",
-    "/usr/local/share/nmap/nmap-services",
-    "/opt/homebrew/share/nmap/nmap-services",
-)
-
-
-def nmap_services_path() -> str | None:
-    env = os.environ.get("PORTKIT_NMAP_SERVICES")
-    if env:
-        return env if os.path.exists(env) else None
-    for path in NMAP_SERVICES_PATHS:
-        if os.path.exists(path):
-            return path
-    return None
+from portkit.registry.services import ServiceDb
 
 
 @functools.lru_cache(maxsize=1)
@@ -42,14 +27,9 @@ def nmap_services() -> tuple[ServiceFreq, ...]:
         return ()
 
 
-@functools.lru_cache(maxsize=1)
 def service_db() -> ServiceDb:
     """/etc/services plus portkit's own table (the names ``ss`` and ``portkit ls`` show)."""
-    try:
-        with open("/etc/services", encoding="utf-8", errors="replace") as f:
-            return ServiceDb(etc=parse_etc_services(f.read()))
-    except OSError:
-        return ServiceDb()
+    return _etc_service_db()  # one reader and cache for the whole process: backends.services
 
 
 @functools.lru_cache(maxsize=1)

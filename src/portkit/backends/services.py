@@ -12,7 +12,11 @@ from portkit.registry.ports import LINUX_DEFAULT_EPHEMERAL, parse_port_range
 from portkit.registry.services import ServiceDb, parse_etc_services, parse_nmap_services
 
 ETC_SERVICES = "/etc/services"
-NMAP_SERVICES_PATHS = ("/usr/share/nmap/nmap-services", "/usr/local/share/nmap/nmap-services")
+NMAP_SERVICES_PATHS = (
+    "/usr/share/nmap/nmap-services",
+    "/usr/local/share/nmap/nmap-services",
+    "/opt/homebrew/share/nmap/nmap-services",
+)
 LOCAL_PORT_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
 
 _cache: dict[bool, ServiceDb] = {}
@@ -27,7 +31,11 @@ def _read(path: str) -> str:
 
 
 def nmap_services_path() -> str | None:
-    """nmap-services next to an installed nmap, else the usual locations; None without nmap."""
+    """The nmap-services file: $PORTKIT_NMAP_SERVICES when set, else the one next to an
+    installed nmap, else the usual locations; None without one. `info` and `scan` share it."""
+    env = os.environ.get("PORTKIT_NMAP_SERVICES")
+    if env:
+        return env if os.path.isfile(env) else None
     import shutil  # not at top: it pulls in lzma and bz2, and start-up time matters
 
     nmap = shutil.which("nmap")

@@ -17,6 +17,13 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(ExitCode.BAD_INPUT)
 
 
+def port_arg(text: str) -> int:
+    """argparse ``type=`` for one port number 1-65535 (``--port N``)."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}; valid ports are 1-65535")
+    return int(text)
+
+
 def add_output_options(p: argparse.ArgumentParser, *, json_help: str | None = None) -> None:
     """--json and --color, the same on every command."""
     p.add_argument(

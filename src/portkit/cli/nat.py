@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from portkit.cli.common import add_netns_options, add_output_options, subparser
+from portkit.cli.common import add_netns_options, add_output_options, port_arg, subparser
 from portkit.errors import ExitCode, InputError
 
 EPILOG = """\
@@ -21,12 +21,6 @@ address rewritten), PAT (source port rewritten too), DNAT (destination rewritten
 port forward), SNAT+DNAT. Exit status: 0 flows shown, 1 none match, 3 not root,
 130 --watch ended by Ctrl-C.
 """
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}; valid ports are 1-65535")
-    return int(text)
 
 
 def _seconds(text: str) -> float:
@@ -47,7 +41,7 @@ def register(sub: Any) -> None:
         description="Show what the kernel translated: for each NATed flow, the original tuple and what it became.",
         epilog=EPILOG,
     )
-    p.add_argument("--port", type=_port, metavar="PORT", help="only flows with PORT on either side")
+    p.add_argument("--port", type=port_arg, metavar="PORT", help="only flows with PORT on either side")
     p.add_argument("--host", metavar="ADDR|CIDR", help="only flows touching this address or network")
     p.add_argument("--proto", metavar="PROTO", help="only this protocol: tcp, udp, icmp, ...")
     p.add_argument("--watch", action="store_true", help="keep watching and print changes as they happen")

@@ -12,7 +12,7 @@ import sys
 from operator import itemgetter
 from typing import Any
 
-from portkit.cli.common import add_netns_options, add_output_options, subparser
+from portkit.cli.common import add_netns_options, add_output_options, port_arg, subparser
 from portkit.errors import ExitCode, InputError
 
 REPORT_EPILOG = """\
@@ -48,12 +48,6 @@ examples:
   portkit who 8080 --kill       SIGTERM the holders after asking; --yes skips the question
   portkit who 8080 --kill --signal INT --timeout 10 --force
 """
-
-
-def _port_arg(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}; valid ports are 1-65535")
-    return int(text)
 
 
 def _pid_arg(text: str) -> int:
@@ -137,7 +131,7 @@ def register(sub: Any) -> None:
         metavar="STATE",
         help="only sockets in STATE (repeat or comma-separate for several)",
     )
-    p.add_argument("--port", type=_port_arg, metavar="N", help="local or remote port N")
+    p.add_argument("--port", type=port_arg, metavar="N", help="local or remote port N")
     p.add_argument("--pid", type=_pid_arg, metavar="N", help="sockets held by process N")
     p.add_argument("--process", metavar="NAME", help="sockets held by a process whose name starts with NAME")
     _add_family(p)

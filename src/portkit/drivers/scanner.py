@@ -50,17 +50,16 @@ from portkit.drivers.scanner_common import (
     Probe,
     Progress,
     ScanOutcome,
+    fd_window,
     icmp_from_ancillary,
     icmp_verdict,
-    raise_nofile_limit,
     read_icmp,
     run_split,
     sockaddr,
     verdict_from_error,
-    window_limit,
     work_items,
 )
-from portkit.engine.timing import CongestionWindow, RetryPolicy, RttEstimator, SilenceTracker, TimingProfile
+from portkit.engine.timing import RetryPolicy, RttEstimator, SilenceTracker, TimingProfile
 from portkit.errors import ResourceLimit
 from portkit.model.probe import PortState, Reason, Verdict
 
@@ -112,10 +111,7 @@ class ConnectScanner:
         self.items = items
         self.profile = profile
         self.on_progress = on_progress
-        self.limit = window_limit(profile.max_window, raise_nofile_limit())
-        self.cwnd = CongestionWindow(
-            min(profile.min_window, self.limit), self.limit, float(min(profile.initial_window, self.limit))
-        )
+        self.limit, self.cwnd = fd_window(profile)
         self.retry = RetryPolicy(profile.max_retries)
         self.silence = SilenceTracker(len(self.hosts))
         self.outcome = ScanOutcome()

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from portkit.engine.timing import CongestionWindow, TimingProfile
 from portkit.model.probe import PortState, Reason, Verdict
 from portkit.parse.sockerr import icmp_reason, parse_sock_extended_err, state_for
 
@@ -80,6 +81,13 @@ def window_limit(profile_max: int, open_files: int, processes: int = 1) -> int:
     """The largest window that keeps every process below its open-files limit."""
     del processes  # each forked process has its own descriptor table and limit
     return max(1, min(profile_max, open_files - FD_MARGIN))
+
+
+def fd_window(profile: TimingProfile) -> tuple[int, CongestionWindow]:
+    """The window limit and congestion window of a scanner that holds one socket per probe
+    in flight: both kept below this process's open-files limit (raised first)."""
+    limit = window_limit(profile.max_window, raise_nofile_limit())
+    return limit, CongestionWindow(min(profile.min_window, limit), limit, float(min(profile.initial_window, limit)))
 
 
 def verdict_from_error(sock: _socket.socket, err: int, rtt_ms: float | None, proto: str = "tcp") -> Verdict:

@@ -27,14 +27,13 @@ from portkit.drivers.scanner_common import (
     Probe,
     Progress,
     ScanOutcome,
+    fd_window,
     icmp_verdict,
-    raise_nofile_limit,
     read_icmp,
     sockaddr,
-    window_limit,
     work_items,
 )
-from portkit.engine.timing import CongestionWindow, RetryPolicy, RttEstimator, SilenceTracker, TimingProfile
+from portkit.engine.timing import RetryPolicy, RttEstimator, SilenceTracker, TimingProfile
 from portkit.errors import ResourceLimit
 from portkit.model.probe import PortState, Reason, Verdict
 from portkit.registry.udp_payloads import udp_payload
@@ -64,10 +63,7 @@ class UdpScanner:
         self.record_rtt = record_rtt
         # no LAN floor for UDP: answers come from applications (a resolver may take 100 ms), not the kernel
         self.rtt = [RttEstimator(profile.initial_rtt, profile.min_rtt, profile.max_rtt) for _ in addresses]
-        self.limit = window_limit(profile.max_window, raise_nofile_limit())
-        self.cwnd = CongestionWindow(
-            min(profile.min_window, self.limit), self.limit, float(min(profile.initial_window, self.limit))
-        )
+        self.limit, self.cwnd = fd_window(profile)
         self.retry = RetryPolicy(profile.max_retries)
         self.silence = SilenceTracker(len(addresses))
         self.outcome = ScanOutcome()

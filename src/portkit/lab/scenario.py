@@ -118,14 +118,9 @@ def _to_plain(node: Any, path: PathKey, lines: dict[PathKey, int], source: str) 
 def load_yaml(text: str, source: str) -> tuple[Any, dict[PathKey, int]]:
     import yaml
 
-    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        node = yaml.compose(text, Loader=loader_cls)
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
-        raise FileFormatError(source, f"not valid YAML: {exc.problem}", line=line) from exc
-    except yaml.YAMLError as exc:
-        raise FileFormatError(source, f"not valid YAML: {exc}") from exc
+    from portkit.parse.yamltext import compose
+
+    node = compose(text, source, getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     if node is None:
         raise FileFormatError(source, "the file is empty; a scenario needs 'hosts:' and 'links:'")
     lines: dict[PathKey, int] = {}

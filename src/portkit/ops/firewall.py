@@ -67,21 +67,10 @@ CACHE_DIR = os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/cache"
 
 def _services() -> Mapping[tuple[str, str], int]:
     """{(name, proto): port} from the inspect domain's registry (/etc/services)."""
-    try:
-        from portkit.backends.services import service_db
-    except ImportError:  # the registry is not there: read /etc/services ourselves
-        from portkit.parse.policy_yaml import parse_services
+    from portkit.backends.services import service_db
+    from portkit.registry.services import ports_by_name
 
-        try:
-            with open("/etc/services") as f:
-                return parse_services(f.read())
-        except OSError:
-            return {}
-    out: dict[tuple[str, str], int] = {}
-    for rec in service_db().etc:
-        for name in (rec.name, *rec.aliases):
-            out.setdefault((name.lower(), rec.proto), rec.port)
-    return out
+    return ports_by_name(service_db().etc)
 
 
 def load_policy_file(path: str = DEFAULT_POLICY) -> Policy:

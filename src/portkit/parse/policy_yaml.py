@@ -24,6 +24,8 @@ import yaml
 
 from portkit.errors import FileFormatError
 from portkit.model.firewall import ACTIONS, PROTOS, Policy, PolicyRule, PortRange
+from portkit.parse.yamltext import compose
+from portkit.registry.services import parse_etc_services, ports_by_name
 
 TOP_KEYS = ("default", "essential_icmp", "log_default", "rules")
 RULE_KEYS = ("direction", "action", "proto", "port", "from", "to", "interface", "family", "log", "comment")
@@ -37,17 +39,7 @@ def parse_services(text: str) -> dict[tuple[str, str], int]:
 
     ``"ssh  22/tcp  # SSH Remote Login Protocol"`` -> ``{("ssh", "tcp"): 22}``.
     """
-    out: dict[tuple[str, str], int] = {}
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].split()
-        if len(line) < 2 or "/" not in line[1]:
-            continue
-        port_s, _, proto = line[1].partition("/")
-        if not port_s.isdigit():
-            continue
-        for name in (line[0], *line[2:]):
-            out.setdefault((name.lower(), proto.lower()), int(port_s))
-    return out
+    return ports_by_name(parse_etc_services(text))
 
 
 class _Ctx:
@@ -192,13 +184,7 @@ def _rule(ctx: _Ctx, node: yaml.Node, number: int) -> PolicyRule:
 def load_policy(text: str, *, path: str = "<policy>", services: Services | None = None) -> Policy:
     """Parse policy YAML text. Raises FileFormatError(path, problem, line=) on any problem."""
     ctx = _Ctx(path, services or {})
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
-        raise FileFormatError(path, f"not valid YAML: {exc.problem}", line=line) from None
-    except yaml.YAMLError as exc:
-        raise FileFormatError(path, f"not valid YAML: {exc}") from None
+    root = compose(text, path)
     if root is None:
         return Policy()
     default_in, default_out, icmp, log_default = "deny", "allow", True, False

@@ -79,6 +79,16 @@ def parse_nmap_services(text: str) -> list[ServiceRecord]:
     return out
 
 
+def ports_by_name(records: list[ServiceRecord]) -> dict[tuple[str, str], int]:
+    """``{(name, proto): port}`` of ``records``, aliases included, names lower-cased; the
+    first record of a name wins (as libc's getservbyname)."""
+    out: dict[tuple[str, str], int] = {}
+    for rec in records:
+        for name in (rec.name, *rec.aliases):
+            out.setdefault((name.lower(), rec.proto), rec.port)
+    return out
+
+
 @dataclass(slots=True)
 class ServiceDb:
     """Lookups over ``/etc/services`` records (and optionally nmap's)."""
