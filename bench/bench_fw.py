@@ -8,9 +8,11 @@ N rules (addresses, ports, sets, jumps, across two tables), then times, in the s
   portkit: python -m portkit fw check --netns NS ...     (start-up + read + parse + walk)
 The checked packet matches no rule until the very end, so every rule is walked. Two
 rulesets: plain rules, and rules that each hold an anonymous port set (nft's own listing
-is much slower on those). portkit is timed cold (PORTKIT_FW_CACHE=0: reads the ruleset with
-nft -j) and warm (the parsed ruleset cached under the namespace's nftables generation id,
-which every commit changes, so it is the live ruleset; only the id is read).
+is much slower on those). portkit is timed cold (PORTKIT_FW_CACHE=0: reads the ruleset from
+the kernel's netlink dumps), warm (the read ruleset cached under the namespace's nftables
+generation id, which every commit changes, so it is the live ruleset; only the id is read),
+and cold through libnftables' JSON (PORTKIT_NFT_READER=json, the reader `fw show` uses).
+portkit's modules are byte-compiled first, as an installed package's are.
 """
 
 from __future__ import annotations
@@ -60,6 +62,11 @@ def main() -> int:
     ap.add_argument("--rules", type=int, default=5000)
     ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args()
+    import compileall
+
+    import portkit
+
+    compileall.compile_dir(os.path.dirname(portkit.__file__), quiet=1)
     ns = f"pk-fw-bench-{secrets.token_hex(3)}"
     peer = f"pkfb{secrets.token_hex(3)}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
@@ -76,11 +83,13 @@ def main() -> int:
             anchor, _ = timed(["ip", "netns", "exec", ns, "nft", "-j", "list", "ruleset"], args.runs)
             cold, _ = timed(check, args.runs, env={"PORTKIT_FW_CACHE": "0"})
             warm, out = timed(check, args.runs)
+            cold_json, _ = timed(check, args.runs, env={"PORTKIT_FW_CACHE": "0", "PORTKIT_NFT_READER": "json"})
             kind = "each with an anonymous port set" if anon else "plain (one port each)"
             print(f"{count} rules, {kind}:")
-            print(f"  nft -j list ruleset (anchor):             {anchor:7.1f} ms")
-            print(f"  portkit fw check, cold (reads the ruleset): {cold:7.1f} ms  ratio {cold / anchor:.2f}")
-            print(f"  portkit fw check, warm (generation cache): {warm:7.1f} ms  ratio {warm / anchor:.2f}")
+            print(f"  nft -j list ruleset (anchor):               {anchor:7.1f} ms")
+            print(f"  portkit fw check, cold (netlink reader):    {cold:7.1f} ms  ratio {cold / anchor:.2f}")
+            print(f"  portkit fw check, warm (generation cache):  {warm:7.1f} ms  ratio {warm / anchor:.2f}")
+            print(f"  portkit fw check, cold, libnftables JSON:   {cold_json:7.1f} ms  ratio {cold_json / anchor:.2f}")
             print(f"  answer: {out.strip()[:120]}")
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)

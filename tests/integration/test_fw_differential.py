@@ -31,7 +31,8 @@ import pytest
 
 from portkit.engine.nfteval import Evaluator
 from portkit.model.firewall import Packet
-from portkit.ops.firewall import apply_policy, forget_state, live_ruleset
+from portkit.ops.firewall import apply_policy, forget_state
+from portkit.ops.nftlive import live_ruleset_json, read_live
 from portkit.parse.policy_yaml import dump_policy
 from tests.conftest import needs_root, needs_tool
 from tests.fwgen import Universe, random_nft_ruleset, random_policy
@@ -179,11 +180,19 @@ def fwlab(lab_module: Any) -> Iterator[Any]:
             s.close()
 
 
+def _where(r: Any) -> Any:
+    return (r.decided_by.table, r.decided_by.chain, r.decided_by.handle) if r.decided_by else None
+
+
 def _round(h: Any, rng: random.Random, sports: _Sports, n: int, *, dnat: bool) -> tuple[int, list[str]]:
     ns = h.netns("server")
-    rs = live_ruleset(netns=ns)
+    # the netlink reader as `fw check` uses it (rules decoded lazily, the byte-level
+    # pre-check on, set elements read on demand), and libnftables' JSON next to it
+    rs, load = read_live(netns=ns, cache=False)
     local = {ipaddress.ip_address(a) for a in (*SERVERS4, *SERVERS6)}
-    ev = Evaluator(rs, local_addresses=local)
+    ev = Evaluator(rs, local_addresses=local, load_set=load)
+    ev_json = Evaluator(live_ruleset_json(netns=ns, cache=False), local_addresses=local)
+    readers_differ: list[str] = []
     specs: list[ProbeSpec] = []
     preds = []
     for _ in range(n):
@@ -195,12 +204,15 @@ def _round(h: Any, rng: random.Random, sports: _Sports, n: int, *, dnat: bool) -
         spec = ProbeSpec(proto, src, sports.take(), dst, dport)
         pkt = Packet("in", proto, ipaddress.ip_address(src), ipaddress.ip_address(dst), dport, spec.sport, "lan")
         res = ev.evaluate(pkt)
+        alt = ev_json.evaluate(pkt)
+        if (res.verdict, _where(res), res.translated_destination) != (alt.verdict, _where(alt), alt.translated_destination):
+            readers_differ.append(f"{pkt}: netlink reader {res.verdict} {res.decided_by}, json reader {alt.verdict} {alt.decided_by}")
         ack = ev.evaluate(replace(pkt, ct_state="established")).verdict if not dnat else "accept"
         final_port = res.translated_destination.port if res.translated_destination and res.translated_destination.port else dport
         specs.append(spec)
         preds.append((res, final_port, ack))
     seen = h.call("client", lambda: _run_probes(specs))
-    bad = []
+    bad = readers_differ[:5]
     for spec, (res, final_port, ack), got in zip(specs, preds, seen, strict=True):
         if got not in _expected(res.verdict, spec.proto, final_port, ack):
             who = res.decided_by.rule if res.decided_by else None

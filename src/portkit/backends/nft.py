@@ -213,8 +213,59 @@ def local_addresses(*, netns: str | None = None) -> list[str]:
     return run_in_netns(netns_path(netns) if netns is not None else None, _read_local_addresses)
 
 
+def _route_dev_netlink(address: str) -> str | bool | None:
+    """RTM_GETROUTE for ``address`` in this thread's namespace: the output interface, "lo"
+    for a local address, None for no route, False when netlink cannot answer."""
+    import ipaddress
+    import socket
+    import struct
+
+    try:
+        packed = ipaddress.ip_address(address).packed
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)  # NETLINK_ROUTE
+    except (ValueError, OSError):
+        return False
+    with sock:
+        fam = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
+        body = struct.pack("=BBBBBBBBI", fam, len(packed) * 8, 0, 0, 0, 0, 0, 0, 0)
+        body += struct.pack("=HH", 4 + len(packed), 1) + packed  # RTA_DST
+        try:
+            sock.settimeout(2.0)
+            sock.send(struct.pack("=IHHII", 16 + len(body), 26, 1, 1, 0) + body)  # RTM_GETROUTE, NLM_F_REQUEST
+            data = sock.recv(65536)
+        except OSError:
+            return False
+        if len(data) < 28:
+            return False
+        _length, mtype = struct.unpack_from("=IH", data, 0)
+        if mtype == 2:  # NLMSG_ERROR: no route (ENETUNREACH ...)
+            return None
+        if mtype != 24:  # RTM_NEWROUTE
+            return False
+        if data[16 + 7] == 2:  # RTN_LOCAL
+            return "lo"
+        off = 16 + 12
+        while off + 4 <= len(data):
+            alen, atype = struct.unpack_from("=HH", data, off)
+            if alen < 4:
+                break
+            if atype == 4 and alen >= 8:  # RTA_OIF
+                try:
+                    return socket.if_indextoname(struct.unpack_from("=I", data, off + 4)[0])
+                except OSError:
+                    return None
+            off += (alen + 3) & ~3
+        return None
+
+
 def route_dev(address: str, *, netns: str | None = None) -> str | None:
-    """The interface the namespace routes ``address`` through (``ip route get``), or None."""
+    """The interface the namespace routes ``address`` through (a netlink route lookup, as
+    ``ip route get`` does), or None."""
+    from portkit.backends.netns import netns_path, run_in_netns
+
+    got = run_in_netns(netns_path(netns) if netns is not None else None, lambda: _route_dev_netlink(address))
+    if got is not False:
+        return got if isinstance(got, str) else None
     data = _ip_json(["route", "get", address], netns)
     if isinstance(data, list) and data and isinstance(data[0], dict):
         dev = data[0].get("dev")

@@ -220,7 +220,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from portkit.ops.firewall import check_packet
+    from portkit.ops.fwcheck import check_packet
     from portkit.render.firewall import render_check
 
     result = check_packet(

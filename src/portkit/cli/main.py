@@ -29,6 +29,15 @@ COMMAND_MODULES: tuple[str, ...] = (
     "portkit.cli.lab",  # lab ...
 )
 
+# Which module registers each command: a command line that names one imports only that
+# module (start-up time matters: `portkit who 1`, `portkit fw check` are meant to be fast).
+COMMAND_OWNERS: dict[str, str] = {
+    "report": "portkit.cli.report", "ls": "portkit.cli.report", "who": "portkit.cli.report",
+    "free": "portkit.cli.free", "info": "portkit.cli.free", "check": "portkit.cli.check",
+    "scan": "portkit.cli.scan", "fw": "portkit.cli.fw", "forward": "portkit.cli.forward",
+    "nat": "portkit.cli.nat", "why": "portkit.cli.why", "trace": "portkit.cli.why", "lab": "portkit.cli.lab",
+}  # fmt: skip
+
 DESCRIPTION = """\
 portkit answers every practical question about network ports on this host:
 who listens where, is a port open, which firewall rule decides, where NAT sends it,
@@ -40,7 +49,8 @@ Exit status: 0 yes/done, 1 no, 2 bad input, 3 missing privilege, 4 the system re
 """
 
 
-def build_parser() -> Parser:
+def build_parser(command: str | None = None) -> Parser:
+    """The whole parser, or (``command``) one with only the module that owns that command."""
     parser = Parser(
         prog="portkit",
         description=DESCRIPTION,
@@ -48,7 +58,8 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--version", action="version", version=f"portkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for modname in COMMAND_MODULES:
+    owner = COMMAND_OWNERS.get(command or "")
+    for modname in (owner,) if owner else COMMAND_MODULES:
         try:
             mod = importlib.import_module(modname)
         except ModuleNotFoundError as exc:
@@ -63,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version")):
         args_list.insert(0, "report")
-    parser = build_parser()
+    parser = build_parser(args_list[0])
     try:
         args = parser.parse_args(args_list)
         func = getattr(args, "func", None)

@@ -28,6 +28,7 @@ import ipaddress
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 
+from portkit.engine.nftbytes import PacketImage, certainly_no_match
 from portkit.engine.nftmatch import (
     _FLAG_KEYS,
     _PORT_PROTOS,
@@ -63,6 +64,7 @@ from portkit.model.firewall import (
     VMap,
 )
 from portkit.parse.nftjson import LIMIT_OVER, rule_text
+from portkit.parse.nftnetlink import anonymous_refs, decode_rule, inline_anonymous
 
 PATHS: dict[str, tuple[str, ...]] = {
     "in": ("ingress", "prerouting", "input"),
@@ -89,6 +91,7 @@ class _State:
     translated: TranslatedDestination | None = None
     stage: str = ""
     trace: list[TraceStep] = field(default_factory=list)
+    image: tuple[object, PacketImage] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,26 @@ class _ChainEnd:
     nat: Nat | None = None
 
 
+class _TableSets(dict[str, NftSet]):
+    """One table's sets by name. A set read as a header only (netlink reader) has its
+    elements loaded through ``load`` the first time a lookup needs it."""
+
+    __slots__ = ("load",)
+
+    def __init__(self, load: Callable[[NftSet], NftSet] | None) -> None:
+        super().__init__()
+        self.load = load
+
+    def get(self, name: str, default: NftSet | None = None) -> NftSet | None:  # type: ignore[override]
+        s = dict.get(self, name)
+        if s is not None and not s.complete:
+            if self.load is None:
+                raise Undecided(f"set @{name} (its elements were not read)")
+            s = self.load(s)
+            self[name] = s
+        return s if s is not None else default
+
+
 class Evaluator:
     """Evaluates packets against one ruleset; build once, call :meth:`evaluate` many times."""
 
@@ -109,18 +132,48 @@ class Evaluator:
         *,
         local_addresses: Collection[IPAddress] | None = None,
         route: Callable[[IPAddress], str | None] | None = None,
+        load_set: Callable[[NftSet], NftSet] | None = None,
     ) -> None:
         """``local_addresses``: the host's own addresses (fib daddr type, DNAT re-routing);
         ``route``: the output interface for a destination, used after a DNAT re-routes a
-        packet to forward. Both are facts the caller gathers; without them, the matches that
-        need them are undecided."""
+        packet to forward; ``load_set``: reads the elements of a set given as a header only.
+        All are facts the caller gathers; without them, the matches that need them are
+        undecided."""
         self.ruleset = ruleset
         self.local = frozenset(local_addresses) if local_addresses is not None else None
         self.route = route
         self._chains = {(c.family, c.table, c.name): c for c in ruleset.chains}
-        self._sets: dict[tuple[str, str], dict[str, NftSet]] = {}
+        self._sets: dict[tuple[str, str], _TableSets] = {}
+        self._headers: dict[tuple[str, str], dict[str, NftSet]] = {}  # for decoding lookups
         for s in ruleset.sets:
-            self._sets.setdefault((s.family, s.table), {})[s.name] = s
+            self._sets.setdefault((s.family, s.table), _TableSets(load_set))[s.name] = s
+            self._headers.setdefault((s.family, s.table), {})[s.name] = s
+        self._empty = _TableSets(load_set)
+        self._ifnames = dict(ruleset.ifnames)
+        self._decoded: dict[int, NftRule] = {}
+        self.prefilter = True  # the byte-level no-match check of rules read from netlink
+
+    def _full(self, rule: NftRule) -> NftRule:
+        """A rule read lazily from netlink, decoded (once)."""
+        got = self._decoded.get(id(rule))
+        if got is None:
+            headers = self._headers.get((rule.family, rule.table), {})
+            got = self._decoded[id(rule)] = decode_rule(rule, headers, self._ifnames)
+        return got
+
+    def rule_text(self, rule: NftRule) -> str:
+        """The rule as one nft-like line, anonymous sets written out."""
+        if not rule.text and any(isinstance(s, Match | VMap) for s in rule.stmts):
+            names = anonymous_refs(rule)
+            if names:
+                sets = self._sets.get((rule.family, rule.table), self._empty)
+                for n in names:
+                    try:
+                        sets.get(n)
+                    except Undecided:
+                        pass
+                rule = inline_anonymous(rule, sets)
+        return rule_text(rule)
 
     # ------------------------------------------------------------------ packet fields
 
@@ -285,7 +338,7 @@ class Evaluator:
             raise Undecided(f"operator {m.op} on a concatenation")
         key, val = m.key[0], vals[0]
         if key in _FLAG_KEYS and isinstance(val, frozenset):
-            return self._flags(m, val)
+            return self._flags(m, val, sets)
         if m.op in ("<", ">", "<=", ">="):
             if not (isinstance(m.right, Lit) and isinstance(m.right.value, int) and isinstance(val, int)):
                 raise Undecided(f"{key} {m.op} {m.right!r}")
@@ -300,12 +353,20 @@ class Evaluator:
             return not hit
         raise Undecided(f"operator {m.op}")
 
-    def _flags(self, m: Match, val: frozenset[str]) -> bool:
+    def _flags(self, m: Match, val: frozenset[str], sets: dict[str, NftSet]) -> bool:
         def names(v: Value | None) -> frozenset[str]:
             if isinstance(v, Lit) and isinstance(v.value, str):
                 return frozenset({v.value})
             if isinstance(v, Flags):
                 return frozenset(v.names)
+            if isinstance(v, SetRef):  # "ct state { new, untracked }" read from netlink
+                s = sets.get(v.name)
+                if s is None:
+                    raise Undecided(f"set @{v.name} (not in the ruleset)")
+                out: set[str] = set()
+                for e in s.elements:
+                    out |= names(e.key)
+                return frozenset(out)
             if isinstance(v, AnonSet) and all(isinstance(e, Lit) for e in v.elements):
                 return frozenset(str(e.value) for e in v.elements if isinstance(e, Lit))
             raise Undecided(f"flags value {v!r}")
@@ -321,7 +382,7 @@ class Evaluator:
 
     def _rule(self, rule: NftRule, base: NftChain, st: _State) -> tuple[str, object]:
         """("next", None) | ("verdict", VerdictStmt) | ("nat", Nat) | ("unknown", text)."""
-        sets = self._sets.get((rule.family, rule.table), {})
+        sets = self._sets.get((rule.family, rule.table), self._empty)
         pending: str | None = None
         pending_action = False
         for s in rule.stmts:
@@ -390,7 +451,7 @@ class Evaluator:
         if pending and pending_action:
             return ("unknown", pending)
         if not pending:
-            st.trace.append(TraceStep(_table(rule), rule.chain, rule_text(rule), "continue"))
+            st.trace.append(TraceStep(_table(rule), rule.chain, self.rule_text(rule), "continue"))
         return ("next", None)
 
     def _vmap(self, s: VMap, st: _State, sets: dict[str, NftSet]) -> VerdictStmt | None:
@@ -414,6 +475,12 @@ class Evaluator:
                 return v
         return None
 
+    def _image(self, st: _State) -> PacketImage:
+        key = (st.packet, st.dst, st.dport)
+        if st.image is None or st.image[0] != key:
+            st.image = (key, PacketImage(st.packet, st.dst, st.dport))
+        return st.image[1]
+
     def _run_chain(self, base: NftChain, st: _State) -> _ChainEnd:
         stack: list[tuple[NftChain, int]] = []
         chain, i = base, 0
@@ -425,20 +492,24 @@ class Evaluator:
                 return self._policy(base, st)
             rule = chain.rules[i]
             i += 1
+            if rule.raw is not None:
+                if self.prefilter and certainly_no_match(rule.raw, self._image(st)):
+                    continue
+                rule = self._full(rule)
             kind, what = self._rule(rule, base, st)
             if kind == "next":
                 continue
             if kind == "unknown":
-                st.trace.append(TraceStep(_table(rule), rule.chain, rule_text(rule), f"unknown: {what}"))
-                return _ChainEnd("unknown", base, rule, reason=f"cannot evaluate {what!s} in: {rule_text(rule)}")
+                st.trace.append(TraceStep(_table(rule), rule.chain, self.rule_text(rule), f"unknown: {what}"))
+                return _ChainEnd("unknown", base, rule, reason=f"cannot evaluate {what!s} in: {self.rule_text(rule)}")
             if kind == "nat":
                 assert isinstance(what, Nat)
-                st.trace.append(TraceStep(_table(rule), rule.chain, rule_text(rule), what.kind))
+                st.trace.append(TraceStep(_table(rule), rule.chain, self.rule_text(rule), what.kind))
                 return _ChainEnd("accept", base, rule, nat=what)
             assert isinstance(what, VerdictStmt)
             v = what.kind
             result = f"{v} {what.target}" if v in ("jump", "goto") else v
-            st.trace.append(TraceStep(_table(rule), rule.chain, rule_text(rule), result))
+            st.trace.append(TraceStep(_table(rule), rule.chain, self.rule_text(rule), result))
             if v in ("accept", "drop", "reject"):
                 return _ChainEnd(v, base, rule)
             if v == "continue":
@@ -458,7 +529,7 @@ class Evaluator:
                     stack.append((chain, i))
                 chain, i = target, 0
                 continue
-            return _ChainEnd("unknown", base, rule, reason=f"verdict {result} (e.g. a userspace queue) in: {rule_text(rule)}")
+            return _ChainEnd("unknown", base, rule, reason=f"verdict {result} (e.g. a userspace queue) in: {self.rule_text(rule)}")
 
     def _policy(self, base: NftChain, st: _State) -> _ChainEnd:
         pol = base.policy or "accept"
@@ -566,7 +637,7 @@ class Evaluator:
         if decider is not None:
             c = decider.chain
             if decider.rule is not None:
-                decided = DecidedBy(_table(c), decider.rule.chain, decider.rule.handle, rule_text(decider.rule))
+                decided = DecidedBy(_table(c), decider.rule.chain, decider.rule.handle, self.rule_text(decider.rule))
             else:
                 decided = DecidedBy(_table(c), c.name, None, f"policy {c.policy or 'accept'}")
         return FwCheckResult(

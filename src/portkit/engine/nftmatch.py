@@ -97,6 +97,8 @@ def _key_class(key: str) -> str:
 
 
 def _lit_equal(kc: str, val: object, lit: str | int | bool) -> bool:
+    if isinstance(val, frozenset):  # flags (ct state) as a map key: the packet's flag is one of them
+        return lit in val
     if kc == "addr":
         if not isinstance(lit, str) or not isinstance(val, ipaddress.IPv4Address | ipaddress.IPv6Address):
             return False

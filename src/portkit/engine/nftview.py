@@ -10,6 +10,8 @@ line per rule.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from portkit.engine.nfteval import NAT_CORE_PRIO
 from portkit.model.firewall import (
     DnatEntry,
@@ -17,6 +19,7 @@ from portkit.model.firewall import (
     Match,
     Nat,
     NftChain,
+    NftRule,
     NftRuleset,
     RulesetView,
     SetElement,
@@ -90,7 +93,7 @@ def ruleset_view(rs: NftRuleset) -> RulesetView:
     return RulesetView(tuple(hooks), chains_out, rs.notes, sets_out)
 
 
-def list_dnat(ruleset: NftRuleset) -> tuple[DnatEntry, ...]:
+def list_dnat(ruleset: NftRuleset, *, text: Callable[[NftRule], str] = rule_text) -> tuple[DnatEntry, ...]:
     """DNAT/redirect rules reachable from nat prerouting chains, with their simple port match.
 
     A static listing (what is published where), not a packet walk: used for the host report's
@@ -125,5 +128,5 @@ def list_dnat(ruleset: NftRuleset) -> tuple[DnatEntry, ...]:
                 elif isinstance(s, Nat) and s.kind in ("dnat", "redirect") and not s.opaque:
                     addr = s.addr or ("(local)" if s.kind == "redirect" else "")
                     target = TranslatedDestination(addr, s.port if s.port is not None else dport)
-                    out.append(DnatEntry(f"{r.family} {r.table}", r.chain, r.handle, rule_text(r), proto, dport, target))
+                    out.append(DnatEntry(f"{r.family} {r.table}", r.chain, r.handle, text(r), proto, dport, target))
     return tuple(out)

@@ -252,6 +252,9 @@ class NftRule:
     # nft's listing drops a ``meta nfproto`` match written before ``reject with tcp reset``
     # in inet tables; until the bytecode says which, such a rule is ambiguous (the reason).
     ambiguous: str | None = None
+    # Read from netlink and not decoded yet: the rule's bytecode (NFTA_RULE_EXPRESSIONS);
+    # ``stmts`` is empty until portkit.parse.nftnetlink.decode_rule fills it.
+    raw: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +290,12 @@ class NftSet:
     elements: tuple[SetElement, ...] = ()
     is_map: bool = False
     map_type: str | None = None
+    # Read from netlink: the elements come in a dump of their own, read when needed.
+    complete: bool = True
+    flags: int = 0  # NFT_SET_* (interval, map, anonymous ...)
+    key_ids: tuple[int, ...] = ()  # nft datatype ids of the key's fields
+    field_lens: tuple[int, ...] = ()
+    key_len: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +304,7 @@ class NftRuleset:
     sets: tuple[NftSet, ...] = ()
     tables: tuple[tuple[str, str], ...] = ()  # (family, name)
     notes: tuple[str, ...] = field(default=())  # e.g. "xt rules read through iptables-save"
+    ifnames: tuple[tuple[int, str], ...] = ()  # interface indexes (netlink reader: to decode "iif")
 
 
 # --------------------------------------------------------------------------- views and outcomes

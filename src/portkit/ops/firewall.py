@@ -11,20 +11,16 @@ import contextlib
 import ipaddress
 import os
 import stat
-import tempfile
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from portkit.backends import nft as nftb
 from portkit.engine.nfteval import Evaluator
 from portkit.engine.nftview import list_dnat, ruleset_view
-from portkit.engine.policy import add_rule, delete_rule, evaluate_policy, shadowed_rules
-from portkit.errors import FileFormatError, InputError, PrivilegeError, SystemRefused, TargetError
+from portkit.engine.policy import add_rule, delete_rule, shadowed_rules
+from portkit.errors import FileFormatError, InputError, PrivilegeError, SystemRefused
 from portkit.model.firewall import (
-    HOOKS,
     DnatEntry,
-    FwCheckResult,
-    IPAddress,
     NftRuleset,
     Packet,
     Policy,
@@ -33,7 +29,9 @@ from portkit.model.firewall import (
     PortRange,
     RulesetView,
 )
-from portkit.parse.nftjson import has_ambiguous, has_xt, hidden_nfproto, parse_ruleset, resolve_hidden
+from portkit.ops.fwcheck import _addr, _local_addresses, check_packet
+from portkit.ops.fwcheck import make_packet as make_packet
+from portkit.ops.nftlive import decoded_nat, live_ruleset, live_ruleset_json, read_live
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -59,7 +57,6 @@ if TYPE_CHECKING:
 
 DEFAULT_POLICY = "/etc/portkit/policy.yaml"
 STATE_DIR = os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/firewall"
-CACHE_DIR = os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/cache"
 
 
 # --------------------------------------------------------------------------- policy files
@@ -98,6 +95,8 @@ def _save(path: str, policy: Policy) -> None:
     try:
         os.makedirs(d, exist_ok=True)
         mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.exists(path) else 0o644
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".policy-", suffix=".yaml")
         with os.fdopen(fd, "w") as f:
             f.write(dump_policy(policy))
@@ -198,174 +197,6 @@ def edit_policy(
 # --------------------------------------------------------------------------- live ruleset
 
 
-def live_ruleset(*, netns: str | None = None, cache: bool = True) -> NftRuleset:
-    """The kernel's ruleset; ``xt`` rules of iptables-nft are read through iptables-save.
-
-    Parsed rulesets are cached under /run/portkit/cache keyed by the namespace's cookie and
-    nftables generation id, which every commit changes: a cached ruleset is exactly the live
-    one, and checks after the first skip ``nft -j list ruleset`` (slow on big rulesets).
-    """
-    if os.environ.get("PORTKIT_FW_CACHE") == "0":
-        cache = False
-    key = nftb.ruleset_generation(netns=netns) if cache else None
-    path = os.path.join(CACHE_DIR, f"ruleset-{key[0]}-{key[1]}-{_parser_stamp()}.pickle") if key else None
-    if path is not None:
-        cached = _cache_load(path)
-        if cached is not None:
-            return cached
-    rs = parse_ruleset(nftb.list_ruleset_json(netns=netns))
-    if has_ambiguous(rs):
-        rs = resolve_hidden(rs, hidden_nfproto(nftb.list_ruleset_debug(netns=netns)))
-    if has_xt(rs):
-        from portkit.parse.iptables_save import merge_iptables
-
-        v4 = nftb.iptables_save(netns=netns)
-        v6 = nftb.iptables_save(ipv6=True, netns=netns)
-        rs = merge_iptables(rs, v4, v6)
-    if path is not None and key is not None and nftb.ruleset_generation(netns=netns) == key:
-        _cache_store(path, rs)
-    return rs
-
-
-def _parser_stamp() -> str:
-    """Names the code that parsed a cached ruleset: a cache written by another version of
-    the parser (an upgrade while the machine runs) must not be read back."""
-    import zlib
-
-    from portkit.model import firewall as model
-    from portkit.parse import iptables_save, nftjson
-
-    parts = []
-    for mod in (model, nftjson, iptables_save):
-        try:
-            st = os.stat(mod.__file__ or "")
-            parts.append(f"{mod.__name__}:{st.st_mtime_ns}:{st.st_size}")
-        except OSError:
-            parts.append(mod.__name__)
-    return f"{zlib.crc32(';'.join(parts).encode()):08x}"
-
-
-def _cache_load(path: str) -> NftRuleset | None:
-    import pickle
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
-            return None  # only our own private files are trusted
-        try:
-            obj = pickle.load(f)
-        except Exception:
-            return None
-    return obj if isinstance(obj, NftRuleset) else None
-
-
-def _cache_store(path: str, rs: NftRuleset) -> None:
-    import pickle
-
-    try:
-        os.makedirs(CACHE_DIR, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=CACHE_DIR, prefix=".ruleset-")
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(rs, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-        olds = sorted((os.path.join(CACHE_DIR, n) for n in os.listdir(CACHE_DIR) if n.startswith("ruleset-")), key=os.path.getmtime)
-        for old in olds[:-8]:
-            os.unlink(old)
-    except OSError:
-        pass  # a cache that cannot be written only costs time
-
-
-def _local_addresses(netns: str | None) -> frozenset[IPAddress]:
-    out: set[IPAddress] = set()
-    for a in nftb.local_addresses(netns=netns):
-        with contextlib.suppress(ValueError):
-            out.add(ipaddress.ip_address(a))
-    return frozenset(out)
-
-
-def _addr(text: str, what: str) -> IPAddress:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        raise TargetError(f"bad {what} address {text!r}; use an IPv4 or IPv6 address such as 192.0.2.1") from None
-
-
-def make_packet(
-    *, hook: str, proto: str, src: str, dst: str, dport: int | None, sport: int | None = None,
-    iif: str | None = None, oif: str | None = None,
-) -> Packet:  # fmt: skip
-    if hook not in HOOKS:
-        raise InputError(f"bad hook {hook!r}; valid ones are: {', '.join(HOOKS)}")
-    s, d = _addr(src, "source"), _addr(dst, "destination")
-    if s.version != d.version:
-        raise TargetError(f"source {src} and destination {dst} are of different IP versions")
-    proto = proto.lower()
-    if proto == "ipv6-icmp":
-        proto = "icmpv6"
-    if proto in ("tcp", "udp", "sctp", "udplite", "dccp"):
-        if dport is None:
-            raise InputError(f"--dport is needed for protocol {proto}")
-    elif proto not in ("icmp", "icmpv6") and not proto.isdigit():
-        raise InputError(f"bad protocol {proto!r}; valid ones are: tcp, udp, sctp, icmp, icmpv6 or a number")
-    for name, port in (("dport", dport), ("sport", sport)):
-        if port is not None and not 0 <= port <= 65535:
-            raise InputError(f"bad {name} {port}; ports are 0-65535")
-    return Packet(hook, proto, s, d, dport, sport, iif, oif)
-
-
-def check_packet(
-    *,
-    hook: str,
-    proto: str,
-    src: str,
-    dst: str,
-    dport: int | None,
-    sport: int | None = None,
-    iif: str | None = None,
-    oif: str | None = None,
-    netns: str | None = None,
-    ruleset: NftRuleset | Mapping[str, Any] | None = None,
-    policy_file: str | None = None,
-    local_addresses: frozenset[IPAddress] | None = None,
-) -> FwCheckResult:
-    """The verdict for one packet of a new connection, and the rule that decided it.
-
-    Against the live ruleset of ``netns`` (default), a given ``ruleset`` (a model or the
-    ``nft -j`` dict), or a policy file. Missing interfaces are filled in from the routing
-    table when the live ruleset is used.
-    """
-    pkt = make_packet(hook=hook, proto=proto, src=src, dst=dst, dport=dport, sport=sport, iif=iif, oif=oif)
-    if policy_file is not None:
-        return evaluate_policy(load_policy_file(policy_file), pkt)
-    route = None
-    if ruleset is None:
-        rs = live_ruleset(netns=netns)
-        if local_addresses is None:
-            local_addresses = _local_addresses(netns)
-        pkt = _fill_interfaces(pkt, netns, local_addresses)
-
-        def route(addr: IPAddress) -> str | None:
-            return nftb.route_dev(str(addr), netns=netns)
-    else:
-        rs = ruleset if isinstance(ruleset, NftRuleset) else parse_ruleset(ruleset)
-    return Evaluator(rs, local_addresses=local_addresses, route=route).evaluate(pkt)
-
-
-def _fill_interfaces(pkt: Packet, netns: str | None, local: frozenset[IPAddress]) -> Packet:
-    iif, oif = pkt.iif, pkt.oif
-    if iif is None and pkt.hook in ("in", "forward"):
-        iif = "lo" if pkt.src in local or pkt.src.is_loopback else nftb.route_dev(str(pkt.src), netns=netns)
-    if oif is None and pkt.hook in ("out", "forward"):
-        oif = "lo" if pkt.dst in local or pkt.dst.is_loopback else nftb.route_dev(str(pkt.dst), netns=netns)
-    if (iif, oif) == (pkt.iif, pkt.oif):
-        return pkt
-    return Packet(pkt.hook, pkt.proto, pkt.src, pkt.dst, pkt.dport, pkt.sport, iif, oif, pkt.icmp_type)
-
-
 def dnat_published(*, netns: str | None = None, ruleset: NftRuleset | None = None) -> tuple[DnatEntry, ...]:
     """DNAT/redirect rules of nat prerouting chains (Docker's published ports, kernel forwards)."""
     return list_dnat(ruleset if ruleset is not None else live_ruleset(netns=netns))
@@ -375,7 +206,7 @@ def dnat_published(*, netns: str | None = None, ruleset: NftRuleset | None = Non
 
 
 def show_ruleset(*, netns: str | None = None, ruleset: NftRuleset | None = None) -> RulesetView:
-    rs = ruleset if ruleset is not None else live_ruleset(netns=netns)
+    rs = ruleset if ruleset is not None else live_ruleset_json(netns=netns)
     return ruleset_view(rs)
 
 
@@ -397,12 +228,12 @@ def annotate_inbound(table: SocketTable, *, netns: str | None = None, source: st
     from portkit.model.sockets import SocketEntry
 
     try:
-        rs = live_ruleset(netns=netns)
+        rs, load_set = read_live(netns=netns)
     except (PrivilegeError, SystemRefused, InputError):
         return table
     src_override = _addr(source, "--from") if source is not None else None
     local = _local_addresses(netns)
-    ev = Evaluator(rs, local_addresses=local, route=lambda a: nftb.route_dev(str(a), netns=netns))
+    ev = Evaluator(rs, local_addresses=local, route=lambda a: nftb.route_dev(str(a), netns=netns), load_set=load_set)
     addrs = nftb.interface_addresses(netns=netns)
     devs = {fam: nftb.default_route_dev(family=fam, netns=netns) for fam in (4, 6)}
 
@@ -444,7 +275,7 @@ def annotate_inbound(table: SocketTable, *, netns: str | None = None, source: st
             key = (e.local_port, e.proto)
             blocked_all[key] = blocked_all.get(key, True) and inbound in ("drop", "reject")
         out.append(replace(e, inbound=inbound, inbound_rule=rule))
-    for d in list_dnat(rs):
+    for d in list_dnat(decoded_nat(rs), text=ev.rule_text):
         proto = d.proto if d.proto in ("tcp", "udp") else "tcp"
         if d.dport is None or (proto, d.dport) in listened:
             continue

@@ -9,7 +9,6 @@ under /run/portkit/firewall and, with ``confirm``, restored by a detached rollba
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import stat
 
@@ -19,7 +18,8 @@ from portkit.engine import nftcompile
 from portkit.engine.policy import evaluate_policy, shadowed_rules
 from portkit.errors import FileFormatError, InputError, PrivilegeError, SystemRefused
 from portkit.model.firewall import ApplyResult, FwStatus, Policy
-from portkit.ops.firewall import DEFAULT_POLICY, STATE_DIR, load_policy_file, make_packet
+from portkit.ops.firewall import DEFAULT_POLICY, STATE_DIR, load_policy_file
+from portkit.ops.fwcheck import make_packet
 
 UNIT_NAME = "portkit-firewall.service"
 UNIT_DIR = "/etc/systemd/system"
@@ -137,7 +137,7 @@ def apply_policy(
         if confirm is not None:
             rollback.confirm(_state_name(netns))
         raise
-    _keep(f"{_state_name(netns)}.applied.sha256", hashlib.sha256(script.encode()).hexdigest())
+    _keep(f"{_state_name(netns)}.applied.sha256", _sha256(script))
     # what the kernel lists for it now: a rollback or a hand edit later makes 'fw status' see
     # that the loaded table is no longer the applied policy
     with contextlib.suppress(PrivilegeError, SystemRefused):
@@ -182,7 +182,7 @@ def firewall_status(path: str = DEFAULT_POLICY, *, netns: str | None = None, uni
     in_sync: bool | None = None
     if text is not None:
         try:
-            want = hashlib.sha256(compile_policy_file(path).encode()).hexdigest()
+            want = _sha256(compile_policy_file(path))
             with open(os.path.join(STATE_DIR, f"{_state_name(netns)}.applied.sha256")) as f:
                 in_sync = f.read().strip() == want
             with open(os.path.join(STATE_DIR, f"{_state_name(netns)}.applied.nft")) as f:
@@ -278,3 +278,9 @@ def forget_state(*, netns: str | None = None) -> None:
     for suffix in (".previous.nft", ".applied.sha256", ".applied.nft"):
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(STATE_DIR, f"{name}{suffix}"))
+
+
+def _sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()

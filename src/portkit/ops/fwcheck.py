@@ -1,0 +1,111 @@
+"""``fw check``: the verdict of the live ruleset (or a policy file) for one packet.
+
+Kept apart from :mod:`portkit.ops.firewall` so that a check imports only what it needs
+(the reader, the evaluator, the model): start-up is a large part of a check's time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from portkit.backends import nft as nftb
+from portkit.engine.nfteval import Evaluator
+from portkit.errors import InputError, TargetError
+from portkit.model.firewall import HOOKS, FwCheckResult, IPAddress, NftRuleset, Packet
+from portkit.ops.nftlive import read_live
+
+
+def _local_addresses(netns: str | None) -> frozenset[IPAddress]:
+    out: set[IPAddress] = set()
+    for a in nftb.local_addresses(netns=netns):
+        with contextlib.suppress(ValueError):
+            out.add(ipaddress.ip_address(a))
+    return frozenset(out)
+
+
+def _addr(text: str, what: str) -> IPAddress:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise TargetError(f"bad {what} address {text!r}; use an IPv4 or IPv6 address such as 192.0.2.1") from None
+
+
+def make_packet(
+    *, hook: str, proto: str, src: str, dst: str, dport: int | None, sport: int | None = None,
+    iif: str | None = None, oif: str | None = None,
+) -> Packet:  # fmt: skip
+    if hook not in HOOKS:
+        raise InputError(f"bad hook {hook!r}; valid ones are: {', '.join(HOOKS)}")
+    s, d = _addr(src, "source"), _addr(dst, "destination")
+    if s.version != d.version:
+        raise TargetError(f"source {src} and destination {dst} are of different IP versions")
+    proto = proto.lower()
+    if proto == "ipv6-icmp":
+        proto = "icmpv6"
+    if proto in ("tcp", "udp", "sctp", "udplite", "dccp"):
+        if dport is None:
+            raise InputError(f"--dport is needed for protocol {proto}")
+    elif proto not in ("icmp", "icmpv6") and not proto.isdigit():
+        raise InputError(f"bad protocol {proto!r}; valid ones are: tcp, udp, sctp, icmp, icmpv6 or a number")
+    for name, port in (("dport", dport), ("sport", sport)):
+        if port is not None and not 0 <= port <= 65535:
+            raise InputError(f"bad {name} {port}; ports are 0-65535")
+    return Packet(hook, proto, s, d, dport, sport, iif, oif)
+
+
+def check_packet(
+    *,
+    hook: str,
+    proto: str,
+    src: str,
+    dst: str,
+    dport: int | None,
+    sport: int | None = None,
+    iif: str | None = None,
+    oif: str | None = None,
+    netns: str | None = None,
+    ruleset: NftRuleset | Mapping[str, Any] | None = None,
+    policy_file: str | None = None,
+    local_addresses: frozenset[IPAddress] | None = None,
+) -> FwCheckResult:
+    """The verdict for one packet of a new connection, and the rule that decided it.
+
+    Against the live ruleset of ``netns`` (default), a given ``ruleset`` (a model or the
+    ``nft -j`` dict), or a policy file. Missing interfaces are filled in from the routing
+    table when the live ruleset is used.
+    """
+    pkt = make_packet(hook=hook, proto=proto, src=src, dst=dst, dport=dport, sport=sport, iif=iif, oif=oif)
+    if policy_file is not None:
+        from portkit.engine.policy import evaluate_policy
+        from portkit.ops.firewall import load_policy_file
+
+        return evaluate_policy(load_policy_file(policy_file), pkt)
+    route = None
+    load_set = None
+    if ruleset is None:
+        rs, load_set = read_live(netns=netns)
+        if local_addresses is None:
+            local_addresses = _local_addresses(netns)
+        pkt = _fill_interfaces(pkt, netns, local_addresses)
+
+        def route(addr: IPAddress) -> str | None:
+            return nftb.route_dev(str(addr), netns=netns)
+    else:
+        from portkit.parse.nftjson import parse_ruleset
+
+        rs = ruleset if isinstance(ruleset, NftRuleset) else parse_ruleset(ruleset)
+    return Evaluator(rs, local_addresses=local_addresses, route=route, load_set=load_set).evaluate(pkt)
+
+
+def _fill_interfaces(pkt: Packet, netns: str | None, local: frozenset[IPAddress]) -> Packet:
+    iif, oif = pkt.iif, pkt.oif
+    if iif is None and pkt.hook in ("in", "forward"):
+        iif = "lo" if pkt.src in local or pkt.src.is_loopback else nftb.route_dev(str(pkt.src), netns=netns)
+    if oif is None and pkt.hook in ("out", "forward"):
+        oif = "lo" if pkt.dst in local or pkt.dst.is_loopback else nftb.route_dev(str(pkt.dst), netns=netns)
+    if (iif, oif) == (pkt.iif, pkt.oif):
+        return pkt
+    return Packet(pkt.hook, pkt.proto, pkt.src, pkt.dst, pkt.dport, pkt.sport, iif, oif, pkt.icmp_type)
