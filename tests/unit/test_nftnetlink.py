@@ -260,3 +260,18 @@ def test_precheck_never_changes_an_answer(rules: list[tuple[Any, ...]], src: str
             ev.prefilter = False
             res = ev.evaluate(pkt)
             assert res.decided_by is not None and res.decided_by.rule == "policy accept"
+
+
+def test_precheck_skips_what_certainly_fails() -> None:
+    pkt = Packet("in", "tcp", ipaddress.ip_address("10.0.0.2"), ipaddress.ip_address("10.0.9.9"), 22, 40000, "lan")
+    img = PacketImage(pkt, pkt.dst, pkt.dport)
+    other_net = blob(*_addr_match("10.0.1.1", 24, False), verdict(ACCEPT))
+    same_net = blob(*_addr_match("10.0.0.1", 24, False), verdict(ACCEPT))
+    other_port = blob(meta(1, L4PROTO), cmp(1, 0, b"\x06"), payload(1, 2, 2, 2), cmp(1, 0, (80).to_bytes(2, "big")), verdict(DROP))
+    udp_only = blob(meta(1, L4PROTO), cmp(1, 0, b"\x11"), payload(1, 2, 2, 2), cmp(1, 0, (22).to_bytes(2, "big")), verdict(DROP))
+    marked_first = blob(meta(1, 3), cmp(1, 0, bytes(4)), *_addr_match("10.0.1.1", 24, False), verdict(ACCEPT))
+    assert certainly_no_match(other_net, img) and certainly_no_match(other_port, img) and certainly_no_match(udp_only, img)
+    assert certainly_no_match(marked_first, img)  # an unknown compare decides nothing; the address does
+    assert not certainly_no_match(same_net, img)
+    effect_first = blob(elem("counter"), elem("notrack"), *_addr_match("10.0.1.1", 24, False), verdict(ACCEPT))
+    assert not certainly_no_match(effect_first, img)  # notrack changes the packet before the compare

@@ -18,10 +18,13 @@ over: both read the same bytes.
 
 from __future__ import annotations
 
+import struct
+
 from portkit.engine.nftmatch import proto_number
 from portkit.model.firewall import IPAddress, Packet
-from portkit.parse.nftnetlink import attr_list, expr
+from portkit.parse.nftnetlink import expr
 
+_HDR = struct.Struct("=H")
 _PORT_PROTOS = ("tcp", "udp", "udplite", "sctp", "dccp")
 # (offset, full size) of the network-header fields the decompiler names, per IP version
 _NH_FIELDS = {4: {9: 1, 12: 4, 16: 4}, 6: {6: 1, 8: 16, 24: 16}}
@@ -76,8 +79,14 @@ def certainly_no_match(raw: bytes, img: PacketImage) -> bool:
     """True when a compare in ``raw`` is false for this packet before anything with an
     effect happens; False when unsure."""
     regs: dict[int, bytes | None] = {}
-    for elem in attr_list(raw):
-        e = expr(elem)
+    off, end = 0, len(raw)
+    unpack = _HDR.unpack_from
+    while off + 4 <= end:  # the list's elements one by one: most rules fail early
+        ln = unpack(raw, off)[0]
+        if ln < 4:
+            return False
+        e = expr(raw[off + 4 : off + ln])
+        off += (ln + 3) & ~3
         kind = e[0]
         if kind == "cmp":
             v = regs.get(e[1])
@@ -92,8 +101,8 @@ def certainly_no_match(raw: bytes, img: PacketImage) -> bool:
                 return True
             continue
         if kind == "payload":
-            _, slot, base, off, size = e
-            _store(regs, slot, img.load(base, off, size), size)
+            _, slot, base, field_off, size = e
+            _store(regs, slot, img.load(base, field_off, size), size)
         elif kind == "load":
             _store(regs, e[1], img.meta.get(e[2]), 4)
         elif kind == "bitwise":

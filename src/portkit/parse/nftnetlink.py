@@ -360,7 +360,7 @@ def _expr(elem: bytes) -> Expr:
     if name == "quota":
         return ("unknown", "quota")
     if name in ("exthdr", "socket", "rt", "osf", "hash", "numgen", "xfrm", "tunnel", "inner"):
-        if (1 in d and name != "exthdr") or (name == "exthdr" and 1 in d):
+        if 1 in d:  # a load into a register: a later compare on it is undecided
             return ("unknown_load", _slot(_be(d.get(1))), name)
         return ("unknown", name)
     return ("unknown", name)
