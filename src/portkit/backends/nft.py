@@ -311,55 +311,22 @@ def iptables_save(*, ipv6: bool = False, netns: str | None = None) -> str | None
 # generation. Reading it is one netlink round trip, so a parsed ruleset can be cached and
 # reused for exactly as long as the kernel's ruleset has not changed.
 
-_NFNL_SUBSYS_NFTABLES = 10
-_NFT_MSG_GETGEN = 16
-_NFTA_GEN_ID = 1
-
-
-def _read_generation() -> tuple[int, int] | None:
-    """(netns cookie, generation): the cookie (SO_NETNS_COOKIE) is never reused while the
-    machine runs, unlike a namespace inode, so a deleted and recreated namespace cannot
-    be mistaken for the old one."""
-    import socket
-    import struct
-
-    try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)  # NETLINK_NETFILTER
-    except OSError:
-        return None
-    with sock:
-        try:
-            cookie = int(struct.unpack("=Q", sock.getsockopt(socket.SOL_SOCKET, 71, 8))[0])  # SO_NETNS_COOKIE
-        except OSError:
-            return None
-        sock.settimeout(2.0)
-        msg_type = (_NFNL_SUBSYS_NFTABLES << 8) | _NFT_MSG_GETGEN
-        payload = struct.pack("=BBH", socket.AF_UNSPEC, 0, 0)
-        header = struct.pack("=IHHII", 16 + len(payload), msg_type, 0x1, 1, 0)  # NLM_F_REQUEST
-        try:
-            sock.sendto(header + payload, (0, 0))
-            data = sock.recv(65536)
-        except OSError:
-            return None
-    off = 0
-    while off + 16 <= len(data):
-        length, mtype, _flags, _seq, _pid = struct.unpack_from("=IHHII", data, off)
-        if mtype & 0xFF == 15 or mtype >> 8 == _NFNL_SUBSYS_NFTABLES:  # NFT_MSG_NEWGEN
-            attr = off + 16 + 4
-            while attr + 4 <= off + length:
-                alen, atype = struct.unpack_from("=HH", data, attr)
-                if atype & 0x7FFF == _NFTA_GEN_ID and alen >= 8:
-                    return cookie, int(struct.unpack_from("!I", data, attr + 4)[0])
-                attr += (alen + 3) & ~3
-            return None
-        if length < 16:
-            break
-        off += (length + 3) & ~3
-    return None
-
 
 def ruleset_generation(*, netns: str | None = None) -> tuple[int, int] | None:
-    """(netns cookie, generation id) naming the current ruleset exactly, or None."""
-    from portkit.backends.netns import netns_path, run_in_netns
+    """(netns cookie, generation id) naming the current ruleset exactly, or None. The cookie
+    (SO_NETNS_COOKIE) is never reused while the machine runs, unlike a namespace inode, so a
+    deleted and recreated namespace cannot be mistaken for the old one."""
+    from portkit.backends import nftnl
+    from portkit.errors import PortkitError
 
-    return run_in_netns(netns_path(netns) if netns is not None else None, _read_generation)
+    try:
+        sock = nftnl.open_socket(netns)
+    except PortkitError:
+        return None
+    try:
+        cookie = sock.cookie()
+        return (cookie, sock.generation()) if cookie is not None else None
+    except (PortkitError, OSError):
+        return None
+    finally:
+        sock.close()
