@@ -10,6 +10,9 @@ Measured, in one run, each figure as a ratio against the anchors:
     interleaved (direct, socat, portkit, direct, ...) and the median is reported, because
     other work on a 2-core machine moves single figures by +-30 %;
   * connection rate: 2,000 short connections one after another, one byte echoed each;
+  * CPU per GB (--cpu): each path's user+system seconds per GB moved by ``iperf3 -n`` (from
+    /proc/PID/stat), for the forwarder and for the iperf3 client and server, plus how busy the
+    whole machine was; far less noisy than Gbit/s on a shared 2-core machine;
   * added latency: p50/p99 of a 1-byte request/response on one connection, minus direct;
   * 5,000 concurrent idle connections through the forwarder: its resident memory;
   * nat: reading a 5,000-flow conntrack table (in a throwaway pk- namespace, root only)
@@ -73,12 +76,36 @@ ALTERNATIVES: dict[str, list[str]] = {
     "pk copy loop": ["--no-splice"],
     "pk pipe 256K": ["--pipe-size", str(256 << 10)],
     "pk pipe 4M": ["--pipe-size", str(4 << 20)],
+    "pk no bulk threads": ["--bulk-threads", "0"],  # every flow stays in the epoll loops
 }
 
 
+HAPROXY_CFG = """global
+    nbthread 1
+    tune.pipesize 1048576
+    tune.bufsize 262144
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option splice-auto
+listen fw
+    bind {host}:{port}
+    server t {host}:{target}
+"""
+
+
 @contextmanager
-def paths(target: int, alternatives: bool = False) -> Iterator[dict[str, tuple[int, int | None]]]:
-    """{"direct": (port, None), "socat": (port, pid), "portkit": (port, pid), ...} all -> target."""
+def paths(
+    target: int, alternatives: bool = False, haproxy: bool = False
+) -> Iterator[dict[str, tuple[int, int | None]]]:
+    """{"direct": (port, None), "socat": (port, pid), "portkit": (port, pid), ...} all -> target.
+
+    ``haproxy``: also HAProxy (C, epoll, splice with 1 MiB pipes) when it is installed, as a
+    second anchor: what a mature splice forwarder gets on the same machine.
+    """
+    import tempfile
     from contextlib import ExitStack
 
     variants = {"portkit": [], **(ALTERNATIVES if alternatives else {})}
@@ -89,6 +116,13 @@ def paths(target: int, alternatives: bool = False) -> Iterator[dict[str, tuple[i
             "direct": (target, None),
             "socat": (sp, stack.enter_context(proc(socat, sp)).pid),
         }
+        if haproxy and shutil.which("haproxy"):
+            hp = free_port()
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="pk-bench-"))
+            cfg = os.path.join(tmp, "haproxy.cfg")
+            with open(cfg, "w") as f:
+                f.write(HAPROXY_CFG.format(host=HOST, port=hp, target=target))
+            out["haproxy"] = (hp, stack.enter_context(proc(["haproxy", "-db", "-f", cfg], hp)).pid)
         for name, extra in variants.items():
             pp = free_port()
             pk = [PY, "-m", "portkit", "forward", "--quiet", *extra, f"{HOST}:{pp}:{HOST}:{target}"]
@@ -113,10 +147,12 @@ def iperf(port: int, streams: int, seconds: float) -> float:
     raise RuntimeError(f"iperf3 through port {port}: {err}")
 
 
-def bench_throughput(rounds: int, seconds: float, alternatives: bool) -> dict[str, dict[str, float]]:
+def bench_throughput(
+    rounds: int, seconds: float, alternatives: bool, haproxy: bool = False
+) -> dict[str, dict[str, float]]:
     tport = free_port()
     res: dict[str, dict[str, float]] = {}
-    with proc(["iperf3", "-s", "-p", str(tport)], tport), paths(tport, alternatives) as ps:
+    with proc(["iperf3", "-s", "-p", str(tport)], tport), paths(tport, alternatives, haproxy) as ps:
         for streams in (1, 8):
             got: dict[str, list[float]] = {k: [] for k in ps}
             for _ in range(rounds):
@@ -125,6 +161,68 @@ def bench_throughput(rounds: int, seconds: float, alternatives: bool) -> dict[st
             res[f"P{streams}"] = {k: statistics.median(v) for k, v in got.items()}
             res[f"P{streams}-all"] = {k: v for k, v in got.items()}  # type: ignore[misc]
     return res
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """user+system seconds of a process, its threads and its reaped children (socat forks)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / _TICK
+
+
+def machine_times() -> tuple[int, int]:
+    """(idle + iowait, total) jiffies of all CPUs."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[3] + v[4], sum(v)
+
+
+CpuRows = dict[str, dict[str, list[list[float]]]]
+CPU_COLUMNS = ("Gbit/s", "forwarder s/GB", "iperf3 client s/GB", "iperf3 server s/GB", "machine busy")
+
+
+def bench_cpu(size: str, rounds: int, alternatives: bool, haproxy: bool) -> CpuRows:
+    """{"P1": {path: [row per round]}, "P8": ...}; a row is CPU_COLUMNS (s/GB = CPU s per GB moved)."""
+    tport = free_port()
+    out: CpuRows = {}
+    with (
+        proc(["iperf3", "-s", "-p", str(tport)], tport) as server,
+        paths(tport, alternatives, haproxy) as ps,
+    ):
+        for streams in (1, 8):
+            for _ in range(rounds):
+                for name, (port, pid) in ps.items():
+                    time.sleep(0.3)  # socat's child has exited and been reaped
+                    f0 = cpu_seconds(pid) if pid else 0.0
+                    s0, m0, c0 = cpu_seconds(server.pid), machine_times(), os.times()
+                    doc = json.loads(
+                        subprocess.run(
+                            ["iperf3", "-c", HOST, "-p", str(port), "-P", str(streams), "-n", size, "-J"],
+                            capture_output=True,
+                            text=True,
+                        ).stdout
+                    )
+                    c1, m1, s1 = os.times(), machine_times(), cpu_seconds(server.pid)
+                    time.sleep(0.3)
+                    f1 = cpu_seconds(pid) if pid else 0.0
+                    if "error" in doc:
+                        raise RuntimeError(f"iperf3 through port {port}: {doc['error']}")
+                    got = doc["end"]["sum_received"]
+                    gb = float(got["bytes"]) / 1e9
+                    client = (c1.children_user + c1.children_system) - (c0.children_user + c0.children_system)
+                    busy = 1 - (m1[0] - m0[0]) / max(1, m1[1] - m0[1])
+                    row = [
+                        float(got["bits_per_second"]) / 1e9,
+                        (f1 - f0) / gb,
+                        client / gb,
+                        (s1 - s0) / gb,
+                        busy,
+                    ]
+                    out.setdefault(f"P{streams}", {}).setdefault(name, []).append(row)
+    return out
 
 
 @contextmanager
@@ -260,11 +358,31 @@ def main() -> int:
     ap.add_argument("--conns", type=int, default=2000)
     ap.add_argument("--idle", type=int, default=5000)
     ap.add_argument("--alternatives", action="store_true", help="also measure the designs not chosen")
+    ap.add_argument(
+        "--haproxy", action="store_true", help="throughput/CPU: add HAProxy (splice) as an anchor"
+    )
+    ap.add_argument(
+        "--cpu", metavar="SIZE", help="CPU seconds per GB with iperf3 -n SIZE (e.g. 3G), then exit"
+    )
     a = ap.parse_args()
+    if a.cpu:
+        res = bench_cpu(a.cpu, a.rounds, a.alternatives, a.haproxy)
+        for key, by_path in res.items():
+            print(
+                f"CPU per GB, iperf3 -n {a.cpu} {key} (medians of {a.rounds}; columns: {', '.join(CPU_COLUMNS)})"
+            )
+            for name, rows in by_path.items():
+                med = [statistics.median(r[i] for r in rows) for i in range(len(CPU_COLUMNS))]
+                print(
+                    f"  {name:14s} {med[0]:5.1f} Gbit/s  forwarder {med[1]:.3f}  client {med[2]:.3f}  "
+                    f"server {med[3]:.3f}  busy {med[4]:.2f}  (forwarder rounds: "
+                    f"{', '.join(f'{r[1]:.3f}' for r in rows)}; Gbit/s: {', '.join(f'{r[0]:.1f}' for r in rows)})"
+                )
+        return 0
     todo = set(a.only or ("tput", "rate", "latency", "idle", "nat"))
     ratio: Callable[[float, float], str] = lambda x, y: f"{x / y:.2f}x" if y else "-"  # noqa: E731
     if "tput" in todo:
-        tp = bench_throughput(a.rounds, a.seconds, a.alternatives)
+        tp = bench_throughput(a.rounds, a.seconds, a.alternatives, a.haproxy)
         for key in ("P1", "P8"):
             m = tp[key]
             print(

@@ -19,6 +19,7 @@ import random
 import secrets
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -57,7 +58,7 @@ def _load(ns: str, script: str) -> None:
     assert proc.returncode == 0, f"{proc.stderr}\n{script}"
 
 
-def _key(r: FwCheckResult) -> object:
+def _key(r: FwCheckResult) -> tuple[Any, ...]:
     d = r.decided_by
     decided = (d.table, d.chain, d.handle, _normal(d.rule)) if d else None
     trace = tuple((t.table, t.chain, _normal(t.rule), t.result) for t in r.trace)
@@ -135,3 +136,61 @@ def test_sets_are_read_only_when_a_packet_reaches_them(ns: str) -> None:
     assert res.decided_by.rule.startswith("ip saddr 10.9.7.0/24 tcp dport { ")
     assert "7007" in res.decided_by.rule and "8007" in res.decided_by.rule
     assert len(loaded) == 1
+
+
+TRICKY = """flush ruleset
+table inet f {
+  set pairs { type ipv4_addr . inet_service; elements = { 10.78.0.2 . 7001, 10.78.0.3 . 7002 } }
+  set nets6 { type ipv6_addr; flags interval; elements = { fd78::/125, fd78::100-fd78::1ff } }
+  map ports { type inet_service : verdict; elements = { 7005 : drop, 7006 : accept } }
+  chain in {
+    type filter hook input priority 0; policy drop;
+    ct state vmap { invalid : drop, established : accept, related : accept }
+    ip saddr 10.78.0.2 ip daddr 10.78.0.1 tcp sport 40000 tcp dport 7003 drop
+    tcp sport 40000 tcp dport 7004 reject with tcp reset
+    ip saddr . tcp dport @pairs accept
+    ip6 saddr @nets6 udp dport 7010-7012 reject
+    iifname "la*" tcp dport 7013 limit rate over 10/second drop
+    iifname "la*" tcp dport 7013 accept
+    tcp dport vmap @ports
+    meta l4proto { tcp, udp } th dport { 7014, 7016-7018 } counter accept
+    icmp type { echo-request, destination-unreachable } accept
+    icmpv6 type { echo-request, nd-neighbor-solicit } accept
+    meta mark set 7 tcp dport 7019 jump marked
+    udp dport != { 7001-7020 } reject with icmpx type admin-prohibited
+  }
+  chain marked {
+    meta mark 7 ip saddr != 10.78.0.0/29 accept
+    return
+  }
+}
+table ip nat {
+  map fwdmap { type inet_service : ipv4_addr . inet_service; elements = { 8001 : 10.78.0.100 . 7001 } }
+  chain pre {
+    type nat hook prerouting priority dstnat; policy accept;
+    ip saddr 10.78.0.4 tcp sport 40000 tcp dport 8017 dnat to 10.78.0.1:7016
+    tcp dport 8002 dnat to 10.78.0.100:7002
+    dnat ip to tcp dport map @fwdmap
+  }
+}
+"""
+
+
+def test_tricky_ruleset_agrees(ns: str) -> None:
+    _load(ns, TRICKY)
+    by_json = live_ruleset_json(netns=ns, cache=False)
+    lazy, load = read_live(netns=ns, cache=False)
+    full = complete(lazy, load)
+    assert [_normal(t[4]) for t in _texts(full)] == [_normal(t[4]) for t in _texts(by_json)]
+    rng = random.Random(7)
+    local = frozenset({ipaddress.ip_address(a) for a in (*SERVERS4, *SERVERS6)})
+    evs = [Evaluator(by_json, local_addresses=local), Evaluator(full, local_addresses=local), Evaluator(lazy, local_addresses=local, load_set=load)]
+    seen = set()
+    for _ in range(600):
+        pkt = random_packet(rng, U, "in")
+        if pkt.sport is not None and rng.random() < 0.3:
+            pkt = Packet(pkt.hook, pkt.proto, pkt.src, pkt.dst, rng.choice([8001, 8002, 8017, 7003, 7004]), 40000, pkt.iif)
+        got = [_key(ev.evaluate(pkt)) for ev in evs]
+        assert got[1] == got[0] and got[2] == got[0], f"{pkt}\n json     {got[0]}\n complete {got[1]}\n lazy     {got[2]}"
+        seen.add(got[0][0])
+    assert {"accept", "drop", "reject"} <= seen

@@ -70,6 +70,7 @@ def test_second_ctrl_c_closes_open_connections_without_waiting_for_the_drain() -
         (["--list", "8080:2988"], "take no SPEC (got '8080:2988')"),
         (["--remove-all", "8080"], "take no SPEC (got '8080')"),
         (["--drain", "-1", "8080:2988"], "invalid --drain -1"),
+        (["--bulk-threads", "-1", "8080:2988"], "invalid --bulk-threads -1"),
         (["--udp-idle", "0", "8080:2988"], "invalid --udp-idle 0"),
         (["--allow", "10.0.0.0/33", "8080:2988"], "invalid CIDR block '10.0.0.0/33'"),
         (["--json", "0.0.0.0:8080:127.0.0.1:2988"], "--json applies to --check, --list, --remove and --kernel"),

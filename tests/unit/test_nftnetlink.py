@@ -275,3 +275,15 @@ def test_precheck_skips_what_certainly_fails() -> None:
     assert not certainly_no_match(same_net, img)
     effect_first = blob(elem("counter"), elem("notrack"), *_addr_match("10.0.1.1", 24, False), verdict(ACCEPT))
     assert not certainly_no_match(effect_first, img)  # notrack changes the packet before the compare
+
+
+def test_merged_loads_split_into_their_fields() -> None:
+    # nft compiles "tcp sport 7008 tcp dport 8017" (and "ip saddr A ip daddr B") into one load
+    ports = (7008).to_bytes(2, "big") + (8017).to_bytes(2, "big")
+    raw = blob(meta(1, L4PROTO), cmp(1, 0, b"\x06"), payload(1, 2, 0, 4), cmp(1, 0, ports), verdict(ACCEPT))
+    assert stmts(raw, "ip") == (Match(("tcp sport",), "==", Lit(7008)), Match(("tcp dport",), "==", Lit(8017)), VerdictStmt("accept"))
+    addrs = bytes([10, 0, 0, 1, 10, 0, 0, 2])
+    raw = blob(payload(1, 1, 12, 8), cmp(1, 0, addrs), verdict(DROP))
+    assert stmts(raw, "ip")[:2] == (Match(("ip saddr",), "==", Lit("10.0.0.1")), Match(("ip daddr",), "==", Lit("10.0.0.2")))
+    raw = blob(payload(1, 1, 12, 8), cmp(1, 1, addrs), verdict(DROP))  # "!=" of both cannot be split: undecided
+    assert stmts(raw, "ip")[0] == Match(("@nh,96,64",), "!=", nl._hex(addrs))

@@ -68,6 +68,13 @@ def register(sub: Any) -> None:
     g.add_argument(
         "--workers", type=int, metavar="N", help="event loops (threads); default: one per core, max 4"
     )
+    g.add_argument(
+        "--bulk-threads",
+        type=int,
+        metavar="N",
+        help="at most N threads (2 per flow) move bulk TCP flows with blocking splice; 0 keeps "
+        "every flow in the event loops (default 16)",
+    )
     g.add_argument("--no-splice", action="store_true", help="copy through buffers instead of os.splice")
     g.add_argument(
         "--pipe-size",
@@ -101,7 +108,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.confirm is not None and not 0 < args.confirm <= 86400:
-        raise InputError(f"invalid --confirm {args.confirm:g}; use a positive number of seconds, at most 86400")
+        raise InputError(
+            f"invalid --confirm {args.confirm:g}; use a positive number of seconds, at most 86400"
+        )
     if args.stats is not None and args.stats <= 0:
         raise InputError(f"invalid --stats {args.stats:g}; use a positive number of seconds")
     if (args.list or args.remove_all or args.confirm_ok) and args.specs:
@@ -248,6 +257,8 @@ def _userspace(args: argparse.Namespace) -> int:
     specs, options = _gather(args)
     if args.workers is not None and not 1 <= args.workers <= 64:
         raise InputError(f"invalid --workers {args.workers}; use 1-64")
+    if args.bulk_threads is not None and not 0 <= args.bulk_threads <= 256:
+        raise InputError(f"invalid --bulk-threads {args.bulk_threads}; use 0-256 (0 = off)")
     if args.json and not args.check:
         raise InputError(
             "--json applies to --check, --list, --remove and --kernel; the running forwarder logs one "
@@ -294,6 +305,7 @@ def _userspace(args: argparse.Namespace) -> int:
             reload_source=reload_source if args.config else None,
             use_splice=not args.no_splice,
             workers=args.workers,
+            bulk_threads=args.bulk_threads,
         )
 
     if args.netns:

@@ -7,7 +7,9 @@ the GIL released, so two loops use both cores. Worker 0 (the caller's thread) ow
 listeners and hands each accepted connection to the least-loaded worker. Measured on 2
 cores shared with iperf3 and other load, 2 loops moved 8 parallel streams 25-30 % faster
 than one when the machine was busy and about as fast when it was quiet (bench/RESULTS.md,
-``## forward``). Worker 0 also handles stop/reload requests and ``--stats``.
+``## forward``). Worker 0 also handles stop/reload requests and ``--stats``. A bulk flow
+(one splice read of 256 KiB or more) leaves its loop for two blocking splice threads
+(drivers/forwarder_bulk.py); ``bulk_threads`` caps them for the whole process.
 
 Start-up is all or nothing: every target is resolved and every listener bound before any
 is served, so an address in use or a name that does not resolve leaves nothing
@@ -29,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from portkit.drivers.forwarder_bulk import BULK_READ, ThreadBudget
 from portkit.drivers.forwarder_loop import FD_RESERVE, Key, SockAddr, TcpListener, Worker
 from portkit.drivers.forwarder_tcp import HAS_SPLICE
 from portkit.errors import InputError, ResolveError, SystemRefused, map_os_error
@@ -39,6 +42,7 @@ Logger = Callable[[str], None]
 WhoHolds = Callable[[str, int, str], str | None]
 ReloadSource = Callable[[], tuple[Sequence[ForwardSpec], ForwardOptions]]
 Opened = tuple[ForwardSpec, socket.socket, tuple[int, SockAddr]]
+DEFAULT_BULK_THREADS = 16
 
 
 def default_resolver(host: str, port: int, proto: int) -> list[tuple[int, SockAddr]]:
@@ -62,12 +66,13 @@ class Counters:
     bytes_down: int = 0
     udp_sessions: int = 0
     pipes: int = 0
+    bulk: int = 0
 
     def line(self) -> str:
         return (
             f"stats: {self.active} open, {self.accepted} accepted, {self.failed} failed, "
             f"{self.refused} refused, {_human(self.bytes_up)} up, {_human(self.bytes_down)} down, "
-            f"{self.udp_sessions} udp sessions, {self.pipes} pipes in use"
+            f"{self.udp_sessions} udp sessions, {self.pipes} pipes in use, {self.bulk} bulk flows on threads"
         )
 
 
@@ -129,9 +134,13 @@ class Forwarder:
         reload_source: ReloadSource | None = None,
         max_open_files: int | None = None,
         workers: int = 1,
+        bulk_threads: int = DEFAULT_BULK_THREADS,
+        bulk_read: int = BULK_READ,
     ) -> None:
         if workers < 1:
             raise InputError(f"invalid number of workers {workers}; use 1 or more")
+        if bulk_threads < 0:
+            raise InputError(f"invalid number of bulk threads {bulk_threads}; use 0 (off) or more")
         self.specs = tuple(specs)
         self.options = options or ForwardOptions()
         self._log = log or (lambda line: None)
@@ -142,6 +151,9 @@ class Forwarder:
         self.stats_out = stats_out or self._log
         self.reload_source = reload_source
         self.max_open_files = max_open_files or _nofile_limit()
+        # Two threads per bulk flow (forwarder_bulk), shared by all workers; splice only.
+        self.bulk_budget = ThreadBudget(bulk_threads) if bulk_threads >= 2 and self.use_splice else None
+        self.bulk_read = bulk_read  # a splice read this large hands the flow over
         budget = max(0, (self.max_open_files - FD_RESERVE) // (4 * workers))
         self.workers = [Worker(self, i, budget) for i in range(workers)]
         self._stop_requested = False
@@ -342,6 +354,7 @@ class Forwarder:
             c.bytes_down += w.bytes_down + down
             c.udp_sessions += sum(len(u.sessions) for u in w.udp.values())
             c.pipes += w.pool.in_use
+            c.bulk += len(w.bulk)
         return c.line()
 
     def _close_workers(self) -> None:

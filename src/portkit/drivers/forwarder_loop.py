@@ -8,9 +8,12 @@ through that worker's command queue; the connect and the relay then happen there
 3/6 or worse in 25 of 40 trials, so busy streams piled up on one loop.) UDP forwards
 live in worker 0 only, so one session table sees all of a client's datagrams.
 
-Relay sockets are registered once, edge-triggered (see forwarder_tcp). Listeners and UDP
-sockets are level-triggered. Other threads talk to a worker only through :meth:`call_soon`
-(a queue plus a wake-up byte), so no lock is ever held around the hot path.
+Relay sockets are registered once, edge-triggered (see forwarder_tcp); listeners and UDP
+sockets are level-triggered. A relay whose splice read returns ``coord.bulk_read`` bytes or
+more is handed, budget permitting, to two blocking threads (forwarder_bulk): unregistered
+here, and ended here (log line, counters, pipes) once both threads are done. Other
+threads talk to a worker only through :meth:`call_soon` (a queue plus a wake-up byte), so
+no lock is ever held around the hot path.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from portkit.drivers.forwarder_bulk import BulkRelay
 from portkit.drivers.forwarder_tcp import PipePool, Relay, RelayError
 from portkit.drivers.udpforward import UdpForward, fmt_addr
 from portkit.engine.forwardspec import Network, client_allowed, parse_cidrs
@@ -75,6 +79,8 @@ class Worker:
         self.accepted = self.active = self.failed = self.refused = 0
         self.bytes_up = self.bytes_down = 0
         self.handed = self.adopted = 0  # connections handed over by worker 0 / taken over
+        self.bulk: set[BulkRelay] = set()  # relays moved by threads (forwarder_bulk)
+        self.bulk_started = 0
         self.draining_until: float | None = None
         self._shut = False
         self._commands: collections.deque[Callable[[], None]] = collections.deque()
@@ -258,6 +264,48 @@ class Worker:
             return
         if done:
             self._end(r, "closed")
+        elif (r.up.burst or r.down.burst) and max(r.up.burst, r.down.burst) >= self.coord.bulk_read:
+            self._to_threads(r)
+
+    def _to_threads(self, r: Relay) -> None:
+        """Hand a bulk relay to two blocking splice threads, if the budget allows."""
+        r.up.burst = r.down.burst = 0
+        if r.up.pending or r.down.pending or r.up.buf is not None or r.down.buf is not None:
+            return  # bytes wait in a pipe or buffer: try again after the next large read
+        budget = self.coord.bulk_budget
+        if budget is None or not budget.take(2):
+            return
+        halves = [h for h in (r.up, r.down) if not h.eof]
+        for h in halves:
+            h.pipe = self.pool.get()
+        if any(h.pipe is None for h in halves):
+            for h in halves:
+                h.release()
+            budget.give(2)
+            return
+        self.relays.pop(r.client.fd, None)
+        self.relays.pop(r.upstream.fd, None)
+        self.ep.unregister(r.client.fd)
+        self.ep.unregister(r.upstream.fd)
+        b = BulkRelay(r, self.pool.size or 65536, self.call_soon, self._bulk_done)
+        self.bulk.add(b)
+        self.bulk_started += 1
+        b.start()
+
+    def _bulk_done(self, b: BulkRelay) -> None:
+        """Both threads of ``b`` have ended (runs in this worker's thread)."""
+        if b not in self.bulk:
+            return  # already ended by shutdown()
+        self.bulk.discard(b)
+        assert self.coord.bulk_budget is not None
+        self.coord.bulk_budget.give(2)
+        r = b.relay
+        if b.error is None:
+            for h in (r.up, r.down):
+                h.release()  # empty pipes go back to the pool
+            self._end(r, "closed")
+        else:
+            self._end(r, f"ended: {b.error}", reset=True)
 
     def _fail(self, r: Relay, why: str) -> None:
         self.failed += 1
@@ -282,7 +330,7 @@ class Worker:
         )
 
     def live_bytes(self) -> tuple[int, int]:
-        live = {id(r): r for r in list(self.relays.values())}.values()
+        live = [*{id(r): r for r in list(self.relays.values())}.values(), *(b.relay for b in list(self.bulk))]
         return sum(r.up.nbytes for r in live), sum(r.down.nbytes for r in live)
 
     # -- stopping --------------------------------------------------------------------------
@@ -298,10 +346,10 @@ class Worker:
 
     def _drained(self, now: float) -> bool:
         assert self.draining_until is not None
-        if not self.relays and not any(u.sessions for u in self.udp.values()):
+        if not self.relays and not self.bulk and not any(u.sessions for u in self.udp.values()):
             return True
         if now >= self.draining_until:
-            left = len({id(r) for r in self.relays.values()})
+            left = len({id(r) for r in self.relays.values()}) + len(self.bulk)
             if left:
                 self.log(f"drain time over: closing {left} connections still open")
             return True
@@ -359,6 +407,14 @@ class Worker:
         self._shut = True
         for r in list({id(r): r for r in self.relays.values()}.values()):
             self._end(r, "stopped", reset=True)
+        bulk, self.bulk = list(self.bulk), set()
+        for b in bulk:
+            b.abort()
+        for b in bulk:
+            b.join(2.0)
+            if self.coord.bulk_budget is not None:
+                self.coord.bulk_budget.give(2)
+            self._end(b.relay, "stopped", reset=True)
         for key in list(self.tcp) + list(self.udp):
             self.close_listener(key)
         self.pool.close()

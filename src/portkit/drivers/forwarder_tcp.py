@@ -113,7 +113,20 @@ class RelayError(Exception):
 class Half:
     """One direction of a relay: bytes read from ``src`` and written to ``dst``."""
 
-    __slots__ = ("buf", "dst", "eof", "nbytes", "off", "pending", "pipe", "pool", "shut", "src", "use_splice")
+    __slots__ = (
+        "buf",
+        "burst",
+        "dst",
+        "eof",
+        "nbytes",
+        "off",
+        "pending",
+        "pipe",
+        "pool",
+        "shut",
+        "src",
+        "use_splice",
+    )
 
     def __init__(self, src: End, dst: End, pool: PipePool, use_splice: bool) -> None:
         self.src = src
@@ -127,6 +140,7 @@ class Half:
         self.eof = False
         self.shut = False
         self.nbytes = 0
+        self.burst = 0  # largest splice read since the last hand-off attempt (forwarder_bulk)
 
     def pump(self) -> None:
         """Move bytes until the kernel says wait; raise RelayError when the relay must end."""
@@ -156,7 +170,7 @@ class Half:
                     dst.writable = False
                     return
             if self.eof:
-                self._release()
+                self.release()
                 if not self.shut:
                     self.shut = True
                     try:
@@ -165,7 +179,7 @@ class Half:
                         pass
                 return
             if not src.readable:
-                self._release()
+                self.release()
                 return
             if self.pipe is None and self.buf is None:
                 self._acquire()
@@ -178,7 +192,7 @@ class Half:
                     self.off = 0
             except BlockingIOError:
                 src.readable = False
-                self._release()
+                self.release()
                 return
             except OSError as exc:
                 if exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.EHOSTUNREACH):
@@ -189,6 +203,8 @@ class Half:
                 src.readable = False
             else:
                 self.pending = n
+                if n > self.burst:
+                    self.burst = n
 
     def _acquire(self) -> None:
         if self.use_splice:
@@ -197,7 +213,7 @@ class Half:
                 return
         self.buf = memoryview(bytearray(COPY_BUFFER))
 
-    def _release(self) -> None:
+    def release(self) -> None:
         if self.pipe is not None:
             self.pool.put(self.pipe)
             self.pipe = None

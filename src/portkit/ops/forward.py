@@ -157,14 +157,18 @@ def run_forwarder(
     signals: bool = True,
     on_started: Callable[[], None] | None = None,
     workers: int | None = None,
+    bulk_threads: int | None = None,
 ) -> None:
     """Run the userspace forwarder until SIGTERM/SIGINT (drain) — blocking.
+
+    ``bulk_threads``: at most this many threads (two per flow) move bulk TCP flows with
+    blocking splice (drivers/forwarder_bulk.py); 0 keeps every flow in the event loops.
 
     Start-up is all or nothing: a listen port in use or a target that does not resolve
     raises InputError (exit 2) before anything is served. Stopped by SIGINT (Ctrl-C, with
     ``signals``), it raises :class:`~portkit.errors.Interrupted` (exit 130) once drained.
     """
-    from portkit.drivers.forwarder import Forwarder, check_platform
+    from portkit.drivers.forwarder import DEFAULT_BULK_THREADS, Forwarder, check_platform
 
     check_platform()
     fwd = Forwarder(
@@ -177,6 +181,7 @@ def run_forwarder(
         stats_out=stats_out,
         reload_source=reload_source,
         workers=workers or default_workers(),
+        bulk_threads=DEFAULT_BULK_THREADS if bulk_threads is None else bulk_threads,
     )
     fwd.start()
     if signals:

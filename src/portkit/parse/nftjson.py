@@ -283,8 +283,38 @@ def stmt_text(s: Stmt) -> str:
     return s.text
 
 
+def _map_dependency(e: Any, family: str, before: list[Stmt]) -> Match | None:
+    """``dnat to tcp dport map @m``: nft's listing hides the ``meta l4proto tcp`` the map's key
+    needs (the bytecode has it), and without it a packet lacking that header would meet a
+    statement portkit cannot evaluate instead of a match that fails."""
+    if not isinstance(e, dict) or len(e) != 1:
+        return None
+    (kind, body), = e.items()
+    if kind not in ("dnat", "snat") or not isinstance(body, dict):
+        return None
+    for part in (body.get("addr"), body.get("port")):
+        m = part.get("map") if isinstance(part, dict) else None
+        key = parse_key(m.get("key")) if isinstance(m, dict) else None
+        if not key:
+            continue
+        head = key[0].split(" ", 1)[0]
+        if any(isinstance(s, Match) and any(k.split(" ", 1)[0] == head for k in s.key) for s in before):
+            return None  # an earlier match on that header already implies it
+        if head in ("tcp", "udp", "udplite", "sctp", "dccp"):
+            return Match(("meta l4proto",), "==", Lit(head))
+        if head in ("ip", "ip6") and family in ("inet", "bridge", "netdev"):
+            return Match(("meta nfproto",), "==", Lit("ipv4" if head == "ip" else "ipv6"))
+    return None
+
+
 def _rule(obj: Mapping[str, Any]) -> NftRule:
-    stmts = tuple(parse_stmt(e) for e in obj.get("expr", []))
+    parsed: list[Stmt] = []
+    for e in obj.get("expr", []):
+        dep = _map_dependency(e, str(obj["family"]), parsed)
+        if dep is not None:
+            parsed.append(dep)
+        parsed.append(parse_stmt(e))
+    stmts = tuple(parsed)
     comment = obj.get("comment")
     text = ""  # computed on demand by rule_text(): most rules are never shown
     handle = obj.get("handle")

@@ -377,11 +377,19 @@ class _Reg:
     xor: bytes | None = None
     imm: bytes | None = None
     origin: str = ""  # for map results: "tcp dport map @m"
+    parts: tuple[tuple[str, int], ...] = ()  # a merged load of adjacent fields: (field, bytes) each
+    deps: tuple[int, ...] = ()  # indexes of the dependency matches this field implies
 
 
 _NH = {"ip": {9: ("ip protocol", 1), 12: ("ip saddr", 4), 16: ("ip daddr", 4)},
        "ip6": {6: ("ip6 nexthdr", 1), 8: ("ip6 saddr", 16), 24: ("ip6 daddr", 16)}}  # fmt: skip
 _PORTS = ("tcp", "udp", "udplite", "sctp", "dccp")
+
+
+def _field_size(key: str) -> int:
+    if key in _ADDR_LEN:
+        return _ADDR_LEN[key]
+    return 2 if key.endswith(("sport", "dport")) else 1 if key.endswith(("protocol", "nexthdr")) else 0
 
 
 def _payload_key(base: int, off: int, size: int, nh: str | None, l4: str | None) -> tuple[str, str | None]:
@@ -459,23 +467,32 @@ class _Decompiler:
             self.regs.pop(s, None)
         self.regs[slot] = reg
 
-    def _fold(self, used: str | None) -> None:
-        """A field named through a dependency match hides that match, as nft's listing does."""
+    def _deps(self, used: str | None) -> tuple[int, ...]:
+        """The dependency matches a field named through them makes redundant."""
         if used == "nh" and self.nh_dep is not None:
-            self.used.add(self.nh_dep)
-        elif used == "l4" and self.l4_dep is not None:
-            self.used.add(self.l4_dep)
+            return (self.nh_dep,)
+        if used == "l4" and self.l4_dep is not None:
             # icmp implies IPv4 and icmpv6 IPv6: nft hides the family match too
             if self.nh_dep is not None and (self.l4, self.nh) in (("icmp", "ip"), ("icmpv6", "ip6")):
-                self.used.add(self.nh_dep)
+                return (self.l4_dep, self.nh_dep)
+            return (self.l4_dep,)
+        return ()
+
+    def _fold(self, reg: _Reg) -> None:
+        """A match on a field hides the dependency matches it implies, as nft's listing
+        does. Not so for a map lookup feeding a statement (``dnat to tcp dport map @m``):
+        there no match on the field is left to fail for a packet without that header."""
+        self.used.update(reg.deps)
 
     def step(self, e: Expr) -> None:
         kind = e[0]
         if kind == "payload":
             _, slot, base, off, size = e
             key, used = _payload_key(base, off, size, self.nh, self.l4)
-            self._fold(used)
-            self._load(slot, _Reg(key, size))
+            parts: tuple[tuple[str, int], ...] = ()
+            if key.startswith("@"):  # nft merges adjacent compared fields into one load
+                parts, used = self._merged(base, off, size)
+            self._load(slot, _Reg(key, size, parts=parts, deps=self._deps(used)))
         elif kind == "load":
             _, slot, key, _ = e
             size = 16 if key in ("meta iifname", "meta oifname") else 4
@@ -491,7 +508,7 @@ class _Decompiler:
             if src is None:
                 self.stmts.append(Unknown("bitwise on an unset register"))
                 return
-            self._load(dreg, _Reg(src.key, src.size, mask, xor))
+            self._load(dreg, _Reg(src.key, src.size, mask, xor, deps=src.deps))
         elif kind == "cmp":
             self._cmp(e)
         elif kind == "range":
@@ -500,6 +517,7 @@ class _Decompiler:
             if reg is None or reg.mask is not None:
                 self.stmts.append(Unknown("range"))
                 return
+            self._fold(reg)
             a, b = value(reg.key, lo, self.ifnames), value(reg.key, hi, self.ifnames)
             rng: Value = Range(a.value, b.value) if isinstance(a, Lit) and isinstance(b, Lit) and not isinstance(a.value, bool) and not isinstance(b.value, bool) else Opaque(f"{a}-{b}")
             self.stmts.append(Match((reg.key,), "!=" if op == 1 else "==", rng))
@@ -536,12 +554,36 @@ class _Decompiler:
             return f"icmpv6 type {_REJECT_ICMP6.get(code, code)}"
         return f"icmp type {_REJECT_ICMP.get(code, code)}"
 
+    def _merged(self, base: int, off: int, size: int) -> tuple[tuple[tuple[str, int], ...], str | None]:
+        """``tcp sport 1 tcp dport 2`` loaded as one 4-byte word: the fields it spans."""
+        parts: list[tuple[str, int]] = []
+        used: str | None = None
+        pos, end = off, off + size
+        while pos < end:
+            for width in (16, 4, 2, 1):
+                key, dep = _payload_key(base, pos, width, self.nh, self.l4)
+                if not key.startswith("@") and pos + width <= end and _field_size(key) == width:
+                    parts.append((key, width))
+                    used = used or dep
+                    pos += width
+                    break
+            else:
+                return (), None
+        return tuple(parts), used
+
     def _cmp(self, e: Expr) -> None:
         _, sreg, op, data = e
         reg = self.regs.get(sreg)
         assert isinstance(data, bytes) and isinstance(op, str)
         if reg is None:
             self.stmts.append(Unknown("cmp on an unset register"))
+            return
+        self._fold(reg)
+        if reg.parts and op == "==" and reg.mask is None and len(data) == reg.size:
+            at = 0
+            for key, width in reg.parts:
+                self.stmts.append(Match((key,), "==", value(key, data[at : at + width], self.ifnames)))
+                at += width
             return
         key = reg.key
         if not key:
@@ -581,6 +623,7 @@ class _Decompiler:
         s = self.sets.get(name)
         klen = s.key_len if s is not None else 4
         keys: list[str] = []
+        regs: list[_Reg] = []
         slot, covered = sreg, 0
         while covered < klen:
             reg = self.regs.get(slot)
@@ -588,13 +631,18 @@ class _Decompiler:
                 self.stmts.append(Unknown(f"lookup in @{name}"))
                 return
             keys.append(reg.key)
+            regs.append(reg)
             step = (reg.size + 3) // 4
             slot += step
             covered += step * 4
         ref = SetRef(name)
+        vmap = dreg is not None and dreg == _slot(0)
+        if dreg is None or vmap:
+            for reg in regs:
+                self._fold(reg)
         if dreg is None:
             self.stmts.append(Match(tuple(keys), "!=" if inv else "==", ref))
-        elif dreg == _slot(0) or dreg == -8:
+        elif vmap:
             self.stmts.append(VMap(tuple(keys), ref))
         else:
             text = f"{' . '.join(_key_text(k) for k in keys)} map @{name}"
@@ -606,6 +654,10 @@ class _Decompiler:
         addr: str | None = None
         port: int | None = None
         opaque: str | None = None
+        for slot in (amin, pmin):  # "dnat to tcp dport map @m": address and port both from a map
+            reg = self.regs.get(slot) if slot is not None else None
+            if reg is not None and reg.origin:
+                return Nat(kind, None, None, reg.origin)
         for slot, what in ((amin, "addr"), (pmin, "port")):
             if slot is None:
                 continue
