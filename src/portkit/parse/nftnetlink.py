@@ -251,7 +251,8 @@ _META_KEYS = {1: "protocol", 3: "mark", 4: "iif", 5: "oif", 6: "iifname", 7: "oi
               0: "length", 33: "sdif", 34: "sdifname"}  # fmt: skip
 _CT_KEYS = {0: "state", 1: "direction", 2: "status", 3: "mark", 4: "secmark", 5: "expiration", 6: "helper",
             7: "l3proto", 8: "saddr", 9: "daddr", 10: "protocol", 11: "proto-src", 12: "proto-dst",
-            13: "label", 14: "packets", 15: "bytes", 16: "avgpkt", 17: "zone", 18: "event", 23: "id"}  # fmt: skip
+            13: "label", 14: "packets", 15: "bytes", 16: "avgpkt", 17: "zone", 18: "event", 19: "ip saddr",
+            20: "ip daddr", 21: "ip6 saddr", 22: "ip6 daddr", 23: "id"}  # fmt: skip
 _LIMIT_UNITS = {1: "second", 60: "minute", 3600: "hour", 86400: "day", 604800: "week"}
 _PASSIVE_EXPRS = {"counter": "counter", "log": "log", "notrack": "notrack", "last": "last", "synproxy": "synproxy"}
 
@@ -354,7 +355,7 @@ def _expr(elem: bytes) -> Expr:
         obj = _str(d.get(2)) or f"map @{_str(d.get(4))}"
         return ("passive", f"counter name {obj}") if kind == "counter" else ("unknown", f"{kind} name {obj}")
     if name == "dynset":
-        return ("unknown", f"update @{_str(d.get(2))}")
+        return ("unknown", f"update @{_str(d.get(1))}")
     if name == "connlimit":
         return ("unknown", f"ct count {'over ' if _be(d.get(2)) & 1 else ''}{_be(d.get(1))}")
     if name == "quota":
@@ -611,7 +612,8 @@ class _Decompiler:
                     return
                 mask = m
             else:
-                mask = _hex(reg.mask)
+                m = value(key, reg.mask)
+                mask = m if isinstance(m, Lit) and isinstance(m.value, int) else _hex(reg.mask)
         v = value(key, data, self.ifnames)
         if mask is None:
             self._dep(key, v, op)
