@@ -219,6 +219,9 @@ def _route_dev_netlink(address: str) -> str | bool | None:
     import ipaddress
     import socket
     import struct
+    import sys
+
+    from portkit.parse.nftnetlink import attrs
 
     try:
         packed = ipaddress.ip_address(address).packed
@@ -237,25 +240,20 @@ def _route_dev_netlink(address: str) -> str | bool | None:
             return False
         if len(data) < 28:
             return False
-        _length, mtype = struct.unpack_from("=IH", data, 0)
+        length, mtype = struct.unpack_from("=IH", data, 0)
         if mtype == 2:  # NLMSG_ERROR: no route (ENETUNREACH ...)
             return None
         if mtype != 24:  # RTM_NEWROUTE
             return False
         if data[16 + 7] == 2:  # RTN_LOCAL
             return "lo"
-        off = 16 + 12
-        while off + 4 <= len(data):
-            alen, atype = struct.unpack_from("=HH", data, off)
-            if alen < 4:
-                break
-            if atype == 4 and alen >= 8:  # RTA_OIF
-                try:
-                    return socket.if_indextoname(struct.unpack_from("=I", data, off + 4)[0])
-                except OSError:
-                    return None
-            off += (alen + 3) & ~3
-        return None
+        oif = attrs(data[:length], 16 + 12).get(4)  # RTA_OIF
+        if oif is None or len(oif) != 4:
+            return None
+        try:
+            return socket.if_indextoname(int.from_bytes(oif, sys.byteorder))
+        except OSError:
+            return None
 
 
 def route_dev(address: str, *, netns: str | None = None) -> str | None:

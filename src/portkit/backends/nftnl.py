@@ -18,7 +18,7 @@ import socket
 import struct
 
 from portkit.errors import PrivilegeError, SystemRefused
-from portkit.parse.nftnetlink import RawRuleset
+from portkit.parse.nftnetlink import RawRuleset, attrs
 
 _NETLINK_NETFILTER = 12
 _SUBSYS = 10 << 8  # NFNL_SUBSYS_NFTABLES
@@ -63,11 +63,11 @@ class NftSocket:
         except OSError:
             return None
 
-    def request(self, msg: int, *, family: int = 0, attrs: bytes = b"", dump: bool = True) -> list[bytes]:
+    def request(self, msg: int, *, family: int = 0, body: bytes = b"", dump: bool = True) -> list[bytes]:
         """Send one request; the payloads (nfgenmsg + attributes) of every reply message."""
         self.seq += 1
         seq = self.seq
-        payload = struct.pack("=BBH", family, 0, 0) + attrs
+        payload = struct.pack("=BBH", family, 0, 0) + body
         flags = _NLM_F_REQUEST | (_NLM_F_DUMP if dump else 0)
         self.sock.send(_HDR.pack(16 + len(payload), _SUBSYS | msg, flags, seq, 0) + payload)
         out: list[bytes] = []
@@ -107,14 +107,9 @@ class NftSocket:
 
     def generation(self) -> int:
         for payload in self.request(_GETGEN, dump=False):
-            off = 4
-            while off + 4 <= len(payload):
-                alen, atype = struct.unpack_from("=HH", payload, off)
-                if atype & 0x3FFF == 1 and alen >= 8:
-                    return int(struct.unpack_from("!I", payload, off + 4)[0])
-                if alen < 4:
-                    break
-                off += (alen + 3) & ~3
+            gen_id = attrs(payload, 4).get(1)  # NFTA_GEN_ID
+            if gen_id is not None and len(gen_id) == 4:
+                return int.from_bytes(gen_id, "big")
         raise SystemRefused("the kernel sent no nftables generation id")
 
     def ruleset(self) -> tuple[int, RawRuleset]:
@@ -136,10 +131,10 @@ class NftSocket:
         raise SystemRefused("the nftables ruleset kept changing while it was read; try again")
 
     def set_elements(self, family: int, table: str, name: str) -> list[bytes]:
-        attrs = _attr(1, _name(table)) + _attr(2, _name(name))
+        body = _attr(1, _name(table)) + _attr(2, _name(name))
         for _ in range(20):
             try:
-                return self.request(_GETSETELEM, family=family, attrs=attrs)
+                return self.request(_GETSETELEM, family=family, body=body)
             except DumpInterrupted:
                 continue
         raise SystemRefused(f"the elements of set {name} kept changing while they were read")

@@ -21,11 +21,10 @@ from __future__ import annotations
 import struct
 
 from portkit.engine.nftmatch import proto_number
-from portkit.model.firewall import IPAddress, Packet
+from portkit.model.firewall import PORT_PROTOS, IPAddress, Packet
 from portkit.parse.nftnetlink import expr
 
 _HDR = struct.Struct("=H")
-_PORT_PROTOS = ("tcp", "udp", "udplite", "sctp", "dccp")
 # (offset, full size) of the network-header fields the decompiler names, per IP version
 _NH_FIELDS = {4: {9: 1, 12: 4, 16: 4}, 6: {6: 1, 8: 16, 24: 16}}
 _PASSES = ("counter", "log")
@@ -49,7 +48,7 @@ class PacketImage:
         nh[dst_off] = dst.packed
         self.nh = nh
         th: dict[int, bytes] = {}
-        if packet.proto.lower() in _PORT_PROTOS:
+        if packet.proto.lower() in PORT_PROTOS:
             if packet.sport is not None:
                 th[0] = packet.sport.to_bytes(2, "big")
             if dport is not None:

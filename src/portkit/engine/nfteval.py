@@ -24,6 +24,7 @@ makes the whole answer ``unknown`` naming the expression. The evaluator never gu
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
@@ -163,16 +164,13 @@ class Evaluator:
 
     def rule_text(self, rule: NftRule) -> str:
         """The rule as one nft-like line, anonymous sets written out."""
-        if not rule.text and any(isinstance(s, Match | VMap) for s in rule.stmts):
-            names = anonymous_refs(rule)
-            if names:
-                sets = self._sets.get((rule.family, rule.table), self._empty)
-                for n in names:
-                    try:
-                        sets.get(n)
-                    except Undecided:
-                        pass
-                rule = inline_anonymous(rule, sets)
+        names = anonymous_refs(rule) if not rule.text else ()
+        if names:
+            sets = self._sets.get((rule.family, rule.table), self._empty)
+            for n in names:
+                with contextlib.suppress(Undecided):
+                    sets.get(n)  # read it, to be written out
+            rule = inline_anonymous(rule, sets)
         return rule_text(rule)
 
     # ------------------------------------------------------------------ packet fields

@@ -12,6 +12,8 @@ import ipaddress
 from functools import lru_cache
 
 from portkit.model.firewall import (
+    PORT_PROTOS,
+    PROTO_NUMBERS,
     AnonSet,
     Concat,
     Flags,
@@ -25,11 +27,7 @@ from portkit.model.firewall import (
     Value,
 )
 
-PROTO_NUMBERS = {
-    "icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "dccp": 33, "gre": 47, "esp": 50, "ah": 51,
-    "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132, "udplite": 136,
-}  # fmt: skip
-_PORT_PROTOS = {"tcp", "udp", "udplite", "sctp", "dccp"}
+_PORT_PROTOS = PORT_PROTOS
 _ADDR_KEYS = {"ip saddr", "ip daddr", "ip6 saddr", "ip6 daddr"}
 _PROTO_KEYS = {"meta l4proto", "ip protocol", "ip6 nexthdr"}
 _IFACE_KEYS = {"meta iifname", "meta oifname", "meta iif", "meta oif"}

@@ -18,6 +18,12 @@ IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 VERDICTS = ("accept", "drop", "reject", "unknown")
 HOOKS = ("in", "out", "forward")
+# IP protocol numbers by the names nft and iptables use, and the protocols with ports
+PROTO_NUMBERS = {
+    "icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "dccp": 33, "gre": 47, "esp": 50, "ah": 51,
+    "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132, "udplite": 136,
+}  # fmt: skip
+PORT_PROTOS = frozenset({"tcp", "udp", "udplite", "sctp", "dccp"})
 ACTIONS = ("allow", "deny", "reject")
 PROTOS = ("tcp", "udp", "icmp", "icmpv6", "any")
 Direction = Literal["in", "out"]

@@ -14,7 +14,7 @@ from typing import Any
 from portkit.backends import nft as nftb
 from portkit.engine.nfteval import Evaluator
 from portkit.errors import InputError, TargetError
-from portkit.model.firewall import HOOKS, FwCheckResult, IPAddress, NftRuleset, Packet
+from portkit.model.firewall import HOOKS, PORT_PROTOS, FwCheckResult, IPAddress, NftRuleset, Packet
 from portkit.ops.nftlive import read_live
 
 
@@ -45,7 +45,7 @@ def make_packet(
     proto = proto.lower()
     if proto == "ipv6-icmp":
         proto = "icmpv6"
-    if proto in ("tcp", "udp", "sctp", "udplite", "dccp"):
+    if proto in PORT_PROTOS:
         if dport is None:
             raise InputError(f"--dport is needed for protocol {proto}")
     elif proto not in ("icmp", "icmpv6") and not proto.isdigit():

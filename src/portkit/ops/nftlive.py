@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from portkit.backends import nft as nftb
 from portkit.errors import SystemRefused
-from portkit.model.firewall import NftRuleset, NftSet
+from portkit.model.firewall import NftRule, NftRuleset, NftSet
 
 CACHE_DIR = os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/cache"
 SetLoader = Callable[[NftSet], NftSet]
@@ -74,27 +74,13 @@ def read_live(*, netns: str | None = None, cache: bool = True) -> tuple[NftRules
 def complete(rs: NftRuleset, load: SetLoader | None) -> NftRuleset:
     """Every rule decoded, every set's elements read, and anonymous sets written back into
     their rules: the model every reader of ``rules``/``sets`` can use as it is."""
-    lazy = any(r.raw is not None for c in rs.chains for r in c.rules)
-    if not lazy and (load is None or all(s.complete for s in rs.sets)):
-        return rs
     from dataclasses import replace
 
-    from portkit.parse.nftnetlink import anonymous_refs, decode_rule, inline_anonymous
-
-    sets = tuple(s if s.complete or load is None else load(s) for s in rs.sets)
-    by_table: dict[tuple[str, str], dict[str, NftSet]] = {}
-    for s in sets:
-        by_table.setdefault((s.family, s.table), {})[s.name] = s
-    ifnames = dict(rs.ifnames)
-    chains = []
-    for c in rs.chains:
-        rules = []
-        for r in c.rules:
-            table_sets = by_table.get((r.family, r.table), {})
-            r = decode_rule(r, table_sets, ifnames)
-            rules.append(inline_anonymous(r, table_sets) if anonymous_refs(r) else r)
-        chains.append(replace(c, rules=tuple(rules)))
-    return replace(rs, chains=tuple(chains), sets=sets)
+    if load is None and not any(r.raw is not None for c in rs.chains for r in c.rules):
+        return rs  # read through libnftables: already whole
+    if load is not None and not all(s.complete for s in rs.sets):
+        rs = replace(rs, sets=tuple(s if s.complete else load(s) for s in rs.sets))
+    return _decoded(rs, inline=True)
 
 
 def decoded_nat(rs: NftRuleset) -> NftRuleset:
@@ -102,19 +88,27 @@ def decoded_nat(rs: NftRuleset) -> NftRuleset:
     return _decoded(rs, {(c.family, c.table) for c in rs.chains if c.type == "nat"})
 
 
-def _decoded(rs: NftRuleset, tables: set[tuple[str, str]] | None = None) -> NftRuleset:
-    """Every lazily read rule (of ``tables``) decoded (set elements not read)."""
+def _decoded(rs: NftRuleset, tables: set[tuple[str, str]] | None = None, *, inline: bool = False) -> NftRuleset:
+    """Every lazily read rule (of ``tables``) decoded with the sets ``rs`` holds; ``inline``:
+    anonymous sets written into their rules (they must have been read)."""
     from dataclasses import replace
 
-    from portkit.parse.nftnetlink import decode_rule
+    from portkit.parse.nftnetlink import anonymous_refs, decode_rule, inline_anonymous
 
+    if not inline and not any(r.raw is not None for c in rs.chains for r in c.rules):
+        return rs
     ifnames = dict(rs.ifnames)
     by_table: dict[tuple[str, str], dict[str, NftSet]] = {}
     for s in rs.sets:
         by_table.setdefault((s.family, s.table), {})[s.name] = s
+
+    def one(r: NftRule) -> NftRule:
+        table_sets = by_table.get((r.family, r.table), {})
+        r = decode_rule(r, table_sets, ifnames)
+        return inline_anonymous(r, table_sets) if inline and anonymous_refs(r) else r
+
     chains = [
-        replace(c, rules=tuple(decode_rule(r, by_table.get((r.family, r.table), {}), ifnames) for r in c.rules))
-        if tables is None or (c.family, c.table) in tables else c
+        replace(c, rules=tuple(one(r) for r in c.rules)) if tables is None or (c.family, c.table) in tables else c
         for c in rs.chains
     ]
     return replace(rs, chains=tuple(chains))

@@ -22,6 +22,7 @@ from collections.abc import Collection
 from dataclasses import replace
 
 from portkit.model.firewall import (
+    PORT_PROTOS,
     AnonSet,
     Flags,
     Lit,
@@ -152,7 +153,7 @@ def parse_rule(args: str, family: int = 4, chains: Collection[str] = ()) -> tupl
                 if proto != "all":
                     stmts.append(Match(("meta l4proto",), op, Lit(int(proto) if proto.isdigit() else proto)))
             elif t in ("--dport", "--destination-port", "--sport", "--source-port"):
-                if proto not in ("tcp", "udp", "sctp", "dccp", "udplite"):
+                if proto not in PORT_PROTOS:
                     stmts.append(Unknown(f"iptables {t} without -p tcp/udp"))
                 else:
                     name = "dport" if "d" in t.lstrip("-")[:2] else "sport"

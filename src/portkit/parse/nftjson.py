@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from portkit.model.firewall import (
+    PORT_PROTOS,
     AnonSet,
     Concat,
     Flags,
@@ -300,7 +301,7 @@ def _map_dependency(e: Any, family: str, before: list[Stmt]) -> Match | None:
         head = key[0].split(" ", 1)[0]
         if any(isinstance(s, Match) and any(k.split(" ", 1)[0] == head for k in s.key) for s in before):
             return None  # an earlier match on that header already implies it
-        if head in ("tcp", "udp", "udplite", "sctp", "dccp"):
+        if head in PORT_PROTOS:
             return Match(("meta l4proto",), "==", Lit(head))
         if head in ("ip", "ip6") and family in ("inet", "bridge", "netdev"):
             return Match(("meta nfproto",), "==", Lit("ipv4" if head == "ip" else "ipv6"))

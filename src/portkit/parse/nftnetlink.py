@@ -37,6 +37,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from portkit.model.firewall import (
+    PORT_PROTOS,
+    PROTO_NUMBERS,
     AnonSet,
     Concat,
     Flags,
@@ -128,8 +130,7 @@ def _data(b: bytes | None) -> bytes:
 
 # --------------------------------------------------------------------------- values
 
-_PROTO_NAMES = {1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 33: "dccp", 47: "gre", 50: "esp", 51: "ah",
-                58: "ipv6-icmp", 132: "sctp", 136: "udplite"}  # fmt: skip
+_PROTO_NAMES = {n: name for name, n in PROTO_NUMBERS.items()}  # 58: "ipv6-icmp", as nft prints it
 _ICMP_TYPES = {0: "echo-reply", 3: "destination-unreachable", 4: "source-quench", 5: "redirect",
                8: "echo-request", 9: "router-advertisement", 10: "router-solicitation", 11: "time-exceeded",
                12: "parameter-problem", 13: "timestamp-request", 14: "timestamp-reply", 15: "info-request",
@@ -228,6 +229,13 @@ def value(key: str, b: bytes, ifnames: Mapping[int, str] | None = None) -> Value
         if len(b) == 4 and not any(b):
             return Lit(False)  # "oif missing"
     return _hex(b)
+
+
+def _range(lo: Value, hi: Value, text: str) -> Value:
+    """``lo-hi`` of two decoded literals; Opaque(text) when they are not plain values."""
+    if isinstance(lo, Lit) and isinstance(hi, Lit) and not isinstance(lo.value, bool) and not isinstance(hi.value, bool):
+        return Range(lo.value, hi.value)
+    return Opaque(text)
 
 
 def _mask_len(mask: bytes) -> int | None:
@@ -384,7 +392,6 @@ class _Reg:
 
 _NH = {"ip": {9: ("ip protocol", 1), 12: ("ip saddr", 4), 16: ("ip daddr", 4)},
        "ip6": {6: ("ip6 nexthdr", 1), 8: ("ip6 saddr", 16), 24: ("ip6 daddr", 16)}}  # fmt: skip
-_PORTS = ("tcp", "udp", "udplite", "sctp", "dccp")
 
 
 def _field_size(key: str) -> int:
@@ -400,7 +407,7 @@ def _payload_key(base: int, off: int, size: int, nh: str | None, l4: str | None)
         if hit is not None and size <= hit[1]:
             return hit[0], "nh"
     if base == 2:
-        if off in (0, 2) and size == 2 and (l4 in _PORTS or l4 is None):
+        if off in (0, 2) and size == 2 and (l4 in PORT_PROTOS or l4 is None):
             return f"{l4 or 'th'} {'sport' if off == 0 else 'dport'}", "l4" if l4 else None
         if l4 == "tcp" and off == 13 and size == 1:
             return "tcp flags", "l4"
@@ -520,7 +527,7 @@ class _Decompiler:
                 return
             self._fold(reg)
             a, b = value(reg.key, lo, self.ifnames), value(reg.key, hi, self.ifnames)
-            rng: Value = Range(a.value, b.value) if isinstance(a, Lit) and isinstance(b, Lit) and not isinstance(a.value, bool) and not isinstance(b.value, bool) else Opaque(f"{a}-{b}")
+            rng = _range(a, b, f"{a}-{b}")
             self.stmts.append(Match((reg.key,), "!=" if op == 1 else "==", rng))
         elif kind == "lookup":
             self._lookup(e)
@@ -873,11 +880,7 @@ def _span(fields: Sequence[tuple[str, int]], lo: bytes, hi: bytes, ifnames: Mapp
             else:
                 vals.append(Range(str(ipaddress.ip_address(a)), str(ipaddress.ip_address(b))))
             continue
-        va, vb = value(k, a, ifnames), value(k, b, ifnames)
-        if (isinstance(va, Lit) and isinstance(vb, Lit) and isinstance(va.value, int) and isinstance(vb.value, int)) or (isinstance(va, Lit) and isinstance(vb, Lit) and not isinstance(va.value, bool) and not isinstance(vb.value, bool)):
-            vals.append(Range(va.value, vb.value))
-        else:
-            vals.append(Opaque(f"0x{a.hex()}-0x{b.hex()}"))
+        vals.append(_range(value(k, a, ifnames), value(k, b, ifnames), f"0x{a.hex()}-0x{b.hex()}"))
     return vals[0] if len(vals) == 1 else Concat(tuple(vals))
 
 
