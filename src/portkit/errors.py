@@ -3,8 +3,9 @@
 Every error portkit raises on purpose derives from :class:`PortkitError`. The CLI maps the
 class to an exit status and prints ``str(error)`` as one line on stderr; a library user
 catches the same classes. Foreign errors (OSError from the kernel, CalledProcessError from
-``nft``) are mapped at each boundary with :func:`map_os_error` or by raising one of these
-with ``from``.
+``nft``) are mapped at each boundary, once, with the :func:`map_exceptions` context manager
+(httpx's idea): ``with map_exceptions("reading /proc/net/tcp"): ...`` turns an OSError into
+the matching portkit error, so no caller writes its own ``except OSError`` to do it.
 
     PortkitError                    (generic; exit 1 is never used for errors)
     ├── InputError                  exit 2  bad input: a port of 70000, a malformed rule file
@@ -22,6 +23,8 @@ with ``from``.
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from enum import IntEnum
 
 
@@ -125,3 +128,29 @@ def map_os_error(exc: OSError, what: str) -> PortkitError:
     if exc.errno in (errno.EMFILE, errno.ENFILE):
         return ResourceLimit(f"{what}: {detail}", hint="the open-files limit is reached")
     return SystemRefused(f"{what}: {detail}")
+
+
+@contextmanager
+def map_exceptions(
+    what: str,
+    mapping: Mapping[type[BaseException], type[PortkitError]] | None = None,
+) -> Iterator[None]:
+    """Map foreign exceptions raised inside the block to portkit errors, at one boundary.
+
+    ``what`` names the operation ("cannot listen on 0.0.0.0:80/tcp") and starts the message.
+    ``mapping`` sends other exception classes to a portkit class (checked in order, first
+    match wins); an OSError not in it goes through :func:`map_os_error`. A PortkitError
+    passes through untouched.
+    """
+    try:
+        yield
+    except PortkitError:
+        raise
+    except BaseException as exc:
+        for foreign, ours in (mapping or {}).items():
+            if isinstance(exc, foreign):
+                detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise ours(f"{what}: {detail}" if detail else what) from exc
+        if isinstance(exc, OSError):
+            raise map_os_error(exc, what) from exc
+        raise
