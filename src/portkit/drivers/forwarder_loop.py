@@ -26,16 +26,13 @@ import select
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from portkit.drivers.forwarder_bulk import BulkRelay
+from portkit.drivers.forwarder_bulk import BulkRelay, ThreadBudget
 from portkit.drivers.forwarder_tcp import PipePool, Relay, RelayError
 from portkit.drivers.udpforward import UdpForward, fmt_addr
 from portkit.engine.forwardspec import Network, client_allowed, parse_cidrs
-from portkit.model.forward import ForwardSpec
-
-if TYPE_CHECKING:
-    from portkit.drivers.forwarder import Forwarder
+from portkit.model.forward import ForwardOptions, ForwardSpec
 
 SockAddr = tuple[str, int] | tuple[str, int, int, int]
 Key = tuple[str, int, str]
@@ -47,6 +44,27 @@ _OUT_MASK = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
 _RELAY_MASK = select.EPOLLIN | select.EPOLLOUT | _RDHUP | _ET
 _ACCEPT_BATCH = 128
 FD_RESERVE = 64  # files kept free for logs, config reloads, wake-up pipes
+
+
+class Coordinator(Protocol):
+    """What a worker needs from the process that owns all workers (drivers.forwarder.Forwarder).
+
+    A Protocol, so this module does not import the coordinator that imports it.
+    """
+
+    @property
+    def options(self) -> ForwardOptions: ...
+    @property
+    def use_splice(self) -> bool: ...
+    @property
+    def max_open_files(self) -> int: ...
+    @property
+    def bulk_budget(self) -> ThreadBudget | None: ...
+    @property
+    def bulk_read(self) -> int: ...
+    def log(self, line: str) -> None: ...
+    def open_files(self) -> int: ...
+    def pick_worker(self) -> Worker: ...
 
 
 class TcpListener:
@@ -63,7 +81,7 @@ class TcpListener:
 class Worker:
     """One epoll loop. Counters are per worker; the coordinator sums them."""
 
-    def __init__(self, coord: Forwarder, index: int, pipe_budget: int) -> None:
+    def __init__(self, coord: Coordinator, index: int, pipe_budget: int) -> None:
         self.coord = coord
         self.index = index
         self.pool = PipePool(size=coord.options.pipe_size, max_pipes=pipe_budget)
