@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from portkit.backends import facts as F
-from portkit.backends import facts_fw as FW
 from portkit.engine.diagnosis import diagnose
 from portkit.errors import ResolveError
 from portkit.i18n import Message
 from portkit.model.diagnosis import Code, Facts, ProbeFact, RouteFact, RuleVerdict, Unknown
 from portkit.model.firewall import DecidedBy, FwCheckResult, TraceStep, TranslatedDestination
+from portkit.ops import why_firewall as FW
+from portkit.ops import why_gather as F
 
 
 def test_verdict_from_a_firewall_result() -> None:
@@ -81,7 +81,7 @@ def test_family_without_address_is_not_resolved() -> None:
 
 
 def test_attempt_records_why_a_fact_is_missing() -> None:
-    acc = FW.Acc()
+    acc = FW.Gathering()
 
     def boom() -> int:
         raise PermissionError(1, "Operation not permitted")

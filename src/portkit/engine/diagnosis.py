@@ -1,6 +1,6 @@
 """Why a port cannot be reached: a pure reasoning step over a recorded snapshot of facts.
 
-Theory of operation. The gathering step (backends/facts.py) records a :class:`Facts`
+Theory of operation. The gathering step (ops/why_gather.py) records a :class:`Facts`
 snapshot from one vantage point; its ``roles`` say which part of the path this host plays:
 
 * ``client`` — we originate the connection: resolution, route, outbound rules, the probe,

@@ -11,7 +11,7 @@ import contextlib
 import ipaddress
 import os
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from portkit.backends import nft as nftb
@@ -29,14 +29,33 @@ from portkit.model.firewall import (
     PortRange,
     RulesetView,
 )
+from portkit.ops.firewall_apply import (  # the apply side, re-exported as part of this domain's API
+    UNIT_DIR,
+    UNIT_NAME,
+    apply_policy,
+    check_file_mode,
+    compile_policy_file,
+    confirm_apply,
+    disable_boot,
+    enable_boot,
+    firewall_status,
+    forget_state,
+    reset_firewall,
+    ssh_lockout,
+    unit_text,
+)
+from portkit.ops.firewall_policy import DEFAULT_POLICY, load_policy_file, policy_services
 from portkit.ops.fwcheck import _addr, _local_addresses, check_packet
 from portkit.ops.fwcheck import make_packet as make_packet
 from portkit.ops.nftlive import decoded_nat, live_ruleset, live_ruleset_json, read_live
 
 __all__ = [
     "DEFAULT_POLICY",
+    "UNIT_DIR",
+    "UNIT_NAME",
     "annotate_inbound",
     "apply_policy",
+    "check_file_mode",
     "check_packet",
     "compile_policy_file",
     "confirm_apply",
@@ -45,47 +64,20 @@ __all__ = [
     "edit_policy",
     "enable_boot",
     "firewall_status",
+    "forget_state",
     "list_policy",
     "live_ruleset",
     "load_policy_file",
     "reset_firewall",
     "show_ruleset",
+    "ssh_lockout",
+    "unit_text",
 ]
 
 if TYPE_CHECKING:
     from portkit.model.sockets import SocketTable
 
-DEFAULT_POLICY = "/etc/portkit/policy.yaml"
-STATE_DIR = os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/firewall"
-
-
 # --------------------------------------------------------------------------- policy files
-
-
-def _services() -> Mapping[tuple[str, str], int]:
-    """{(name, proto): port} from the inspect domain's registry (/etc/services)."""
-    from portkit.backends.services import service_db
-    from portkit.registry.services import ports_by_name
-
-    return ports_by_name(service_db().etc)
-
-
-def load_policy_file(path: str = DEFAULT_POLICY) -> Policy:
-    """The policy in ``path``; the defaults when the file does not exist."""
-    from portkit.parse.policy_yaml import load_policy
-
-    try:
-        with open(path) as f:
-            text = f.read()
-    except FileNotFoundError:
-        return Policy()
-    except IsADirectoryError:
-        raise FileFormatError(path, "is a directory, not a policy file") from None
-    except PermissionError as exc:
-        raise PrivilegeError(f"cannot read policy file {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise FileFormatError(path, f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
-    return load_policy(text, path=path, services=_services())
 
 
 def _save(path: str, policy: Policy) -> None:
@@ -145,7 +137,7 @@ def parse_port_arg(text: str | None) -> tuple[str, tuple[PortRange, ...], tuple[
     # reuse the file parser for port validation and service names
     doc = f"rules:\n  - {{action: allow, proto: {proto or 'any'}, port: [{spec}]}}\n"
     try:
-        pol = load_policy(doc, path="<command line>", services=_services())
+        pol = load_policy(doc, path="<command line>", services=policy_services())
     except FileFormatError as exc:
         raise InputError(f"bad port {text!r}: {exc.problem}") from None
     rule = pol.rules[0]
@@ -183,7 +175,7 @@ def edit_policy(
             # like one in the file (impossible rules, bad CIDRs), with the command line as "file"
             probe = dump_policy(Policy(rules=(rule,)))
             try:
-                rule = load_policy(probe, path="<command line>", services=_services()).rules[0]
+                rule = load_policy(probe, path="<command line>", services=policy_services()).rules[0]
             except FileFormatError as exc:
                 raise InputError(exc.problem) from None
             try:
@@ -301,22 +293,3 @@ def _port_class(port: int) -> str:
     except ImportError:
         return "well-known" if port < 1024 else "registered" if port < 49152 else "dynamic"
 
-
-# The apply side lives in its own module; re-exported here as part of this domain's API.
-from portkit.ops.firewall_apply import (  # noqa: E402
-    UNIT_DIR,
-    UNIT_NAME,
-    apply_policy,
-    check_file_mode,
-    compile_policy_file,
-    confirm_apply,
-    disable_boot,
-    enable_boot,
-    firewall_status,
-    forget_state,
-    reset_firewall,
-    ssh_lockout,
-    unit_text,
-)
-
-__all__ += ["UNIT_DIR", "UNIT_NAME", "check_file_mode", "forget_state", "ssh_lockout", "unit_text"]

@@ -18,7 +18,7 @@ from portkit.engine import nftcompile
 from portkit.engine.policy import evaluate_policy, shadowed_rules
 from portkit.errors import FileFormatError, InputError, PrivilegeError, SystemRefused
 from portkit.model.firewall import ApplyResult, FwStatus, Policy
-from portkit.ops.firewall import DEFAULT_POLICY, STATE_DIR, load_policy_file
+from portkit.ops.firewall_policy import DEFAULT_POLICY, STATE_DIR, load_policy_file
 from portkit.ops.fwcheck import make_packet
 
 UNIT_NAME = "portkit-firewall.service"

@@ -80,7 +80,7 @@ def check_packet(
     pkt = make_packet(hook=hook, proto=proto, src=src, dst=dst, dport=dport, sport=sport, iif=iif, oif=oif)
     if policy_file is not None:
         from portkit.engine.policy import evaluate_policy
-        from portkit.ops.firewall import load_policy_file
+        from portkit.ops.firewall_policy import load_policy_file
 
         return evaluate_policy(load_policy_file(policy_file), pkt)
     route = None

@@ -24,8 +24,8 @@ def why_facts(
     family: int | None = None,
 ) -> Facts:
     """Gather the facts about ``TARGET:PORT[/proto]`` from this host (no reasoning)."""
-    from portkit.backends.facts import GatherOptions, gather
     from portkit.engine.endpoint import parse_endpoint
+    from portkit.ops.why_gather import GatherOptions, gather
 
     ep = parse_endpoint(target)
     if from_addr is not None:
@@ -76,10 +76,10 @@ def trace(
     ``method``: "auto" (the sockets' error queue, plus a raw ICMP listener when root),
     "recverr" (error queue only, no privilege) or "raw" (raw ICMP listener only; root).
     """
-    from portkit.backends.facts import system_resolve
     from portkit.drivers.trace import trace_port
     from portkit.engine.endpoint import parse_endpoint
     from portkit.errors import InputError, ResolveError
+    from portkit.ops.why_gather import system_resolve
 
     ep = parse_endpoint(target)
     host = ep.host.strip("[]")

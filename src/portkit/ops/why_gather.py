@@ -24,9 +24,8 @@ import ipaddress
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from portkit.backends.facts_fw import Acc, Firewall, dnat_of, packet_text, why_unknown
 from portkit.backends.route import route_get
 from portkit.errors import ResolveError
 from portkit.model.diagnosis import (
@@ -41,10 +40,10 @@ from portkit.model.diagnosis import (
     Unknown,
 )
 from portkit.model.trace import TraceResult
+from portkit.ops.why_firewall import Firewall, Gathering, dnat_of, packet_text, why_unknown
 
 __all__ = ["OUTSIDE", "GatherOptions", "gather", "system_resolve"]
 
-T = TypeVar("T")
 OUTSIDE = {4: "192.0.2.1", 6: "2001:db8::1"}
 
 
@@ -135,7 +134,7 @@ def _iface_of(address: str) -> str | None:
 def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | None = None) -> Facts:
     """Collect the facts for ``target:port/proto`` (see the module docstring)."""
     o = opts or GatherOptions()
-    acc = Acc()
+    gathering = Gathering()
     host = target.strip("[]")
 
     # --- resolution
@@ -168,19 +167,19 @@ def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | Non
             None,
             frozenset({"client"}),
             resolution=resolution,
-            unknowns=tuple(acc.unknowns),
+            unknowns=tuple(gathering.unknowns),
         )
 
     fam = _version(address)
     roles: set[str] = set()
     from_local = False
     if o.from_addr is not None:
-        fr = acc.attempt("route", lambda: route_get(o.from_addr or ""))
+        fr = gathering.attempt("route", lambda: route_get(o.from_addr or ""))
         from_local = fr is not None and fr.kind == "local"
     if o.from_addr is None or from_local:
         roles.add("client")
 
-    route = acc.attempt("route", lambda: route_get(address, source=o.from_addr if from_local else None))
+    route = gathering.attempt("route", lambda: route_get(address, source=o.from_addr if from_local else None))
     local_target = route is not None and route.kind == "local"
 
     # --- who the client is, and where its packet enters this host
@@ -190,20 +189,20 @@ def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | Non
     if local_target:
         if o.from_addr is not None and not from_local:
             src = o.from_addr
-            back = acc.attempt("route", lambda: route_get(src))
+            back = gathering.attempt("route", lambda: route_get(src))
             iif = back.dev if back is not None else None
         elif ipaddress.ip_address(address).is_loopback:
             src, iif = address, "lo"
         else:
             src = OUTSIDE[fam]
-            out = acc.attempt("route", lambda: route_get(OUTSIDE[fam]))
+            out = gathering.attempt("route", lambda: route_get(OUTSIDE[fam]))
             iif = (out.dev if out is not None and out.kind != "none" else None) or _iface_of(address)
             client = None  # "outside": any host
     else:
         src = o.from_addr or client or OUTSIDE[fam]
         iif = None
         if o.from_addr is not None and not from_local:
-            back = acc.attempt("route", lambda: route_get(src))
+            back = gathering.attempt("route", lambda: route_get(src))
             iif = back.dev if back is not None else None
     src_label = f"{src} (outside)" if src in OUTSIDE.values() and o.from_addr is None else src
 
@@ -216,7 +215,7 @@ def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | Non
     forwards: list[ForwardPath] = []
 
     # --- inbound first: a DNAT found here makes this host a router for the port
-    fw = Firewall(acc)
+    fw = Firewall(gathering)
     dnat: DnatFact | None = None
     if local_target or (o.from_addr is not None and not from_local):
         pkt = packet_text(proto, src_label, address, port, iif=iif)
@@ -226,7 +225,7 @@ def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | Non
             if dnat is None and local_target:
                 inbound = fw.verdict(in_res, "in", pkt)
                 if inbound is None:
-                    acc.unknowns.append(Unknown("inbound", why_unknown(in_res)))
+                    gathering.unknowns.append(Unknown("inbound", why_unknown(in_res)))
             elif dnat is not None and fw.ruleset is not None:
                 bare = fw.without_nat()
                 res = fw.check(
@@ -235,10 +234,10 @@ def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | Non
                 inbound = fw.verdict(res, "in", pkt) if res is not None else None
     if local_target and dnat is None:
         roles.add("server")
-        listeners = acc.attempt("listen", lambda: _listeners(proto, port))
+        listeners = gathering.attempt("listen", lambda: _listeners(proto, port))
     if dnat is not None or (o.from_addr is not None and not from_local and not local_target):
         roles.add("router")
-        forwards.append(_forward_path(acc, fw, o, proto, src, src_label, iif, address, port, dnat))
+        forwards.append(_forward_path(gathering, fw, o, proto, src, src_label, iif, address, port, dnat))
         if local_target:
             # Our own connection to our DNAT'd address never meets prerouting: probing it
             # from here would test something no client experiences.
@@ -252,7 +251,7 @@ def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | Non
         if res is not None:
             outbound = fw.verdict(res, "out", out_pkt)
             if outbound is None:
-                acc.unknowns.append(Unknown("outbound", why_unknown(res)))
+                gathering.unknowns.append(Unknown("outbound", why_unknown(res)))
         blocked_here = outbound is not None and outbound.verdict != "accept"
         tracing = None
         if not local_target and o.trace and not blocked_here:
@@ -264,18 +263,18 @@ def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | Non
                     address, port, proto, target=target, source=src_bind, timeout=o.timeout
                 )
             )
-        probe = acc.attempt("probe", lambda: _probe(address, port, proto, o, vantage=csrc))
+        probe = gathering.attempt("probe", lambda: _probe(address, port, proto, o, vantage=csrc))
         if tracing is not None:
             if probe is not None and probe.state != "open" and probe.reason == "no-response":
-                trace = acc.attempt("trace", tracing.result)
+                trace = gathering.attempt("trace", tracing.result)
             else:
                 tracing.wait()  # not needed: the probe got an answer
         if other is not None and (probe is None or probe.state != "open"):
-            other_probe = acc.attempt(
+            other_probe = gathering.attempt(
                 "probe_other_family", lambda: _probe(other or "", port, proto, o, vantage="this host")
             )
 
-    conntrack = acc.attempt("conntrack", lambda: _conntrack(port, proto, address)) or ()
+    conntrack = gathering.attempt("conntrack", lambda: _conntrack(port, proto, address)) or ()
 
     return Facts(
         target=target,
@@ -295,7 +294,7 @@ def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | Non
         forwards=tuple(forwards),
         conntrack=conntrack,
         other_family=other_probe,
-        unknowns=tuple(acc.unknowns),
+        unknowns=tuple(gathering.unknowns),
     )
 
 
@@ -342,7 +341,7 @@ def _default_trace(
 
 
 def _forward_path(
-    acc: Acc,
+    gathering: Gathering,
     fw: Firewall,
     o: GatherOptions,
     proto: str,
@@ -354,12 +353,12 @@ def _forward_path(
     dnat: DnatFact | None,
 ) -> ForwardPath:
     dest, dport = (dnat.to_address, dnat.to_port) if dnat is not None else (address, port)
-    route = acc.attempt("forward_target", lambda: route_get(dest))
+    route = gathering.attempt("forward_target", lambda: route_get(dest))
     if route is not None and route.kind == "local":
-        listeners = acc.attempt("forward_target", lambda: _listeners(proto, dport))
+        listeners = gathering.attempt("forward_target", lambda: _listeners(proto, dport))
         nearby: tuple[Listener, ...] = ()
         if listeners is not None and not listeners:
-            every = acc.attempt("forward_target", lambda: _listeners(proto, None)) or ()
+            every = gathering.attempt("forward_target", lambda: _listeners(proto, None)) or ()
             nearby = tuple(s for s in every if s.address in (dest, "0.0.0.0", "::"))
         return ForwardPath(
             dest, dport, dnat, None, route, target_local=True, listeners=listeners, nearby=nearby
@@ -376,10 +375,10 @@ def _forward_path(
         )
     forward = fw.verdict(res, "forward", pkt) if res is not None else None
     if res is not None and forward is None:
-        acc.unknowns.append(Unknown("forward", why_unknown(res)))
+        gathering.unknowns.append(Unknown("forward", why_unknown(res)))
     probe = None
     if route is not None and route.kind != "none":
-        probe = acc.attempt(
+        probe = gathering.attempt(
             "forward_target", lambda: _probe(dest, dport, proto, o, vantage=route.source or "this router")
         )
     return ForwardPath(dest, dport, dnat, forward, route, probe=probe)

@@ -17,18 +17,18 @@ from typing import Any, TypeVar
 from portkit.errors import PortkitError
 from portkit.model.diagnosis import DnatFact, RuleVerdict, Unknown
 
-__all__ = ["Acc", "Firewall", "dnat_of", "packet_text", "verdict_of", "why_unknown"]
+__all__ = ["Firewall", "Gathering", "dnat_of", "packet_text", "verdict_of", "why_unknown"]
 
-T = TypeVar("T")
+Answer = TypeVar("Answer")
 
 
 @dataclass(slots=True)
-class Acc:
+class Gathering:
     """Mutable accumulator while gathering; frozen into Facts at the end."""
 
     unknowns: list[Unknown] = field(default_factory=list)
 
-    def attempt(self, what: str, fn: Callable[[], T]) -> T | None:
+    def attempt(self, what: str, fn: Callable[[], Answer]) -> Answer | None:
         """Run ``fn``; on failure record why ``what`` could not be determined."""
         try:
             return fn()
@@ -70,8 +70,8 @@ def packet_text(
 class Firewall:
     """The live ruleset, read once, and this host's addresses: every verdict is evaluated on them."""
 
-    def __init__(self, acc: Acc) -> None:
-        self.acc = acc
+    def __init__(self, gathering: Gathering) -> None:
+        self.gathering = gathering
         self.ruleset: Any = None
         self.error: str | None = None
         self.local: frozenset[Any] = frozenset()
@@ -90,12 +90,12 @@ class Firewall:
     def check(self, what: str, **kw: Any) -> Any:
         """An FwCheckResult, or None (recorded as unknown ``what``)."""
         if self.error is not None:
-            self.acc.unknowns.append(Unknown(what, self.error))
+            self.gathering.unknowns.append(Unknown(what, self.error))
             return None
         from portkit.ops.firewall import check_packet
 
         rs = kw.pop("ruleset", self.ruleset)
-        return self.acc.attempt(what, lambda: check_packet(ruleset=rs, local_addresses=self.local, **kw))
+        return self.gathering.attempt(what, lambda: check_packet(ruleset=rs, local_addresses=self.local, **kw))
 
     def verdict(self, res: Any, hook: str, packet: str) -> RuleVerdict | None:
         """RuleVerdict of a result; an accept "decided" by a nat chain's policy means no filter chain."""
