@@ -177,7 +177,8 @@ def test_pure_layers_import_nothing_with_io() -> None:
                 names = [a.name.split(".")[0] for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [node.module.split(".")[0]]
-            bad += [f"{module}:{node.lineno} imports {n}" for n in FORBIDDEN_IN_PURE.intersection(names)]
+            line = getattr(node, "lineno", 0)
+            bad += [f"{module}:{line} imports {n}" for n in FORBIDDEN_IN_PURE.intersection(names)]
     assert not bad, "\n".join(bad)
 
 

@@ -257,7 +257,7 @@ def _down_locked(name: str, record: dict[str, Any]) -> tuple[int, ...]:
             still = [ns for ns in namespaces if system.ns_exists(ns)]
             if still:
                 raise
-    from portkit.ops.forward_kernel import forget_netns
+    from portkit.backends.kernel_forward import forget_netns
 
     for ns in record.get("namespaces", []):
         system.remove_etc(ns)

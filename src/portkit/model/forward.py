@@ -74,3 +74,29 @@ class KernelForward:
     local: bool
     masquerade: bool
     netns: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KernelForwardRow:
+    """One kernel forward as ``forward --list --kernel`` shows it."""
+
+    spec: str
+    proto: str
+    listen: str
+    target: str
+    local: bool
+    masquerade: bool
+    installed: bool
+    allow: tuple[str, ...]
+    deny: tuple[str, ...]
+    netns: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KernelForwardResult:
+    action: str  # "added" | "removed" | "list" | "confirmed"
+    forwards: tuple[KernelForwardRow, ...]
+    changed: tuple[str, ...]
+    warnings: tuple[str, ...]
+    rollback_in_s: float | None
+    netns: str | None

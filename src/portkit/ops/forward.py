@@ -15,11 +15,9 @@ from collections.abc import Callable, Sequence
 
 from portkit.engine.forwardspec import check_unique, is_loopback_bind, parse_spec
 from portkit.errors import InputError
-from portkit.model.forward import ForwardOptions, ForwardSpec
+from portkit.model.forward import ForwardOptions, ForwardSpec, KernelForwardResult, KernelForwardRow
 from portkit.model.nat import NatEntry
 from portkit.ops.forward_kernel import (
-    KernelForwardResult,
-    KernelForwardRow,
     kernel_forward_add,
     kernel_forward_confirm,
     kernel_forward_list,

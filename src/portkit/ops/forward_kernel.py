@@ -13,117 +13,18 @@ armed with the previous table *before* the new one is loaded: unless
 from __future__ import annotations
 
 import ipaddress
-import json
-import os
 import socket
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import TypeVar
+from collections.abc import Sequence
 
+from portkit.backends import kernel_forward as host
 from portkit.engine.forwardnft import installed_specs, kernel_forward, render_script
 from portkit.engine.forwardspec import parse_spec
 from portkit.errors import InputError, PortkitError, SystemRefused
-from portkit.model.forward import ForwardSpec, KernelForward
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class KernelForwardRow:
-    """One kernel forward as ``forward --list --kernel`` shows it."""
-
-    spec: str
-    proto: str
-    listen: str
-    target: str
-    local: bool
-    masquerade: bool
-    installed: bool
-    allow: tuple[str, ...]
-    deny: tuple[str, ...]
-    netns: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class KernelForwardResult:
-    action: str  # "added" | "removed" | "list" | "confirmed"
-    forwards: tuple[KernelForwardRow, ...]
-    changed: tuple[str, ...]
-    warnings: tuple[str, ...]
-    rollback_in_s: float | None
-    netns: str | None
-
-
-def _run_dir() -> str:
-    return os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/forward"
-
-
-def _state_path(netns: str | None) -> str:
-    return os.path.join(_run_dir(), f"{netns or 'host'}.json")
-
-
-def forget_netns(netns: str) -> None:
-    """Drop the record of a deleted namespace's kernel forwards (its table died with it), so
-    a namespace of the same name made later does not list them as MISSING."""
-    try:
-        os.unlink(_state_path(netns))
-    except OSError:
-        pass
+from portkit.model.forward import ForwardSpec, KernelForward, KernelForwardResult, KernelForwardRow
 
 
 def _rollback_name(netns: str | None) -> str:
     return f"forward-{netns or 'host'}"
-
-
-def _load_state(netns: str | None) -> list[ForwardSpec]:
-    try:
-        with open(_state_path(netns)) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return []
-    out = []
-    for item in data.get("forwards", []) if isinstance(data, dict) else []:
-        try:
-            out.append(
-                ForwardSpec(
-                    bind=item["bind"],
-                    listen_port=int(item["listen_port"]),
-                    target_host=item["target_host"],
-                    target_port=int(item["target_port"]),
-                    proto=item["proto"],
-                    allow=tuple(item.get("allow", ())),
-                    deny=tuple(item.get("deny", ())),
-                )
-            )
-        except (KeyError, TypeError, ValueError):
-            continue
-    return out
-
-
-def _save_state(netns: str | None, specs: Sequence[ForwardSpec], local: dict[str, bool]) -> None:
-    os.makedirs(_run_dir(), mode=0o755, exist_ok=True)
-    tmp = _state_path(netns) + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(
-            {"forwards": [{**asdict(s), "local": local.get(str(s), False)} for s in specs]}, f, indent=1
-        )
-    os.replace(tmp, _state_path(netns))
-
-
-def _load_local_flags(netns: str | None) -> dict[str, bool]:
-    try:
-        with open(_state_path(netns)) as f:
-            data = json.load(f)
-        return {
-            str(
-                ForwardSpec(
-                    i["bind"], int(i["listen_port"]), i["target_host"], int(i["target_port"]), i["proto"]
-                )
-            ): bool(i.get("local"))
-            for i in data.get("forwards", [])
-        }
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
 
 
 def _installed(netns: str | None) -> dict[str, set[str]]:
@@ -133,52 +34,6 @@ def _installed(netns: str | None) -> dict[str, set[str]]:
         return installed_specs(nft.list_ruleset_json(netns=netns))
     except SystemRefused:
         return {}
-
-
-def _netns_path(netns: str | None) -> str | None:
-    from portkit.backends.netns import netns_path
-
-    return netns_path(netns) if netns is not None else None
-
-
-def _in_ns(netns: str | None, fn: Callable[[], T]) -> T:
-    from portkit.backends.netns import run_in_netns
-
-    return run_in_netns(_netns_path(netns), fn)
-
-
-def _is_local_address(addr: str, netns: str | None) -> bool:
-    fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
-
-    def probe() -> bool:
-        with socket.socket(fam, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind((addr, 0))
-            except OSError:
-                return False
-            return True
-
-    return _in_ns(netns, probe)
-
-
-def _sysctl(path: str, value: str | None, netns: str | None) -> str:
-    """Read (and, with ``value``, write) /proc/sys/<path> inside ``netns``; returns the old value."""
-
-    def go() -> str:
-        full = "/proc/sys/" + path.replace(".", "/")
-        with open(full) as f:
-            old = f.read().strip()
-        if value is not None and old != value:
-            with open(full, "w") as f:
-                f.write(value)
-        return old
-
-    try:
-        return _in_ns(netns, go)
-    except OSError as exc:
-        from portkit.errors import map_os_error
-
-        raise map_os_error(exc, f"cannot set {path}") from None
 
 
 def _resolve_target(spec: ForwardSpec) -> ForwardSpec:
@@ -214,7 +69,7 @@ def _build(
                 kernel_forward(
                     s,
                     local=local.get(str(s), False),
-                    target_is_local=_is_local_address(s.target_host, netns),
+                    target_is_local=host.is_local_address(s.target_host, netns),
                     netns=netns,
                 ),
             )
@@ -266,9 +121,9 @@ def _rows(
 
 def _current(netns: str | None) -> tuple[list[ForwardSpec], dict[str, bool]]:
     """Our state file, minus forwards the kernel no longer has (a rollback fired, a reboot)."""
-    specs = _load_state(netns)
+    specs = host.load_state(netns)
     inst = _installed(netns)
-    return [s for s in specs if str(s) in inst], _load_local_flags(netns)
+    return [s for s in specs if str(s) in inst], host.load_local_flags(netns)
 
 
 def _apply(
@@ -303,7 +158,7 @@ def kernel_forward_add(
 ) -> KernelForwardResult:
     """Install forwards as DNAT (+ masquerade); returns every forward of the table afterwards."""
     if netns is not None:
-        _netns_path(netns)
+        host.netns_path(netns)
     new = [
         _fit_family(_resolve_target(parse_spec(t, allow=allow, deny=deny, default_bind="0.0.0.0")))
         for t in texts
@@ -351,7 +206,7 @@ def kernel_forward_add(
             "drops): connect to an interface address of this host, or add --route-localnet"
         )
     if (loop_targets or lo_sources) and route_localnet:
-        old = _sysctl("net.ipv4.conf.all.route_localnet", "1", netns)
+        old = host.sysctl("net.ipv4.conf.all.route_localnet", "1", netns)
         if old != "1":
             warnings.append(
                 "set net.ipv4.conf.all.route_localnet=1 so 127.0.0.0/8 addresses may cross interfaces after DNAT; "
@@ -361,9 +216,9 @@ def kernel_forward_add(
     for _s, f in new_pairs:
         if f.masquerade:
             key = "net.ipv6.conf.all.forwarding" if f.family == 6 else "net.ipv4.ip_forward"
-            if _sysctl(key, "1", netns) != "1":
+            if host.sysctl(key, "1", netns) != "1":
                 warnings.append(f"turned on {key}: this host now routes packets between its interfaces")
-    _save_state(netns, merged, local_flags)
+    host.save_state(netns, merged, local_flags)
     return KernelForwardResult(
         "added", _rows(pairs, netns), tuple(str(s) for s in new), tuple(warnings), left, netns
     )
@@ -378,7 +233,7 @@ def kernel_forward_remove(
 ) -> KernelForwardResult:
     """Remove forwards by SPEC (or LISTEN_PORT[/proto]); with ``all_forwards``, the whole table."""
     if netns is not None:
-        _netns_path(netns)
+        host.netns_path(netns)
     cur, local_flags = _current(netns)
     previous = _build(cur, local_flags, netns)
     if all_forwards:
@@ -394,7 +249,7 @@ def kernel_forward_remove(
     keep = [s for s in cur if s not in gone]
     pairs = _build(keep, local_flags, netns)
     left = _apply(pairs, previous, netns, confirm)
-    _save_state(netns, keep, local_flags)
+    host.save_state(netns, keep, local_flags)
     return KernelForwardResult("removed", _rows(pairs, netns), tuple(str(s) for s in gone), (), left, netns)
 
 
@@ -413,10 +268,10 @@ def _match(text: str, cur: Sequence[ForwardSpec]) -> list[ForwardSpec]:
 
 def kernel_forward_list(*, netns: str | None = None) -> KernelForwardResult:
     if netns is not None:
-        _netns_path(netns)
-    specs = _load_state(netns)
+        host.netns_path(netns)
+    specs = host.load_state(netns)
     return KernelForwardResult(
-        "list", _rows(_build(specs, _load_local_flags(netns), netns), netns), (), (), None, netns
+        "list", _rows(_build(specs, host.load_local_flags(netns), netns), netns), (), (), None, netns
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from portkit.ops.forward_kernel import KernelForwardResult
+from portkit.model.forward import KernelForwardResult
 from portkit.render.jsonout import document
 from portkit.render.table import Cell, render_table
 

@@ -1,0 +1,145 @@
+"""The host side of kernel forwards: their state file, bind probes and sysctls in a namespace.
+
+:mod:`portkit.ops.forward_kernel` decides what to install; this module does the OS work it
+needs. The list of forwards is kept in ``/run/portkit/forward/<netns|host>.json`` (the
+kernel's table stays the judge of what is really installed); whether an address is local is
+asked the kernel by binding a socket to it inside the namespace; sysctls are read and
+written under /proc/sys inside the namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import TypeVar
+
+from portkit.errors import map_os_error
+from portkit.model.forward import ForwardSpec
+
+__all__ = [
+    "forget_netns",
+    "in_netns",
+    "is_local_address",
+    "load_local_flags",
+    "load_state",
+    "save_state",
+    "sysctl",
+]
+
+Result = TypeVar("Result")
+
+
+def _run_dir() -> str:
+    return os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/forward"
+
+
+def _state_path(netns: str | None) -> str:
+    return os.path.join(_run_dir(), f"{netns or 'host'}.json")
+
+
+def forget_netns(netns: str) -> None:
+    """Drop the record of a deleted namespace's kernel forwards (its table died with it), so
+    a namespace of the same name made later does not list them as MISSING."""
+    try:
+        os.unlink(_state_path(netns))
+    except OSError:
+        pass
+
+
+def load_state(netns: str | None) -> list[ForwardSpec]:
+    try:
+        with open(_state_path(netns)) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return []
+    out = []
+    for item in data.get("forwards", []) if isinstance(data, dict) else []:
+        try:
+            out.append(
+                ForwardSpec(
+                    bind=item["bind"],
+                    listen_port=int(item["listen_port"]),
+                    target_host=item["target_host"],
+                    target_port=int(item["target_port"]),
+                    proto=item["proto"],
+                    allow=tuple(item.get("allow", ())),
+                    deny=tuple(item.get("deny", ())),
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def save_state(netns: str | None, specs: Sequence[ForwardSpec], local: dict[str, bool]) -> None:
+    os.makedirs(_run_dir(), mode=0o755, exist_ok=True)
+    tmp = _state_path(netns) + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(
+            {"forwards": [{**asdict(s), "local": local.get(str(s), False)} for s in specs]}, f, indent=1
+        )
+    os.replace(tmp, _state_path(netns))
+
+
+def load_local_flags(netns: str | None) -> dict[str, bool]:
+    try:
+        with open(_state_path(netns)) as f:
+            data = json.load(f)
+        return {
+            str(
+                ForwardSpec(
+                    i["bind"], int(i["listen_port"]), i["target_host"], int(i["target_port"]), i["proto"]
+                )
+            ): bool(i.get("local"))
+            for i in data.get("forwards", [])
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def netns_path(netns: str | None) -> str | None:
+    """The namespace's path (InputError naming the known ones when it is missing); None for the host."""
+    from portkit.backends.netns import netns_path as path_of
+
+    return path_of(netns) if netns is not None else None
+
+
+def in_netns(netns: str | None, fn: Callable[[], Result]) -> Result:
+    from portkit.backends.netns import run_in_netns
+
+    return run_in_netns(netns_path(netns), fn)
+
+
+def is_local_address(addr: str, netns: str | None) -> bool:
+    fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+    def probe() -> bool:
+        with socket.socket(fam, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((addr, 0))
+            except OSError:
+                return False
+            return True
+
+    return in_netns(netns, probe)
+
+
+def sysctl(path: str, value: str | None, netns: str | None) -> str:
+    """Read (and, with ``value``, write) /proc/sys/<path> inside ``netns``; returns the old value."""
+
+    def go() -> str:
+        full = "/proc/sys/" + path.replace(".", "/")
+        with open(full) as f:
+            old = f.read().strip()
+        if value is not None and old != value:
+            with open(full, "w") as f:
+                f.write(value)
+        return old
+
+    try:
+        return in_netns(netns, go)
+    except OSError as exc:
+        raise map_os_error(exc, f"cannot set {path}") from None
