@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import pathlib
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portkit.model.nat import NatEntry, NatTuple
-from portkit.ops.forward import nat_diff, nat_entries
+from portkit.engine.natdiff import nat_diff
+from portkit.errors import InputError
+from portkit.model.nat import NatChange, NatEntry, NatTuple
+from portkit.ops.forward import nat_entries, watch_nat
 from portkit.parse.conntrack import format_line, matches, parse_line, parse_table
 from portkit.render.jsonout import dumps
-from portkit.render.nat import flow_text, line, nat_document, render_nat
+from portkit.render.nat import flow_text, line, nat_document, render_nat, watch_document, watch_text
 
 FIX = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "conntrack"
 
@@ -104,6 +107,47 @@ def test_watch_diff_and_table() -> None:
     assert table.splitlines()[0].split()[:3] == ["KIND", "PROTO", "FLOW"]
     assert "PAT   tcp    10.0.40.12:40000 -> 203.0.113.1:65464 -> 203.0.113.10:7" in table
     assert render_nat(()) == "no translated flows in the conntrack table"
+
+
+def test_watch_nat_yields_changes_on_an_injected_clock() -> None:
+    """The --watch loop: one read per interval, a change per read that differs, no real waiting."""
+    a = load("nat-pat.proc.txt")
+    b = (*a[:2], load("port-forward.proc.txt")[0])
+    reads = [a, b, b, a]  # no change, one added + one gone, no change, back
+
+    def read() -> tuple[NatEntry, ...]:
+        if not reads:
+            raise KeyboardInterrupt  # how the watch ends: Ctrl-C
+        return reads.pop(0)
+    now = [1_000.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    changes = watch_nat(a, read, interval=2.5, clock=lambda: now[0], sleep=sleep)
+    first = next(changes)
+    assert first == NatChange(1_005.0, (b[2],), (a[2],), ())
+    assert slept == [2.5, 2.5]
+    second = next(changes)
+    assert (second.at, second.added, second.gone) == (1_010.0, (a[2],), (b[2],))
+    assert len(slept) == 4
+    with pytest.raises(KeyboardInterrupt):
+        next(changes)
+    assert len(slept) == 5
+    with pytest.raises(InputError, match="invalid interval"):
+        next(watch_nat(a, lambda: a, interval=0, clock=lambda: 0.0, sleep=sleep))
+
+
+def test_watch_renders_text_and_json() -> None:
+    a = load("nat-pat.proc.txt")
+    change = NatChange(0.0, (a[0],), (a[1],), ())
+    stamp = time.strftime("%H:%M:%S", time.localtime(0.0))
+    assert watch_text(change) == [f"{stamp} + {line(a[0])}", f"{stamp} - {line(a[1])}"]
+    doc = watch_document(change)
+    assert doc["schema"] == 1 and set(doc) == {"schema", "added", "gone", "changed"}
+    assert doc["changed"] == [] and len(doc["added"]) == 1 and len(doc["gone"]) == 1
 
 
 addr = st.one_of(st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(str))

@@ -154,20 +154,20 @@ def test_zoned_address_answering_itself_is_not_another_sender() -> None:
 def test_udp_icmp_rate_limit_is_warned_about() -> None:
     # found in the lab with net.ipv4.icmp_ratelimit=1000 (the Linux default) on the target:
     # 293 of 300 closed UDP ports read open|filtered, silently
+    from portkit.engine.scanresults import icmp_rate_limit_warnings
     from portkit.model.probe import Verdict
-    from portkit.ops.probe import _icmp_rate_limit_warnings
 
     closed = Verdict(PortState.CLOSED, Reason.PORT_UNREACH)
     silent = Verdict(PortState.OPEN_FILTERED, Reason.NO_RESPONSE)
     results = {(0, 1): closed, (0, 2): silent, (0, 3): silent, (1, 1): silent}
-    got = _icmp_rate_limit_warnings(["10.0.0.2", "10.0.0.3"], results, {0: 1})
+    got = icmp_rate_limit_warnings(["10.0.0.2", "10.0.0.3"], results, {0: 1})
     assert len(got) == 1 and got[0].startswith("10.0.0.2 seems to rate-limit its ICMP errors")
     assert "2 open|filtered" in got[0]
-    assert _icmp_rate_limit_warnings(["10.0.0.2"], results, {}) == []  # answered at once: no sign
-    assert _icmp_rate_limit_warnings(["10.0.0.2"], {(0, 1): closed}, {0: 1}) == []  # nothing silent
+    assert icmp_rate_limit_warnings(["10.0.0.2"], results, {}) == []  # answered at once: no sign
+    assert icmp_rate_limit_warnings(["10.0.0.2"], {(0, 1): closed}, {0: 1}) == []  # nothing silent
     # a burst of 6 closed answers, then silence: the Linux default limit's pattern
     burst = {(0, p): closed for p in range(6)} | {(0, p): silent for p in range(6, 300)}
-    assert len(_icmp_rate_limit_warnings(["10.0.0.2"], burst, {})) == 1
+    assert len(icmp_rate_limit_warnings(["10.0.0.2"], burst, {})) == 1
     # a firewall dropping 10 ports of a host whose other ports answer: no warning (the lab)
     fw = {(0, p): closed for p in range(100)} | {(0, p): silent for p in range(100, 110)}
-    assert _icmp_rate_limit_warnings(["10.0.0.2"], fw, {}) == []
+    assert icmp_rate_limit_warnings(["10.0.0.2"], fw, {}) == []

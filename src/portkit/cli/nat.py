@@ -60,8 +60,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from portkit.ops.forward import nat_diff, nat_entries
-    from portkit.render.nat import nat_document, render_nat, watch_lines
+    from portkit.ops.forward import nat_entries, watch_nat
+    from portkit.render.nat import nat_document, render_nat, watch_document, watch_text
     from portkit.render.output import Output
 
     if args.interval <= 0:
@@ -87,21 +87,13 @@ def run(args: argparse.Namespace) -> int:
         out.write(render_nat(entries, color=out.color))
     if not args.watch:
         return ExitCode.OK if entries else ExitCode.NO
-    import time
-
     try:
-        while True:
-            time.sleep(args.interval)
-            now = read()
-            added, gone, changed = nat_diff(entries, now)
-            entries = now
+        for change in watch_nat(entries, read, interval=args.interval):
             if out.json:
-                if added or gone or changed:
-                    from portkit.render.jsonout import document
-
-                    out.emit_json(document(added=list(added), gone=list(gone), changed=list(changed)))
+                out.emit_json(watch_document(change))
             else:
-                for line in watch_lines(added, gone, changed):
-                    out.write(f"{time.strftime('%H:%M:%S')} {line}")
+                for text in watch_text(change):
+                    out.write(text)
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED  # Ctrl-C ends --watch: 130, as everywhere, and no traceback
+    return ExitCode.INTERRUPTED  # not reached: the watch ends only by Ctrl-C

@@ -58,3 +58,16 @@ class NatEntry:
     def key(self) -> tuple[str, NatTuple]:
         """Identifies the flow across two reads (``--watch``)."""
         return (self.proto, self.original)
+
+
+@dataclass(frozen=True, slots=True)
+class NatChange:
+    """What changed in the translation table between two reads (``portkit nat --watch``).
+
+    ``at`` is when the second read was made, in seconds since the epoch.
+    """
+
+    at: float
+    added: tuple[NatEntry, ...]
+    gone: tuple[NatEntry, ...]
+    changed: tuple[NatEntry, ...]  # flows whose state changed

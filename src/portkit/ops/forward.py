@@ -11,12 +11,14 @@ portkit.kernel_forward_list(netns=...) / kernel_forward_remove([...], netns=...)
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 
 from portkit.engine.forwardspec import check_unique, is_loopback_bind, parse_spec
+from portkit.engine.natdiff import nat_diff
 from portkit.errors import InputError
 from portkit.model.forward import ForwardOptions, ForwardSpec, KernelForwardResult, KernelForwardRow
-from portkit.model.nat import NatEntry
+from portkit.model.nat import NatChange, NatEntry
 from portkit.ops.forward_kernel import (
     kernel_forward_add,
     kernel_forward_confirm,
@@ -36,6 +38,7 @@ __all__: list[str] = [
     "nat_diff",
     "nat_entries",
     "run_forwarder",
+    "watch_nat",
     "who_holds",
 ]
 
@@ -81,16 +84,29 @@ def nat_entries(
     return tuple(e for e in parse_table(text) if matches(e, port=port, host=host, proto=proto))
 
 
-def nat_diff(
-    before: Sequence[NatEntry], after: Sequence[NatEntry]
-) -> tuple[tuple[NatEntry, ...], tuple[NatEntry, ...], tuple[NatEntry, ...]]:
-    """(new flows, gone flows, flows whose state changed) between two reads (``nat --watch``)."""
-    old = {e.key: e for e in before}
-    new = {e.key: e for e in after}
-    added = tuple(e for k, e in new.items() if k not in old)
-    gone = tuple(e for k, e in old.items() if k not in new)
-    changed = tuple(e for k, e in new.items() if k in old and old[k].state != e.state)
-    return added, gone, changed
+def watch_nat(
+    before: Sequence[NatEntry],
+    read: Callable[[], Sequence[NatEntry]],
+    *,
+    interval: float,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[NatChange]:
+    """Read the table every ``interval`` seconds with ``read`` and yield what changed since
+    the read before (``before`` is the first); a read with no change yields nothing.
+
+    Endless: the caller stops iterating (``nat --watch`` ends on Ctrl-C). ``clock`` (seconds
+    since the epoch) and ``sleep`` are injected so tests run without waiting.
+    """
+    if not interval > 0:
+        raise InputError(f"invalid interval {interval!r}; use a positive number of seconds")
+    while True:
+        sleep(interval)
+        now = read()
+        added, gone, changed = nat_diff(before, now)
+        before = now
+        if added or gone or changed:
+            yield NatChange(clock(), added, gone, changed)
 
 
 def forward_specs(

@@ -26,14 +26,14 @@ from portkit.engine.endpoint import (
     parse_target,
     resolve_addresses,
 )
-from portkit.engine.scanplan import GroupKey, compact_ports, profile_for, summarise
+from portkit.engine.scanplan import compact_ports, profile_for
+from portkit.engine.scanresults import host_result, icmp_rate_limit_warnings
 from portkit.engine.timing import TimingProfile
 from portkit.errors import InputError, PortSpecError, ResolveError, TargetError
 from portkit.model.probe import (
     CheckReport,
     Endpoint,
     HostResult,
-    PortResult,
     PortState,
     ProbeResult,
     Reason,
@@ -376,12 +376,15 @@ def scan(
                         warnings,
                     )
                 finally:
+                    from portkit.backends.nmapdata import service_name
+
                     where = {a: k for k, a in enumerate(group)}
                     for k, pl in enumerate(planned):
                         if pl.address in where and outcomes:
-                            built[k] = _host_result(
-                                pl.target, pl.address, where[pl.address], outcomes, port_lists, all_ports
-                            )
+                            built[k] = host_result(
+                                pl.target, pl.address, where[pl.address], outcomes, port_lists, all_ports,
+                                service_name,
+                            )  # fmt: skip
                 if interrupted:
                     break
         except KeyboardInterrupt:
@@ -431,7 +434,7 @@ def _scan_group(
             from portkit.drivers.udpscan import udp_scan
 
             out = udp_scan(group, plist, profile, on_progress=progress, cancel=cancel)
-            warnings.extend(_icmp_rate_limit_warnings(group, out.results, out.late_closed))
+            warnings.extend(icmp_rate_limit_warnings(group, out.results, out.late_closed))
         elif syn:
             from portkit.drivers.synscan import syn_scan
 
@@ -443,73 +446,3 @@ def _scan_group(
         if out.interrupted:
             return True
     return False
-
-
-def _icmp_rate_limit_warnings(
-    group: list[str], results: dict[tuple[int, int], Verdict], late_closed: dict[int, int]
-) -> list[str]:
-    """A warning per host whose silent UDP ports are likely closed ports muted by its ICMP
-    rate limit.
-
-    A Linux host sends about one ICMP error a second after a burst of 6 (unless its
-    net.ipv4.icmp_ratelimit is 0): past the burst, closed ports fall silent and read
-    open|filtered. The signatures: a port-unreachable that came only for a retransmission,
-    or a handful of closed ports (burst-sized) against many silent ones.
-    """
-    out: list[str] = []
-    for hi, address in enumerate(group):
-        closed = silent = 0
-        for (h, _p), v in results.items():
-            if h == hi:
-                if v.state is PortState.CLOSED:
-                    closed += 1
-                elif v.state is PortState.OPEN_FILTERED:
-                    silent += 1
-        late = late_closed.get(hi, 0)
-        burst_sized = 1 <= closed <= 12 and silent >= 20 and silent >= 4 * closed
-        if silent and (late or burst_sized):
-            out.append(
-                f"{address} seems to rate-limit its ICMP errors (only {closed} closed UDP port(s) "
-                f"answered): some of its {silent} open|filtered port(s) may be closed; scan fewer "
-                "ports, or slowly (--rate 1), for an exact answer"
-            )
-    return out
-
-
-def _host_result(
-    target: str,
-    address: str,
-    hi: int,
-    outcomes: dict[str, dict[tuple[int, int], Verdict]],
-    port_lists: dict[str, tuple[int, ...]],
-    all_ports: bool,
-) -> HostResult:
-    from portkit.backends.nmapdata import service_name
-
-    # Group on the verdicts first and build result objects only for the listed ports:
-    # a full scan has 65,535 verdicts of which a handful are shown.
-    members: dict[GroupKey, list[int]] = {}
-    verdicts: dict[tuple[str, int], Verdict] = {}
-    scanned = 0
-    for proto, results in outcomes.items():
-        for port in port_lists[proto]:
-            v = results.get((hi, port))
-            if v is None:
-                continue  # never probed: the scan was interrupted
-            scanned += 1
-            members.setdefault((proto, v.state, v.reason), []).append(port)
-            verdicts[(proto, port)] = v
-    hidden, not_shown = summarise(members, collapse=not all_ports)
-    rows: list[PortResult] = []
-    for key, ports in members.items():
-        if key in hidden:
-            continue
-        for port in ports:
-            v = verdicts[(key[0], port)]
-            rows.append(
-                PortResult(
-                    port, key[0], v.state, v.reason, service_name(port, key[0]), v.reason_from, v.rtt_ms
-                )
-            )
-    rows.sort(key=lambda r: (r.proto, r.port))
-    return HostResult(target, address, tuple(rows), not_shown, _scanned=scanned)

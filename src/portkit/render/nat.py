@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from portkit.model.nat import NatEntry, NatTuple
+from portkit.model.nat import NatChange, NatEntry, NatTuple
 from portkit.render.jsonout import document
 from portkit.render.table import Cell, render_table
 
@@ -67,3 +68,14 @@ def watch_lines(
     out += [f"~ {line(e)}" for e in changed]
     out += [f"- {line(e)}" for e in gone]
     return out
+
+
+def watch_document(change: NatChange) -> dict[str, Any]:
+    """One ``nat --watch --json`` document: the flows added, gone and changed."""
+    return document(added=list(change.added), gone=list(change.gone), changed=list(change.changed))
+
+
+def watch_text(change: NatChange) -> list[str]:
+    """``nat --watch`` lines, each stamped with the local time of the read."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(change.at))
+    return [f"{stamp} {text}" for text in watch_lines(change.added, change.gone, change.changed)]
