@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from portkit.engine.forwardnft import installed_specs, kernel_forward, render_script
@@ -98,6 +100,25 @@ def test_config_file() -> None:
     assert cfg.forwards[0].allow == ("127.0.0.0/8",)
     assert cfg.forwards[2].allow == ("10.1.0.0/16",) and cfg.forwards[2].deny == ("10.1.9.0/24",)
     assert cfg.options.connect_timeout == 2.5 and cfg.options.udp_idle_timeout == 30
+
+
+def test_forward_setup_merges_specs_config_and_overrides(tmp_path: pathlib.Path) -> None:
+    """What `portkit forward` runs at start and on SIGHUP (ops/forward_setup.py)."""
+    from portkit.ops.forward_setup import forward_setup, load_forward_config
+
+    path = tmp_path / "forward.yaml"
+    path.write_text(CONFIG)
+    assert load_forward_config(str(path)) == parse_config(CONFIG, str(path))
+    specs, options = forward_setup(["9000:22"], config=str(path), overrides={"drain": 0.0})
+    assert [str(s) for s in specs][0::3] == ["127.0.0.1:9000:127.0.0.1:22/tcp", "0.0.0.0:5353:10.0.0.2:53/udp"]
+    assert (options.connect_timeout, options.drain) == (2.5, 0.0)
+    with pytest.raises(InputError, match=r"two forwards listen on 127\.0\.0\.1:80/"):
+        forward_setup(["80:22"], config=str(path))
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe")
+    with pytest.raises(FileFormatError, match="not a text file"):
+        load_forward_config(str(tmp_path / "bin.yaml"))
+    with pytest.raises(FileFormatError, match="cannot read"):
+        forward_setup([], config=str(tmp_path / "missing.yaml"))
 
 
 @pytest.mark.parametrize(

@@ -195,32 +195,9 @@ def _confirm_ok(args: argparse.Namespace) -> int:
 
 
 # -- userspace ------------------------------------------------------------------------------
-def _load_config(path: str) -> Any:
-    from portkit.engine.forwardspec import parse_config
-    from portkit.errors import FileFormatError
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        raise FileFormatError(path, f"cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise FileFormatError(path, "not a text file; a forward config is YAML text (UTF-8)") from None
-    return parse_config(text, path)
-
-
 def _gather(args: argparse.Namespace) -> tuple[Any, Any]:
-    from portkit.engine.forwardspec import check_unique
-    from portkit.model.forward import ForwardOptions
-    from portkit.ops.forward import forward_specs
+    from portkit.ops.forward_setup import forward_setup
 
-    specs = list(forward_specs(args.specs, allow=args.allow, deny=args.deny))
-    options = ForwardOptions()
-    if args.config:
-        cfg = _load_config(args.config)
-        specs += list(cfg.forwards)
-        options = cfg.options
-    check_unique(specs)
     overrides: dict[str, Any] = {}
     for name, attr in (
         ("connect_timeout", "connect_timeout"),
@@ -234,11 +211,7 @@ def _gather(args: argparse.Namespace) -> tuple[Any, Any]:
             if (val <= 0 and name != "drain") or val < 0:
                 raise InputError(f"invalid --{name.replace('_', '-')} {val:g}; use a positive number")
             overrides[attr] = val
-    if overrides:
-        import dataclasses
-
-        options = dataclasses.replace(options, **overrides)
-    return specs, options
+    return forward_setup(args.specs, allow=args.allow, deny=args.deny, config=args.config, overrides=overrides)
 
 
 def _log(line: str) -> None:
@@ -249,7 +222,8 @@ def _log(line: str) -> None:
 
 
 def _userspace(args: argparse.Namespace) -> int:
-    from portkit.ops.forward import exposure_warnings, run_forwarder
+    from portkit.ops.forward import exposure_warnings
+    from portkit.ops.forward_setup import serve_forwards
     from portkit.render.output import warn
 
     if not args.specs and not args.config:
@@ -295,24 +269,16 @@ def _userspace(args: argparse.Namespace) -> int:
     def reload_source() -> tuple[Any, Any]:
         return _gather(args)
 
-    def serve() -> None:
-        run_forwarder(
-            specs,
-            options,
-            log=(lambda line: None) if args.quiet else _log,
-            stats_interval=args.stats,
-            stats_out=_log,
-            reload_source=reload_source if args.config else None,
-            use_splice=not args.no_splice,
-            workers=args.workers,
-            bulk_threads=args.bulk_threads,
-        )
-
-    if args.netns:
-        from portkit.backends.netns import entered, netns_path
-
-        with entered(netns_path(args.netns)):  # the main thread (signals arrive there) moves
-            serve()
-    else:
-        serve()
+    serve_forwards(
+        specs,
+        options,
+        netns=args.netns,
+        log=(lambda line: None) if args.quiet else _log,
+        stats_interval=args.stats,
+        stats_out=_log,
+        reload_source=reload_source if args.config else None,
+        use_splice=not args.no_splice,
+        workers=args.workers,
+        bulk_threads=args.bulk_threads,
+    )
     return ExitCode.OK
