@@ -29,10 +29,10 @@ from typing import Any
 
 import pytest
 
+from portkit.backends.nftlive import live_ruleset_json, read_live
 from portkit.engine.nfteval import Evaluator
 from portkit.model.firewall import Packet
 from portkit.ops.firewall import apply_policy, forget_state
-from portkit.ops.nftlive import live_ruleset_json, read_live
 from portkit.parse.policy_yaml import dump_policy
 from tests.conftest import needs_root, needs_tool
 from tests.fwgen import Universe, random_nft_ruleset, random_policy

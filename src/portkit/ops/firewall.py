@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from portkit.backends import nft as nftb
+from portkit.backends.nftlive import decoded_nat, live_ruleset, live_ruleset_json, read_live
 from portkit.engine.nfteval import Evaluator
 from portkit.engine.nftview import list_dnat, ruleset_view
 from portkit.engine.policy import add_rule, delete_rule, shadowed_rules
@@ -47,7 +48,6 @@ from portkit.ops.firewall_apply import (  # the apply side, re-exported as part 
 from portkit.ops.firewall_policy import DEFAULT_POLICY, load_policy_file, policy_services
 from portkit.ops.fwcheck import _addr, _local_addresses, check_packet
 from portkit.ops.fwcheck import make_packet as make_packet
-from portkit.ops.nftlive import decoded_nat, live_ruleset, live_ruleset_json, read_live
 
 __all__ = [
     "DEFAULT_POLICY",

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from portkit.backends import nft as nftb
+from portkit.backends.nftlive import read_live
 from portkit.engine.nfteval import Evaluator
 from portkit.errors import InputError, TargetError
 from portkit.model.firewall import HOOKS, PORT_PROTOS, FwCheckResult, IPAddress, NftRuleset, Packet
-from portkit.ops.nftlive import read_live
 
 
 def _local_addresses(netns: str | None) -> frozenset[IPAddress]:

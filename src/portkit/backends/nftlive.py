@@ -11,22 +11,21 @@ Two readers produce the same model (:class:`NftRuleset`):
   ``fw show`` uses it (nft's own rendering of every expression), and it is the fallback
   when the netlink reader cannot open its socket. ``PORTKIT_NFT_READER=json`` forces it.
 
-Parsed rulesets are cached under /run/portkit/cache keyed by the namespace's cookie
-(``SO_NETNS_COOKIE``, never reused) and its nftables generation id, which every commit
-changes: a cached ruleset is exactly the live one.
+Parsed rulesets are cached (:mod:`portkit.backends.nftcache`) keyed by the namespace's
+cookie (``SO_NETNS_COOKIE``, never reused) and its nftables generation id, which every
+commit changes: a cached ruleset is exactly the live one.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable
 
 from portkit.backends import nft as nftb
+from portkit.backends import nftcache
 from portkit.errors import SystemRefused
 from portkit.model.firewall import NftRule, NftRuleset, NftSet
 
-CACHE_DIR = os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/cache"
 SetLoader = Callable[[NftSet], NftSet]
 _FAMILY_NUMBERS = {"inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
 
@@ -58,8 +57,8 @@ def read_live(*, netns: str | None = None, cache: bool = True) -> tuple[NftRules
         cookie = sock.cookie()
         if cookie is not None:
             gen0 = sock.generation()
-            path = os.path.join(CACHE_DIR, f"ruleset-nl-{cookie}-{gen0}-{_parser_stamp()}.pickle")
-            cached = _cache_load(path)
+            path = nftcache.path_for(f"nl-{cookie}-{gen0}")
+            cached = nftcache.load(path)
             if cached is not None:
                 return cached, load
     gen, raw = sock.ruleset()
@@ -67,7 +66,7 @@ def read_live(*, netns: str | None = None, cache: bool = True) -> tuple[NftRules
     if any(r.raw is not None and nftnetlink.has_xt_bytes(r.raw) for c in rs.chains for r in c.rules):
         rs = _with_iptables(_decoded(rs), netns)  # iptables-nft rules: read through iptables-save
     if path is not None and gen == gen0:
-        _cache_store(path, rs)
+        nftcache.store(path, rs)
     return rs, load
 
 
@@ -126,9 +125,9 @@ def live_ruleset_json(*, netns: str | None = None, cache: bool = True) -> NftRul
     from portkit.parse.nftjson import has_ambiguous, hidden_nfproto, parse_ruleset, resolve_hidden
 
     key = nftb.ruleset_generation(netns=netns) if _use_cache(cache) else None
-    path = os.path.join(CACHE_DIR, f"ruleset-{key[0]}-{key[1]}-{_parser_stamp()}.pickle") if key else None
+    path = nftcache.path_for(f"{key[0]}-{key[1]}") if key else None
     if path is not None:
-        cached = _cache_load(path)
+        cached = nftcache.load(path)
         if cached is not None:
             return cached
     rs = parse_ruleset(nftb.list_ruleset_json(netns=netns))
@@ -136,7 +135,7 @@ def live_ruleset_json(*, netns: str | None = None, cache: bool = True) -> NftRul
         rs = resolve_hidden(rs, hidden_nfproto(nftb.list_ruleset_debug(netns=netns)))
     rs = _with_iptables(rs, netns)
     if path is not None and key is not None and nftb.ruleset_generation(netns=netns) == key:
-        _cache_store(path, rs)
+        nftcache.store(path, rs)
     return rs
 
 
@@ -150,56 +149,3 @@ def _with_iptables(rs: NftRuleset, netns: str | None) -> NftRuleset:
     v4 = nftb.iptables_save(netns=netns)
     v6 = nftb.iptables_save(ipv6=True, netns=netns)
     return merge_iptables(rs, v4, v6)
-
-
-def _parser_stamp() -> str:
-    """Names the code that parsed a cached ruleset: a cache written by another version of
-    the parser (an upgrade while the machine runs) must not be read back."""
-    import zlib
-
-    from portkit.model import firewall as model
-    from portkit.parse import iptables_save, nftjson, nftnetlink
-
-    parts = []
-    for mod in (model, nftjson, nftnetlink, iptables_save):
-        try:
-            st = os.stat(mod.__file__ or "")
-            parts.append(f"{mod.__name__}:{st.st_mtime_ns}:{st.st_size}")
-        except OSError:
-            parts.append(mod.__name__)
-    return f"{zlib.crc32(';'.join(parts).encode()):08x}"
-
-
-def _cache_load(path: str) -> NftRuleset | None:
-    import pickle
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
-            return None  # only our own private files are trusted
-        try:
-            obj = pickle.load(f)
-        except Exception:
-            return None
-    return obj if isinstance(obj, NftRuleset) else None
-
-
-def _cache_store(path: str, rs: NftRuleset) -> None:
-    import pickle
-    import tempfile
-
-    try:
-        os.makedirs(CACHE_DIR, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=CACHE_DIR, prefix=".ruleset-")
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(rs, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-        olds = sorted((os.path.join(CACHE_DIR, n) for n in os.listdir(CACHE_DIR) if n.startswith("ruleset-")), key=os.path.getmtime)
-        for old in olds[:-8]:
-            os.unlink(old)
-    except OSError:
-        pass  # a cache that cannot be written only costs time
