@@ -10,8 +10,10 @@ import pytest
 
 from portkit.errors import InputError, PortSpecError
 from portkit.model.sockets import Holder, KillOutcome, ProcessRef, SocketEntry, WhoReport
+from portkit.ops import free_ports as free
 from portkit.ops import inspect as ops
-from portkit.ops import inspect_extra as extra
+from portkit.ops import kill
+from portkit.ops import port_info as portinfo
 from portkit.render.jsonout import document, to_jsonable
 from portkit.render.sockets import ls_text, report_text, rows_json, who_document, who_text
 
@@ -95,12 +97,12 @@ def test_port_proto_and_range_and_signal() -> None:
     for bad in ("abc", "0", "70000", "80/sctp", ""):
         with pytest.raises(PortSpecError):
             ops.parse_port_proto(bad)
-    assert extra.parse_range("8000-8100") == (8000, 8100)
+    assert free.parse_range("8000-8100") == (8000, 8100)
     with pytest.raises(PortSpecError, match="invalid range '9-3'"):
-        extra.parse_range("9-3")
-    assert extra.parse_signal("term") == signal.SIGTERM == extra.parse_signal("SIGTERM") == extra.parse_signal(15)
+        free.parse_range("9-3")
+    assert kill.parse_signal("term") == signal.SIGTERM == kill.parse_signal("SIGTERM") == kill.parse_signal(15)
     with pytest.raises(InputError, match=r"invalid signal 'FOO'; valid signals are: .*TERM"):
-        extra.parse_signal("FOO")
+        kill.parse_signal("FOO")
 
 
 def test_free_ports_search() -> None:
@@ -110,37 +112,37 @@ def test_free_ports_search() -> None:
         tried.append(port)
         return port % 2 == 0
 
-    got = extra.free_ports(3, "8000-8009", is_free=fake)
+    got = free.free_ports(3, "8000-8009", is_free=fake)
     assert got.ports == tuple(sorted(got.ports)) and len(got.ports) == 3
     assert all(p % 2 == 0 and 8000 <= p <= 8009 for p in got.ports)
-    few = extra.free_ports(10, (8000, 8009), is_free=fake)
+    few = free.free_ports(10, (8000, 8009), is_free=fake)
     assert len(few.ports) == 5  # only five even ports: the caller reports the shortfall
     tried.clear()
     def record(port: int, proto: str) -> bool:
         tried.append(port)
         return True
 
-    default = extra.free_ports(20, is_free=record)
+    default = free.free_ports(20, is_free=record)
     low, high = default._range
     assert low == 1024 and high < 32768
     assert 3306 not in tried and 5432 not in tried  # named ports are skipped by default
     with pytest.raises(InputError, match="invalid count 0"):
-        extra.free_ports(0)
+        free.free_ports(0)
     with pytest.raises(InputError, match="invalid protocol 'sctp'"):
-        extra.free_ports(1, proto="sctp")
+        free.free_ports(1, proto="sctp")
 
 
 def test_port_info() -> None:
-    info = extra.port_info("ssh")
+    info = portinfo.port_info("ssh")
     assert info.port == 22 and info.port_class == "well-known" and not info.ephemeral
     assert any(s.name == "ssh" and s.proto == "tcp" for s in info.services)
-    assert extra.port_info(3389).note is not None and "attacked" in (extra.port_info(3389).note or "")
-    assert extra.port_info("0").port_class == "well-known"
-    assert extra.port_info(40000).ephemeral == (extra.port_info(40000)._ephemeral_range[0] <= 40000)
+    assert portinfo.port_info(3389).note is not None and "attacked" in (portinfo.port_info(3389).note or "")
+    assert portinfo.port_info("0").port_class == "well-known"
+    assert portinfo.port_info(40000).ephemeral == (portinfo.port_info(40000)._ephemeral_range[0] <= 40000)
     with pytest.raises(PortSpecError, match="invalid port '70000'; valid ports are 0-65535"):
-        extra.port_info("70000")
+        portinfo.port_info("70000")
     with pytest.raises(InputError, match="unknown port or service 'zzz-nothing'"):
-        extra.port_info("zzz-nothing")
+        portinfo.port_info("zzz-nothing")
 
 
 def test_tables_render_plain_and_colour() -> None:

@@ -266,7 +266,7 @@ def _confirm(question: str) -> bool:
 
 def run_who(args: argparse.Namespace) -> int:
     from portkit.ops.inspect import kill_holders, parse_port_proto, who
-    from portkit.ops.inspect_extra import parse_signal
+    from portkit.ops.kill import parse_signal
     from portkit.render.output import Output
     from portkit.render.sockets import kill_text, who_document, who_text
 

@@ -37,8 +37,10 @@ from portkit.model.sockets import (
     WhoReport,
 )
 
-# who --kill, free and info live in ops/inspect_extra.py (each module stays under ~500 lines).
-from portkit.ops.inspect_extra import free_ports, kill_holders, port_info
+# free, info and who --kill live in modules of their own (each module stays under ~500 lines).
+from portkit.ops.free_ports import free_ports
+from portkit.ops.kill import kill_holders
+from portkit.ops.port_info import port_info
 from portkit.parse.sockdiag import Row
 from portkit.registry.exposure import exposure as _exposure
 from portkit.registry.ports import port_class as _port_class
