@@ -1,12 +1,13 @@
-"""The foundation: errors map to exit codes, JSON documents carry the schema, layering holds."""
+"""The foundation: errors map to exit codes, JSON documents carry the schema.
+
+The layering (the import graph) is held by tests/unit/test_import_graph.py.
+"""
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import enum
 import ipaddress
-import pathlib
 
 import pytest
 
@@ -14,8 +15,6 @@ from portkit.cli.main import main
 from portkit.errors import ExitCode, FileFormatError, InputError, PortkitError, PrivilegeError
 from portkit.render.jsonout import document, to_jsonable
 from portkit.render.table import Cell, render_table
-
-SRC = pathlib.Path(__file__).resolve().parents[2] / "src" / "portkit"
 
 
 class Color(enum.Enum):
@@ -69,41 +68,6 @@ def test_version_and_unknown_command(capsys: pytest.CaptureFixture[str]) -> None
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
-
-
-FORBIDDEN_IN_PURE = {"socket", "asyncio", "subprocess", "time", "select", "selectors", "threading"}
-
-
-@pytest.mark.parametrize("package", ["engine", "model", "parse", "registry"])
-def test_pure_layers_do_no_io(package: str) -> None:
-    """engine/model/parse/registry must not import socket, asyncio, subprocess or time."""
-    for path in (SRC / package).rglob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [a.name.split(".")[0] for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module.split(".")[0]]
-            bad = FORBIDDEN_IN_PURE.intersection(names)
-            assert not bad, f"{path.relative_to(SRC)} imports {bad}"
-
-
-def test_imports_flow_one_way() -> None:
-    """model imports nothing of portkit but itself; engine/parse never import drivers, backends, cli, api."""
-    layers = {
-        "model": {"model"},
-        "registry": {"model", "registry", "errors"},
-        "engine": {"model", "registry", "engine", "errors", "parse"},
-        "parse": {"model", "registry", "parse", "errors", "engine"},
-    }
-    for package, allowed in layers.items():
-        for path in (SRC / package).rglob("*.py"):
-            tree = ast.parse(path.read_text())
-            for node in ast.walk(tree):
-                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("portkit."):
-                    part = node.module.split(".")[1]
-                    assert part in allowed, f"{path.relative_to(SRC)} imports portkit.{part}"
 
 
 def test_lazy_api_reexport() -> None:
