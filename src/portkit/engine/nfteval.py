@@ -64,8 +64,9 @@ from portkit.model.firewall import (
     VerdictStmt,
     VMap,
 )
-from portkit.parse.nftjson import LIMIT_OVER, rule_text
+from portkit.parse.nftjson import LIMIT_OVER
 from portkit.parse.nftnetlink import anonymous_refs, decode_rule, inline_anonymous
+from portkit.syntax.nfttext import rule_text
 
 PATHS: dict[str, tuple[str, ...]] = {
     "in": ("ingress", "prerouting", "input"),

@@ -61,6 +61,7 @@ from portkit.parse.nftconst import (
     RTN_TYPES,
 )
 from portkit.parse.nftexpr import Expr, register_slot
+from portkit.parse.nftvalues import key_text
 
 _HOST = sys.byteorder
 
@@ -182,10 +183,6 @@ def _payload_key(base: int, off: int, size: int, nh: str | None, l4: str | None)
         if l4 in ("icmp", "icmpv6") and off == 1 and size == 1:
             return f"{l4} code", "l4"
     return f"@{('ll', 'nh', 'th', 'ih')[base] if base < 4 else base},{off * 8},{size * 8}", None
-
-
-def _key_text(key: str) -> str:
-    return {"meta iifname": "iifname", "meta oifname": "oifname", "meta iif": "iif", "meta oif": "oif"}.get(key, key)
 
 
 class Decompiler:
@@ -420,7 +417,7 @@ class Decompiler:
         elif vmap:
             self.stmts.append(VMap(tuple(keys), ref))
         else:
-            text = f"{' . '.join(_key_text(k) for k in keys)} map @{name}"
+            text = f"{' . '.join(key_text(k) for k in keys)} map @{name}"
             self._load(int(dreg), _Reg("", 16, origin=text))
 
     def _nat(self, e: Expr) -> Stmt:
