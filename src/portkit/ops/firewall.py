@@ -29,7 +29,7 @@ from portkit.model.firewall import (
     PortRange,
     RulesetView,
 )
-from portkit.ops.fwcheck import _addr, _local_addresses, check_packet
+from portkit.ops.fwcheck import check_packet, local_ip_addresses, parse_address
 from portkit.ops.fwcheck import make_packet as make_packet
 from portkit.ops.nftlive import decoded_nat, live_ruleset, live_ruleset_json, read_live
 
@@ -231,8 +231,8 @@ def annotate_inbound(table: SocketTable, *, netns: str | None = None, source: st
         rs, load_set = read_live(netns=netns)
     except (PrivilegeError, SystemRefused, InputError):
         return table
-    src_override = _addr(source, "--from") if source is not None else None
-    local = _local_addresses(netns)
+    src_override = parse_address(source, "--from") if source is not None else None
+    local = local_ip_addresses(netns)
     ev = Evaluator(rs, local_addresses=local, route=lambda a: nftb.route_dev(str(a), netns=netns), load_set=load_set)
     addrs = nftb.interface_addresses(netns=netns)
     devs = {fam: nftb.default_route_dev(family=fam, netns=netns) for fam in (4, 6)}
