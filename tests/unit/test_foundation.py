@@ -74,7 +74,7 @@ def test_version_and_unknown_command(capsys: pytest.CaptureFixture[str]) -> None
 FORBIDDEN_IN_PURE = {"socket", "asyncio", "subprocess", "time", "select", "selectors", "threading"}
 
 
-@pytest.mark.parametrize("package", ["engine", "model", "parse", "registry"])
+@pytest.mark.parametrize("package", ["engine", "model", "parse", "registry", "syntax"])
 def test_pure_layers_do_no_io(package: str) -> None:
     """engine/model/parse/registry must not import socket, asyncio, subprocess or time."""
     for path in (SRC / package).rglob("*.py"):
@@ -94,7 +94,8 @@ def test_imports_flow_one_way() -> None:
     layers = {
         "model": {"model"},
         "registry": {"model", "registry", "errors"},
-        "engine": {"model", "registry", "engine", "errors", "parse"},
+        "engine": {"model", "registry", "engine", "errors", "parse", "syntax"},
+        "syntax": {"model", "registry", "syntax", "errors", "parse"},
         "parse": {"model", "registry", "parse", "errors", "engine"},
     }
     for package, allowed in layers.items():

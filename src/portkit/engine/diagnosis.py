@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from portkit.engine.findings import (
-    N_,
     MessageFactory,
     Texts,
     ev_listener,
@@ -50,9 +49,9 @@ from portkit.model.diagnosis import (
     Diagnosis,
     Facts,
     Finding,
-    Localizable,
     Stage,
 )
+from portkit.model.text import N_, Localizable
 
 __all__ = ["diagnose", "listener_covers"]
 

@@ -22,13 +22,13 @@ from portkit.model.diagnosis import (
     Facts,
     Finding,
     Listener,
-    Localizable,
     ProbeFact,
     RouteFact,
     RuleVerdict,
     Stage,
     Unknown,
 )
+from portkit.model.text import N_, Localizable
 from portkit.model.trace import TraceResult
 
 MessageFactory = Callable[[str, Mapping[str, Any]], Localizable]
@@ -36,11 +36,6 @@ MessageFactory = Callable[[str, Mapping[str, Any]], Localizable]
 PROHIBITED = ("admin-prohibited", "host-prohibited", "net-prohibited")
 NO_WAY = ("net-unreach", "host-unreach")
 CLOSED_REASONS = ("conn-refused", "reset", "port-unreach")
-
-
-def N_(template: str) -> str:
-    """Mark a template for extraction (same marker as :func:`portkit.i18n.N_`)."""
-    return template
 
 
 class Texts:

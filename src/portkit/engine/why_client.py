@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from portkit.engine.findings import (
     CLOSED_REASONS,
-    N_,
     NO_WAY,
     PROHIBITED,
     Steps,
@@ -23,9 +22,9 @@ from portkit.engine.findings import (
 )
 from portkit.model.diagnosis import (
     Code,
-    Localizable,
     Stage,
 )
+from portkit.model.text import N_, Localizable
 
 __all__ = ["ClientSteps"]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from portkit.engine.findings import (
     CLOSED_REASONS,
-    N_,
     ev_listener,
     ev_packet,
     ev_probe,
@@ -28,9 +27,9 @@ from portkit.engine.why_server import ServerSteps, listener_covers
 from portkit.model.diagnosis import (
     Code,
     ForwardPath,
-    Localizable,
     Stage,
 )
+from portkit.model.text import N_, Localizable
 
 __all__ = ["RouterSteps"]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ipaddress
 
 from portkit.engine.findings import (
-    N_,
     Steps,
     ev_listener,
     ev_packet,
@@ -29,9 +28,9 @@ from portkit.model.diagnosis import (
     Code,
     ForwardPath,
     Listener,
-    Localizable,
     Stage,
 )
+from portkit.model.text import N_, Localizable
 
 __all__ = ["ServerSteps", "listener_covers"]
 
