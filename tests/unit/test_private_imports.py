@@ -3,7 +3,8 @@
 A leading underscore says "used only here"; importing it elsewhere hides a dependency
 the owner does not know about. The scan covers every module under src/portkit: absolute
 (``from portkit.x import _y``) and relative (``from .x import _y``) imports, at module
-level or inside functions. Dunder names (``__version__``) are public.
+level or inside functions, and a private name reached through an imported module
+(``nftb._run``). Dunder names (``__version__``) are public.
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ def private_imports(path: Path, root: Path = SRC) -> list[str]:
     module = _module_name(path, root)
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found = []
+    imported: dict[str, str] = {}  # local name -> the portkit module or name it is bound to
     for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "portkit":
+                    imported[alias.asname or alias.name.split(".")[0]] = alias.name
+            continue
         if not isinstance(node, ast.ImportFrom):
             continue
         source = _resolve(module, path.name == "__init__.py", node)
@@ -53,7 +60,26 @@ def private_imports(path: Path, root: Path = SRC) -> list[str]:
             # "from portkit.x import _y" takes _y from x (a name, or a private submodule)
             if _is_private(alias.name) and source != module:
                 found.append(f"{path.relative_to(root)}:{node.lineno}: from {source} import {alias.name}")
+            imported[alias.asname or alias.name] = f"{source}.{alias.name}"
+    for node in ast.walk(tree):
+        # "from portkit.backends import nft as nftb" ... "nftb._run()": the same thing by another path
+        if isinstance(node, ast.Attribute) and _is_private(node.attr):
+            dotted = _dotted(node.value)
+            head = dotted.split(".")[0] if dotted else ""
+            if dotted and head in imported:
+                target = imported[head] + dotted[len(head) :] if head != "portkit" else dotted
+                found.append(f"{path.relative_to(root)}:{node.lineno}: {target}.{node.attr}")
     return found
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for a chain of names, else None."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        inner = _dotted(node.value)
+        return f"{inner}.{node.attr}" if inner else None
+    return None
 
 
 MODULES = sorted(PACKAGE.rglob("*.py"))
@@ -80,12 +106,17 @@ def test_the_scan_finds_private_imports(tmp_path: Path) -> None:
         "from .nftmatch import _contains\n"
         "from . import _helpers\n"
         "from portkit.model.firewall import __all__\n"
+        "from portkit.backends import nft as nftb\n"
+        "import portkit.parse.nftjson\n"
         "def f() -> None:\n"
         "    from ..parse.nftjson import _compact\n"
+        "    nftb._run(proto_number.__name__, portkit.parse.nftjson._compact)\n"
     )
     assert private_imports(bad, tmp_path) == [
         "portkit/engine/bad.py:1: from portkit.engine.nftmatch import _addr",
         "portkit/engine/bad.py:2: from portkit.engine.nftmatch import _contains",
         "portkit/engine/bad.py:3: from portkit.engine import _helpers",
-        "portkit/engine/bad.py:6: from portkit.parse.nftjson import _compact",
+        "portkit/engine/bad.py:8: from portkit.parse.nftjson import _compact",
+        "portkit/engine/bad.py:9: portkit.backends.nft._run",
+        "portkit/engine/bad.py:9: portkit.parse.nftjson._compact",
     ]

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import struct
 
-_HDR = struct.Struct("=HH")
-BE_S32 = struct.Struct("!i")
+_HDR = struct.Struct("=HH")  # nla_len, nla_type: host order, as every netlink header
+BE_S32 = struct.Struct("!i")  # a signed 32-bit attribute sent big-endian (verdict codes, priorities)
 
 
 def attrs(buf: bytes, off: int = 0) -> dict[int, bytes]:
@@ -47,8 +47,10 @@ def attr_list(buf: bytes) -> list[bytes]:
 
 
 def attr_str(b: bytes | None) -> str:
+    """A NUL-terminated string attribute ("" when absent)."""
     return b.split(b"\0", 1)[0].decode("utf-8", "replace") if b else ""
 
 
 def be_int(b: bytes | None) -> int:
+    """A big-endian unsigned number of any width (0 when absent)."""
     return int.from_bytes(b, "big") if b else 0
