@@ -1,6 +1,6 @@
 """Human-readable text in English and Korean (and any language a translator adds).
 
-Text is marked with :func:`N_` where it is defined (a template with ``{named}``
+Text is marked with :func:`portkit.model.text.N_` where it is defined (a template with ``{named}``
 placeholders) and carried as a :class:`Message`; the English rendering goes into JSON
 (scripts never depend on the locale), the localized rendering into tables and stories.
 Catalogs are gettext ``.po`` files under ``portkit/locale/<lang>/LC_MESSAGES/portkit.po``,
@@ -25,11 +25,6 @@ LOCALE_DIR = os.path.join(os.path.dirname(__file__), "locale")
 LANGUAGES = ("en", "ko")
 
 Translator = Callable[[str], str]
-
-
-def N_(template: str) -> str:
-    """Mark a template for extraction without translating it now."""
-    return template
 
 
 def detect_lang(explicit: str | None = None) -> str:

@@ -27,7 +27,7 @@ from portkit.backends.nftlive import complete, live_ruleset_json, read_live
 from portkit.engine.nftcompile import compile_policy
 from portkit.engine.nfteval import Evaluator
 from portkit.model.firewall import FwCheckResult, NftRuleset, NftSet, Packet
-from portkit.parse.nftjson import rule_text
+from portkit.syntax.nfttext import rule_text
 from tests.conftest import needs_root, needs_tool
 from tests.fwgen import Universe, random_nft_ruleset, random_packet, random_policy
 

@@ -30,6 +30,7 @@ from portkit.model.firewall import (
     SetRef,
     VerdictStmt,
 )
+from portkit.parse import nftconst, nftdecompile, nftexpr
 from portkit.parse import nftnetlink as nl
 
 # --------------------------------------------------------------------------- bytecode builders
@@ -142,9 +143,9 @@ def test_interface_wildcard_and_unknown_expression() -> None:
 
 def test_cmp_fast_path_equals_generic_decoding() -> None:
     e = cmp(9, 4, bytes([1, 2, 3]))
-    assert nl.expr(e) == nl._expr(e) == ("cmp", 1, ">", bytes([1, 2, 3]))
+    assert nftexpr.expr(e) == nftexpr._expr(e) == ("cmp", 1, ">", bytes([1, 2, 3]))
     reordered = elem("cmp", u32(2, 4), u32(1, 9), nest(3, nla(1, bytes([1, 2, 3]))))
-    assert nl.expr(reordered) == nl.expr(e)
+    assert nftexpr.expr(reordered) == nftexpr.expr(e)
 
 
 def test_concatenated_lookup() -> None:
@@ -176,14 +177,14 @@ def test_interval_sets_come_back_as_written(spans: list[tuple[int, int]]) -> Non
     for lo, hi in ranges:
         items.append(nest(1, nla(1, lo.to_bytes(2, "big"))))
         items.append(nest(1, nla(1, (hi + 1).to_bytes(2, "big"))) + u32(3, 1))
-    header = NftSet("inet", "t", "s", ("inet_service",), complete=False, flags=nl.SET_INTERVAL, key_ids=(13,), field_lens=(2,), key_len=2)
+    header = NftSet("inet", "t", "s", ("inet_service",), complete=False, flags=nftconst.SET_INTERVAL, key_ids=(13,), field_lens=(2,), key_len=2)
     got = nl.decode_elements(header, [_elements_msg(items[::-1])])
     want = [Lit(lo) if lo == hi else Range(lo, hi) for lo, hi in ranges]
     assert [e.key for e in got.elements] == want and got.complete
 
 
 def test_address_intervals_become_prefixes() -> None:
-    header = NftSet("ip", "t", "s", ("ipv4_addr",), complete=False, flags=nl.SET_INTERVAL, key_ids=(7,), field_lens=(4,), key_len=4)
+    header = NftSet("ip", "t", "s", ("ipv4_addr",), complete=False, flags=nftconst.SET_INTERVAL, key_ids=(7,), field_lens=(4,), key_len=4)
     items = [
         nest(1, nla(1, bytes(4))) + u32(3, 1),
         nest(1, nla(1, bytes([10, 0, 0, 0]))),
@@ -286,4 +287,4 @@ def test_merged_loads_split_into_their_fields() -> None:
     raw = blob(payload(1, 1, 12, 8), cmp(1, 0, addrs), verdict(DROP))
     assert stmts(raw, "ip")[:2] == (Match(("ip saddr",), "==", Lit("10.0.0.1")), Match(("ip daddr",), "==", Lit("10.0.0.2")))
     raw = blob(payload(1, 1, 12, 8), cmp(1, 1, addrs), verdict(DROP))  # "!=" of both cannot be split: undecided
-    assert stmts(raw, "ip")[0] == Match(("@nh,96,64",), "!=", nl._hex(addrs))
+    assert stmts(raw, "ip")[0] == Match(("@nh,96,64",), "!=", nftdecompile.hex_value(addrs))

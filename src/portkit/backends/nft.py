@@ -221,7 +221,7 @@ def _route_dev_netlink(address: str) -> str | bool | None:
     import struct
     import sys
 
-    from portkit.parse.nftnetlink import attrs
+    from portkit.parse.netlink_tlv import attrs
 
     try:
         packed = ipaddress.ip_address(address).packed

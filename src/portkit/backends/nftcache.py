@@ -30,10 +30,19 @@ def parser_stamp() -> str:
     import zlib
 
     from portkit.model import firewall as model
-    from portkit.parse import iptables_save, nftjson, nftnetlink
+    from portkit.parse import (
+        iptables_save,
+        netlink_tlv,
+        nftconst,
+        nftdecompile,
+        nftexpr,
+        nftjson,
+        nftnetlink,
+        nftvalues,
+    )
 
     parts = []
-    for mod in (model, nftjson, nftnetlink, iptables_save):
+    for mod in (model, nftjson, nftnetlink, nftdecompile, nftexpr, nftconst, nftvalues, netlink_tlv, iptables_save):
         try:
             st = os.stat(mod.__file__ or "")
             parts.append(f"{mod.__name__}:{st.st_mtime_ns}:{st.st_size}")

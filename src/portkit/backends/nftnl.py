@@ -18,7 +18,8 @@ import socket
 import struct
 
 from portkit.errors import PrivilegeError, SystemRefused
-from portkit.parse.nftnetlink import RawRuleset, attrs
+from portkit.parse.netlink_tlv import attrs
+from portkit.parse.nftnetlink import RawRuleset
 
 _NETLINK_NETFILTER = 12
 _SUBSYS = 10 << 8  # NFNL_SUBSYS_NFTABLES

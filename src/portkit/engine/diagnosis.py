@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from portkit.engine.findings import (
-    N_,
     MessageFactory,
     Texts,
     ev_listener,
@@ -50,9 +49,9 @@ from portkit.model.diagnosis import (
     Diagnosis,
     Facts,
     Finding,
-    Localizable,
     Stage,
 )
+from portkit.model.text import N_, Localizable
 
 __all__ = ["diagnose", "listener_covers"]
 
@@ -64,9 +63,9 @@ def diagnose(facts: Facts, make: MessageFactory) -> Diagnosis:
 
 class _Reasoner(ClientSteps, RouterSteps):
     def run(self) -> Diagnosis:
-        f, T = self.f, self.T
+        facts, text = self.facts, self.text
         self.resolution()
-        if f.address is None:
+        if facts.address is None:
             for name in (
                 "route",
                 "outbound",
@@ -78,28 +77,28 @@ class _Reasoner(ClientSteps, RouterSteps):
                 "forward",
                 "conntrack",
             ):
-                self.add_check(name, "skipped", T(N_("skipped: the name does not resolve")))
+                self.add_check(name, "skipped", text(N_("skipped: the name does not resolve")))
             return self.finish()
-        if "client" in f.roles:
+        if "client" in facts.roles:
             self.route()
             self.outbound()
             self.probe()
             self.trace()
-        if "server" in f.roles:
+        if "server" in facts.roles:
             self.inbound()
             self.listen()
-        if "router" in f.roles:
-            for fp in f.forwards:
+        if "router" in facts.roles:
+            for fp in facts.forwards:
                 self.forward_path(fp)
-            if not f.forwards:
-                self.add_check("forward", "skipped", T(N_("no forwarding path was examined")))
+            if not facts.forwards:
+                self.add_check("forward", "skipped", text(N_("no forwarding path was examined")))
         self.conntrack()
-        if "client" in f.roles:
+        if "client" in facts.roles:
             self.client_conclusion()
         return self.finish()
 
     def finish(self) -> Diagnosis:
-        f, T = self.f, self.T
+        facts, text = self.facts, self.text
         blocking = [x for x in self.findings if x._blocking]
         notes = [x for x in self.findings if not x._blocking]
         blocking.sort(key=lambda x: STAGE_ORDER[Stage(x._stage)])
@@ -107,15 +106,15 @@ class _Reasoner(ClientSteps, RouterSteps):
         reachable = False
         if not blocking:
             # An open probe proves the path from here; a local probe says nothing about remote clients.
-            open_probe = f.probe is not None and f.probe.state == "open" and f.roles == frozenset({"client"})
+            open_probe = facts.probe is not None and facts.probe.state == "open" and facts.roles == frozenset({"client"})
             undetermined = [n for n in self.required if self.status_of(n) != "pass"]
             if undetermined and not open_probe:
-                evidence = [ev_unknown(T, u) for u in f.unknowns if u.what in undetermined]
+                evidence = [ev_unknown(text, u) for u in facts.unknowns if u.what in undetermined]
                 for name in undetermined:
-                    if f.unknown(name) is None:
-                        evidence.append(T(N_("{what} could not be determined"), what=name))
+                    if facts.unknown(name) is None:
+                        evidence.append(text(N_("{what} could not be determined"), what=name))
                 evidence.extend(self.extra_evidence)
-                reasons = " ".join(u.reason for u in f.unknowns if u.what in undetermined).lower()
+                reasons = " ".join(u.reason for u in facts.unknowns if u.what in undetermined).lower()
                 privilege = any(
                     w in reasons for w in ("root", "privilege", "cap_net", "permission", "not permitted")
                 )
@@ -123,16 +122,16 @@ class _Reasoner(ClientSteps, RouterSteps):
                     finding(
                         Code.UNKNOWN,
                         Stage.CLIENT,
-                        T(
+                        text(
                             N_(
                                 "cannot tell whether {endpoint}/{proto} is reachable: {what} could not be determined"
                             ),
                             endpoint=self.endpoint,
-                            proto=f.proto,
+                            proto=facts.proto,
                             what=", ".join(undetermined),
                         ),
                         evidence,
-                        T(
+                        text(
                             N_(
                                 "run portkit why as root (reading the firewall rules and every socket's owner needs it)"
                             )
@@ -153,44 +152,44 @@ class _Reasoner(ClientSteps, RouterSteps):
             )
         ordered = head + blocking + sorted(notes, key=lambda x: STAGE_ORDER[Stage(x._stage)])
         return Diagnosis(
-            target=f.target,
-            address=f.address,
-            port=f.port,
-            proto=f.proto,
+            target=facts.target,
+            address=facts.address,
+            port=facts.port,
+            proto=facts.proto,
             reachable=reachable,
             findings=tuple(ordered),
             checks=tuple(self.checks),
-            _roles=f.roles,
-            _trace=f.trace,
+            _roles=facts.roles,
+            _trace=facts.trace,
         )
 
     def reachable_finding(self) -> Finding:
-        f, T = self.f, self.T
+        facts, text = self.facts, self.text
         evidence: list[Localizable] = []
-        if f.probe is not None and f.probe.state == "open":
-            evidence.append(ev_probe(T, f.probe))
-        for s in f.listeners or ():
-            if f.address and listener_covers(s.address, f.address):
-                evidence.append(ev_listener(T, s))
-        if f.inbound is not None and "server" in f.roles:
-            evidence.append(ev_rule(T, f.inbound))
-        for fp in f.forwards:
+        if facts.probe is not None and facts.probe.state == "open":
+            evidence.append(ev_probe(text, facts.probe))
+        for s in facts.listeners or ():
+            if facts.address and listener_covers(s.address, facts.address):
+                evidence.append(ev_listener(text, s))
+        if facts.inbound is not None and "server" in facts.roles:
+            evidence.append(ev_rule(text, facts.inbound))
+        for fp in facts.forwards:
             if fp.dnat is not None:
-                evidence.append(T(N_("DNAT rule: {rule}"), rule=fp.dnat.rule))
+                evidence.append(text(N_("DNAT rule: {rule}"), rule=fp.dnat.rule))
             if fp.forward is not None:
-                evidence.append(ev_rule(T, fp.forward))
+                evidence.append(ev_rule(text, fp.forward))
             if fp.probe is not None:
-                evidence.append(ev_probe(T, fp.probe))
+                evidence.append(ev_probe(text, fp.probe))
         evidence.extend(self.extra_evidence)
         message = (
-            T(
+            text(
                 N_("{endpoint}/{proto} is reachable from {client}"),
                 endpoint=self.endpoint,
-                proto=f.proto,
-                client=f.client,
+                proto=facts.proto,
+                client=facts.client,
             )
-            if f.client and "client" not in f.roles
-            else T(N_("{endpoint}/{proto} is reachable"), endpoint=self.endpoint, proto=f.proto)
+            if facts.client and "client" not in facts.roles
+            else text(N_("{endpoint}/{proto} is reachable"), endpoint=self.endpoint, proto=facts.proto)
         )
         return finding(
             Code.REACHABLE,
@@ -203,23 +202,23 @@ class _Reasoner(ClientSteps, RouterSteps):
 
     # ------------------------------------------------------------------ client
     def resolution(self) -> None:
-        f, T = self.f, self.T
-        r = f.resolution
+        facts, text = self.facts, self.text
+        r = facts.resolution
         if r is None:
             self.add_check(
-                "resolve", "skipped", T(N_("{target} is an address; nothing to resolve"), target=f.target)
+                "resolve", "skipped", text(N_("{target} is an address; nothing to resolve"), target=facts.target)
             )
             return
-        if f.address is None:
-            detail = T(N_("{name} does not resolve: {error}"), name=r.name, error=r.error or "no address")
+        if facts.address is None:
+            detail = text(N_("{name} does not resolve: {error}"), name=r.name, error=r.error or "no address")
             self.add_check("resolve", "fail", detail)
             self.findings.append(
                 finding(
                     Code.NAME_NOT_RESOLVED,
                     Stage.CLIENT,
-                    T(N_("the name {name} does not resolve to any address"), name=r.name),
+                    text(N_("the name {name} does not resolve to any address"), name=r.name),
                     [detail],
-                    T(N_("check the spelling, then /etc/hosts and DNS: getent ahosts {name}"), name=r.name),
+                    text(N_("check the spelling, then /etc/hosts and DNS: getent ahosts {name}"), name=r.name),
                 )
             )
             return
@@ -227,64 +226,64 @@ class _Reasoner(ClientSteps, RouterSteps):
         self.add_check(
             "resolve",
             "pass",
-            T(
+            text(
                 N_("{name} resolves to {addresses}; using {address}"),
                 name=r.name,
                 addresses=addrs,
-                address=f.address,
+                address=facts.address,
             ),
         )
 
     def route(self) -> None:
-        f, T = self.f, self.T
-        r = f.route
+        facts, text = self.facts, self.text
+        r = facts.route
         if r is None:
             if not self.unknown_check("route"):
-                self.add_check("route", "skipped", T(N_("the route was not looked up")))
+                self.add_check("route", "skipped", text(N_("the route was not looked up")))
             return
         if r.kind == "none":
-            self.add_check("route", "fail", ev_route(T, r))
+            self.add_check("route", "fail", ev_route(text, r))
             self.findings.append(
                 finding(
                     Code.NO_ROUTE,
                     Stage.CLIENT,
-                    T(N_("this host has no route to {address}"), address=r.destination),
-                    [ev_route(T, r)],
-                    T(
+                    text(N_("this host has no route to {address}"), address=r.destination),
+                    [ev_route(text, r)],
+                    text(
                         N_("add a route: ip route add {address} via GATEWAY (or set a default route)"),
                         address=r.destination,
                     ),
                 )
             )
             return
-        self.add_check("route", "pass", ev_route(T, r))
+        self.add_check("route", "pass", ev_route(text, r))
 
     def outbound(self) -> None:
-        f, T = self.f, self.T
-        v = f.outbound
+        facts, text = self.facts, self.text
+        v = facts.outbound
         if v is None:
             if not self.unknown_check("outbound"):
-                self.add_check("outbound", "skipped", T(N_("outbound rules were not evaluated")))
+                self.add_check("outbound", "skipped", text(N_("outbound rules were not evaluated")))
             return
         if v.verdict == "accept":
             if v.where:
                 self.add_check(
-                    "outbound", "pass", T(N_("the outbound rules accept it ({where})"), where=v.where)
+                    "outbound", "pass", text(N_("the outbound rules accept it ({where})"), where=v.where)
                 )
             else:
                 self.add_check(
-                    "outbound", "pass", T(N_("nothing filters outbound packets here (no output chain)"))
+                    "outbound", "pass", text(N_("nothing filters outbound packets here (no output chain)"))
                 )
             return
         self.add_check(
             "outbound",
             "fail",
-            T(N_("the outbound rules {verdict} it ({where})"), verdict=v.verdict, where=v.where),
+            text(N_("the outbound rules {verdict} it ({where})"), verdict=v.verdict, where=v.where),
         )
-        if f.probe is not None and f.probe.state == "open":
+        if facts.probe is not None and facts.probe.state == "open":
             # The probe got out: the evaluation disagrees with the kernel. Report it, trust the probe.
             self.extra_evidence.append(
-                T(
+                text(
                     N_("the outbound rules evaluate to {verdict} ({where}), yet the probe got through"),
                     verdict=v.verdict,
                     where=v.where,
@@ -295,62 +294,62 @@ class _Reasoner(ClientSteps, RouterSteps):
             finding(
                 Code.FIREWALL_OUTBOUND,
                 Stage.CLIENT,
-                T(
+                text(
                     N_("this host's outbound rules {verdict} {proto} to {endpoint}"),
                     verdict=v.verdict,
-                    proto=f.proto,
+                    proto=facts.proto,
                     endpoint=self.endpoint,
                 ),
-                [ev_rule(T, v), ev_packet(T, v)],
+                [ev_rule(text, v), ev_packet(text, v)],
                 fix_allow(
-                    T, v, direction="out", proto=f.proto, port=f.port, peer=None, dst=f.address or f.target
+                    text, v, direction="out", proto=facts.proto, port=facts.port, peer=None, dst=facts.address or facts.target
                 ),
             )
         )
 
     def probe(self) -> None:
-        f, T = self.f, self.T
-        p = f.probe
+        facts, text = self.facts, self.text
+        p = facts.probe
         if p is None:
             if not self.unknown_check("probe"):
                 why = (
-                    T(N_("skipped: no route"))
-                    if f.route and f.route.kind == "none"
-                    else T(N_("no probe was sent"))
+                    text(N_("skipped: no route"))
+                    if facts.route and facts.route.kind == "none"
+                    else text(N_("no probe was sent"))
                 )
                 self.add_check("probe", "skipped", why)
             return
         status = {"open": "pass", "open|filtered": "unknown"}.get(p.state, "fail")
-        self.add_check("probe", status, ev_probe(T, p))
-        if f.other_family is not None:
+        self.add_check("probe", status, ev_probe(text, p))
+        if facts.other_family is not None:
             self.add_check(
                 "probe_other_family",
-                {"open": "pass"}.get(f.other_family.state, "fail"),
-                ev_probe(T, f.other_family),
+                {"open": "pass"}.get(facts.other_family.state, "fail"),
+                ev_probe(text, facts.other_family),
             )
 
     def trace(self) -> None:
-        f, T = self.f, self.T
-        t = f.trace
+        facts, text = self.facts, self.text
+        t = facts.trace
         if t is None:
             if not self.unknown_check("trace"):
-                self.add_check("trace", "skipped", T(N_("not needed")))
+                self.add_check("trace", "skipped", text(N_("not needed")))
             return
-        lines = ev_trace(T, t)
+        lines = ev_trace(text, t)
         self.add_check("trace", "pass" if t.reached else "fail", lines[-1])
 
     def conntrack(self) -> None:
-        f, T = self.f, self.T
-        if f.conntrack:
-            c = f.conntrack[0]
+        facts, text = self.facts, self.text
+        if facts.conntrack:
+            c = facts.conntrack[0]
             self.add_check(
                 "conntrack",
                 "pass",
-                T(
+                text(
                     N_("conntrack: {original} became {translated}"),
                     original=c.original,
                     translated=c.translated,
                 ),
             )
         elif not self.unknown_check("conntrack"):
-            self.add_check("conntrack", "skipped", T(N_("no translated flow in conntrack")))
+            self.add_check("conntrack", "skipped", text(N_("no translated flow in conntrack")))

@@ -22,13 +22,13 @@ from portkit.model.diagnosis import (
     Facts,
     Finding,
     Listener,
-    Localizable,
     ProbeFact,
     RouteFact,
     RuleVerdict,
     Stage,
     Unknown,
 )
+from portkit.model.text import N_, Localizable
 from portkit.model.trace import TraceResult
 
 MessageFactory = Callable[[str, Mapping[str, Any]], Localizable]
@@ -36,11 +36,6 @@ MessageFactory = Callable[[str, Mapping[str, Any]], Localizable]
 PROHIBITED = ("admin-prohibited", "host-prohibited", "net-prohibited")
 NO_WAY = ("net-unreach", "host-unreach")
 CLOSED_REASONS = ("conn-refused", "reset", "port-unreach")
-
-
-def N_(template: str) -> str:
-    """Mark a template for extraction (same marker as :func:`portkit.i18n.N_`)."""
-    return template
 
 
 class Texts:
@@ -252,12 +247,12 @@ def fix_allow(
 # --------------------------------------------------------------------------- reasoning state
 
 
-class Steps:
+class ReasoningState:
     """State shared by the reasoning steps: the facts, the text factory, checks and findings."""
 
-    def __init__(self, facts: Facts, T: Texts) -> None:
-        self.f = facts
-        self.T = T
+    def __init__(self, facts: Facts, text: Texts) -> None:
+        self.facts = facts
+        self.text = text
         self.checks: list[Check] = []
         self.findings: list[Finding] = []
         self.required: list[str] = []  # check names that must pass for REACHABLE
@@ -275,14 +270,14 @@ class Steps:
 
     def unknown_check(self, name: str) -> bool:
         """Record an 'unknown' check when the gatherer said this fact is undetermined."""
-        u = self.f.unknown(name)
+        u = self.facts.unknown(name)
         if u is None:
             return False
-        self.add_check(name, "unknown", ev_unknown(self.T, u))
+        self.add_check(name, "unknown", ev_unknown(self.text, u))
         return True
 
     @property
     def endpoint(self) -> str:
-        return hostport(self.f.address or self.f.target, self.f.port)
+        return hostport(self.facts.address or self.facts.target, self.facts.port)
 
     # ------------------------------------------------------------------ main

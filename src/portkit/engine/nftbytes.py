@@ -22,7 +22,7 @@ import struct
 
 from portkit.engine.nftmatch import proto_number
 from portkit.model.firewall import PORT_PROTOS, IPAddress, Packet
-from portkit.parse.nftnetlink import expr
+from portkit.parse.nftexpr import expr
 
 _HDR = struct.Struct("=H")
 # (offset, full size) of the network-header fields the decompiler names, per IP version

@@ -31,16 +31,16 @@ from dataclasses import dataclass, field, replace
 
 from portkit.engine.nftbytes import PacketImage, certainly_no_match
 from portkit.engine.nftmatch import (
-    _FLAG_KEYS,
-    _PORT_PROTOS,
+    FLAG_KEYS,
     Undecided,
-    _addr,
-    _contains,
-    _contains_concat,
-    _key_class,
+    address_or_none,
+    contains,
+    contains_concat,
+    key_class,
     proto_number,
 )
 from portkit.model.firewall import (
+    PORT_PROTOS,
     AnonSet,
     DecidedBy,
     Flags,
@@ -64,8 +64,9 @@ from portkit.model.firewall import (
     VerdictStmt,
     VMap,
 )
-from portkit.parse.nftjson import LIMIT_OVER, rule_text
+from portkit.parse.nftjson import LIMIT_OVER
 from portkit.parse.nftnetlink import anonymous_refs, decode_rule, inline_anonymous
+from portkit.syntax.nfttext import rule_text
 
 PATHS: dict[str, tuple[str, ...]] = {
     "in": ("ingress", "prerouting", "input"),
@@ -191,11 +192,11 @@ class Evaluator:
                 return self._proto_num(p)
             return p.src if key == "ip6 saddr" else st.dst
         head, _, name = key.partition(" ")
-        if head in _PORT_PROTOS or head == "th":
+        if head in PORT_PROTOS or head == "th":
             if name not in ("sport", "dport", "flags"):
                 raise Undecided(key)
             if head == "th":
-                if proto not in _PORT_PROTOS:
+                if proto not in PORT_PROTOS:
                     raise Undecided(f"{key} of a {proto} packet")
             elif proto != head:
                 raise _NoField
@@ -327,15 +328,15 @@ class Evaluator:
         except _NoField:
             return False
         if len(m.key) > 1:
-            kcs = tuple(_key_class(k) for k in m.key)
-            hit = _contains_concat(kcs, vals, m.right, sets)
+            kcs = tuple(key_class(k) for k in m.key)
+            hit = contains_concat(kcs, vals, m.right, sets)
             if m.op in ("==", "in"):
                 return hit
             if m.op == "!=":
                 return not hit
             raise Undecided(f"operator {m.op} on a concatenation")
         key, val = m.key[0], vals[0]
-        if key in _FLAG_KEYS and isinstance(val, frozenset):
+        if key in FLAG_KEYS and isinstance(val, frozenset):
             return self._flags(m, val, sets)
         if m.op in ("<", ">", "<=", ">="):
             if not (isinstance(m.right, Lit) and isinstance(m.right.value, int) and isinstance(val, int)):
@@ -344,7 +345,7 @@ class Evaluator:
             return {"<": val < r, ">": val > r, "<=": val <= r, ">=": val >= r}[m.op]
         if m.mask is not None:
             raise Undecided(f"{key} with a bit mask")
-        hit = _contains(_key_class(key), val, m.right, sets)
+        hit = contains(key_class(key), val, m.right, sets)
         if m.op in ("==", "in"):
             return hit
         if m.op == "!=":
@@ -422,7 +423,7 @@ class Evaluator:
                 if s.opaque:
                     return ("unknown", f"{s.kind} to {s.opaque}")
                 if s.addr is not None:
-                    a = _addr(s.addr)
+                    a = address_or_none(s.addr)
                     if a is None:
                         return ("unknown", f"{s.kind} to {s.addr}")
                     if a.version != st.packet.family:
@@ -457,7 +458,7 @@ class Evaluator:
             vals = tuple(self._field(k, st) for k in s.key)
         except _NoField:
             return None
-        kcs = tuple(_key_class(k) for k in s.key)
+        kcs = tuple(key_class(k) for k in s.key)
         if isinstance(s.data, SetRef):
             m = sets.get(s.data.name)
             if m is None:
@@ -466,7 +467,7 @@ class Evaluator:
         else:
             pairs = [(k, v) for k, v in s.data]
         for k, v in pairs:
-            hit = _contains_concat(kcs, vals, k, sets) if len(kcs) > 1 else _contains(kcs[0], vals[0], k, sets)
+            hit = contains_concat(kcs, vals, k, sets) if len(kcs) > 1 else contains(kcs[0], vals[0], k, sets)
             if hit:
                 if v is None:
                     raise Undecided("map element without a verdict")
@@ -612,9 +613,9 @@ class Evaluator:
         if nat.kind == "redirect":
             # The kernel uses the primary address of the incoming interface (loopback for
             # output); portkit keeps the original destination, which is local either way.
-            addr = st.dst if st.stage == "prerouting" else _addr("127.0.0.1" if st.packet.family == 4 else "::1")
+            addr = st.dst if st.stage == "prerouting" else address_or_none("127.0.0.1" if st.packet.family == 4 else "::1")
         else:
-            addr = _addr(nat.addr or "") or st.dst
+            addr = address_or_none(nat.addr or "") or st.dst
         if addr is not None:
             st.dst = addr
         if nat.port is not None:

@@ -1,6 +1,6 @@
 """Value matching for the nftables evaluator: addresses, prefixes, ranges, sets, flags.
 
-``_contains(kind, value, v, sets)`` answers whether a packet's field value is in an nft
+``contains(kind, value, v, sets)`` answers whether a packet's field value is in an nft
 value (a literal, a prefix, a range, an anonymous or named set); anything it cannot compare
 raises :class:`Undecided`. Addresses are compared as integers; IPv4 text is parsed without
 :mod:`ipaddress`, which is the evaluator's hot path on big rulesets.
@@ -12,7 +12,6 @@ import ipaddress
 from functools import lru_cache
 
 from portkit.model.firewall import (
-    PORT_PROTOS,
     PROTO_NUMBERS,
     AnonSet,
     Concat,
@@ -27,11 +26,10 @@ from portkit.model.firewall import (
     Value,
 )
 
-_PORT_PROTOS = PORT_PROTOS
 _ADDR_KEYS = {"ip saddr", "ip daddr", "ip6 saddr", "ip6 daddr"}
 _PROTO_KEYS = {"meta l4proto", "ip protocol", "ip6 nexthdr"}
 _IFACE_KEYS = {"meta iifname", "meta oifname", "meta iif", "meta oif"}
-_FLAG_KEYS = {"ct state", "ct status", "tcp flags"}
+FLAG_KEYS = {"ct state", "ct status", "tcp flags"}
 
 
 class Undecided(Exception):
@@ -39,7 +37,7 @@ class Undecided(Exception):
 
 
 @lru_cache(maxsize=65536)
-def _addr(text: str) -> IPAddress | None:
+def address_or_none(text: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(text)
     except ValueError:
@@ -84,7 +82,7 @@ def _iface_match(name: str, pattern: str) -> bool:
     return name == pattern.replace("\\*", "*")
 
 
-def _key_class(key: str) -> str:
+def key_class(key: str) -> str:
     if key in _ADDR_KEYS:
         return "addr"
     if key in _PROTO_KEYS:
@@ -109,7 +107,7 @@ def _lit_equal(kc: str, val: object, lit: str | int | bool) -> bool:
     return val == lit
 
 
-def _contains(kc: str, val: object, v: Value, sets: dict[str, NftSet]) -> bool:
+def contains(kc: str, val: object, v: Value, sets: dict[str, NftSet]) -> bool:
     """Does value ``v`` (a literal, prefix, range, set) hold the packet value ``val``?"""
     if isinstance(v, Lit):
         return _lit_equal(kc, val, v.value)
@@ -120,7 +118,7 @@ def _contains(kc: str, val: object, v: Value, sets: dict[str, NftSet]) -> bool:
         return val.version == span[0] and span[1] <= int(val) <= span[2]
     if isinstance(v, Range):
         if kc == "addr":
-            lo, hi = _addr(str(v.lo)), _addr(str(v.hi))
+            lo, hi = address_or_none(str(v.lo)), address_or_none(str(v.hi))
             if lo is None or hi is None or not isinstance(val, ipaddress.IPv4Address | ipaddress.IPv6Address):
                 raise Undecided(f"range {v.lo}-{v.hi}")
             return val.version == lo.version == hi.version and lo <= val <= hi  # type: ignore[operator]
@@ -133,27 +131,27 @@ def _contains(kc: str, val: object, v: Value, sets: dict[str, NftSet]) -> bool:
             return v.lo <= val <= v.hi
         raise Undecided(f"range {v.lo}-{v.hi}")
     if isinstance(v, AnonSet):
-        return any(_contains(kc, val, e, sets) for e in v.elements)
+        return any(contains(kc, val, e, sets) for e in v.elements)
     if isinstance(v, SetRef):
         s = sets.get(v.name)
         if s is None:
             raise Undecided(f"set @{v.name} (not in the ruleset)")
-        return any(_contains(kc, val, e.key, sets) for e in s.elements)
+        return any(contains(kc, val, e.key, sets) for e in s.elements)
     if isinstance(v, Flags):
         return any(_lit_equal(kc, val, n) for n in v.names)
     raise Undecided(f"value {v.text if isinstance(v, Opaque) else v!r}")
 
 
-def _contains_concat(kcs: tuple[str, ...], vals: tuple[object, ...], v: Value, sets: dict[str, NftSet]) -> bool:
+def contains_concat(kcs: tuple[str, ...], vals: tuple[object, ...], v: Value, sets: dict[str, NftSet]) -> bool:
     if isinstance(v, Concat):
         if len(v.parts) != len(vals):
             return False
-        return all(_contains(kc, val, part, sets) for kc, val, part in zip(kcs, vals, v.parts, strict=True))
+        return all(contains(kc, val, part, sets) for kc, val, part in zip(kcs, vals, v.parts, strict=True))
     if isinstance(v, AnonSet):
-        return any(_contains_concat(kcs, vals, e, sets) for e in v.elements)
+        return any(contains_concat(kcs, vals, e, sets) for e in v.elements)
     if isinstance(v, SetRef):
         s = sets.get(v.name)
         if s is None:
             raise Undecided(f"set @{v.name} (not in the ruleset)")
-        return any(_contains_concat(kcs, vals, e.key, sets) for e in s.elements)
+        return any(contains_concat(kcs, vals, e.key, sets) for e in s.elements)
     raise Undecided(f"concatenation compared with {v!r}")

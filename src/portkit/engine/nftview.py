@@ -30,7 +30,7 @@ from portkit.model.firewall import (
     TranslatedDestination,
     VerdictStmt,
 )
-from portkit.parse.nftjson import rule_text, value_text, verdict_text
+from portkit.syntax.nfttext import rule_text, value_text, verdict_text
 
 HOOK_ORDER = ("ingress", "prerouting", "input", "forward", "output", "postrouting", "egress")
 _VIEWS = (("ipv4", ("inet", "ip")), ("ipv6", ("inet", "ip6")), ("netdev", ("netdev",)), ("bridge", ("bridge",)), ("arp", ("arp",)))

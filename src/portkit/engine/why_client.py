@@ -13,60 +13,59 @@ from __future__ import annotations
 
 from portkit.engine.findings import (
     CLOSED_REASONS,
-    N_,
     NO_WAY,
     PROHIBITED,
-    Steps,
+    ReasoningState,
     ev_probe,
     ev_trace,
     finding,
 )
 from portkit.model.diagnosis import (
     Code,
-    Localizable,
     Stage,
 )
+from portkit.model.text import N_, Localizable
 
 __all__ = ["ClientSteps"]
 
 
-class ClientSteps(Steps):
+class ClientSteps(ReasoningState):
     def client_conclusion(self) -> None:
         """What the probe says, once the client's own facts are known."""
-        f, T = self.f, self.T
-        p = f.probe
+        facts, text = self.facts, self.text
+        p = facts.probe
         if p is None:
-            if f.route is None or f.route.kind != "none":
+            if facts.route is None or facts.route.kind != "none":
                 self.required.append("probe")
             return
         if p.state == "open":
             self.required.append("probe")
-            if f.other_family is not None and f.other_family.state != "open":
+            if facts.other_family is not None and facts.other_family.state != "open":
                 self.extra_evidence.append(
-                    T(
+                    text(
                         N_("the other address family fails: {probe}"),
-                        probe=ev_probe(T, f.other_family).english(),
+                        probe=ev_probe(text, facts.other_family).english(),
                     )
                 )
             return
-        if f.local_target or "server" in f.roles:
+        if facts.local_target or "server" in facts.roles:
             return  # a probe of our own address: the server checks say more than the loopback path does
-        evidence: list[Localizable] = [ev_probe(T, p)]
-        if f.trace is not None:
-            evidence.extend(ev_trace(T, f.trace))
-            if any(h.address == p.address and h._kind == "time-exceeded" for h in f.trace.hops):
+        evidence: list[Localizable] = [ev_probe(text, p)]
+        if facts.trace is not None:
+            evidence.extend(ev_trace(text, facts.trace))
+            if any(h.address == p.address and h._kind == "time-exceeded" for h in facts.trace.hops):
                 # The target's own address sent time-exceeded: it routes the port onwards (a DNAT).
                 evidence.append(
-                    T(
+                    text(
                         N_(
                             "{address} forwards this port to another host (it answered time-exceeded): run portkit why there"
                         ),
                         address=p.address,
                     )
                 )
-        if f.other_family is not None and f.other_family.state == "open":
+        if facts.other_family is not None and facts.other_family.state == "open":
             evidence.append(
-                T(N_("the other address family works: {probe}"), probe=ev_probe(T, f.other_family).english())
+                text(N_("the other address family works: {probe}"), probe=ev_probe(text, facts.other_family).english())
             )
         sender = p.reason_from or p.address
         if any(x.code == Code.FIREWALL_OUTBOUND for x in self.findings):
@@ -76,22 +75,22 @@ class ClientSteps(Steps):
                 finding(
                     Code.NOT_LISTENING,
                     Stage.SERVER,
-                    T(
+                    text(
                         N_("{address} answers, but nothing accepts {proto} port {port} there ({reason})"),
                         address=p.address,
-                        proto=f.proto,
-                        port=f.port,
+                        proto=facts.proto,
+                        port=facts.port,
                         reason=p.reason,
                     ),
-                    [*evidence, T(N_("a reset can also come from a rule that rejects with tcp reset"))]
+                    [*evidence, text(N_("a reset can also come from a rule that rejects with tcp reset"))]
                     if p.reason == "conn-refused" or p.reason == "reset"
                     else evidence,
-                    T(
+                    text(
                         N_(
                             "on {address}, start the service on port {port} (portkit why {endpoint} there names the cause)"
                         ),
                         address=p.address,
-                        port=f.port,
+                        port=facts.port,
                         endpoint=self.endpoint,
                     ),
                 )
@@ -103,20 +102,20 @@ class ClientSteps(Steps):
                     finding(
                         Code.FIREWALL_INBOUND_REJECT,
                         Stage.SERVER,
-                        T(
+                        text(
                             N_("{address} rejects {proto} port {port} with ICMP {reason}"),
                             address=p.address,
-                            proto=f.proto,
-                            port=f.port,
+                            proto=facts.proto,
+                            port=facts.port,
                             reason=p.reason,
                         ),
                         evidence,
-                        T(
+                        text(
                             N_("on {address}, allow it: portkit fw allow {port}/{proto} --from {client}"),
                             address=p.address,
-                            port=f.port,
-                            proto=f.proto,
-                            client=f.client or "CLIENT",
+                            port=facts.port,
+                            proto=facts.proto,
+                            client=facts.client or "CLIENT",
                         ),
                     )
                 )
@@ -125,20 +124,20 @@ class ClientSteps(Steps):
                     finding(
                         Code.FILTERED_ON_PATH,
                         Stage.PATH,
-                        T(
+                        text(
                             N_("the router {sender} rejects the packet on the way (ICMP {reason})"),
                             sender=sender,
                             reason=p.reason,
                         ),
                         evidence,
-                        T(
+                        text(
                             N_(
                                 "on {sender}, run portkit why {endpoint}/{proto} --from {client} to see the rule"
                             ),
                             sender=sender,
                             endpoint=self.endpoint,
-                            proto=f.proto,
-                            client=f.client or "CLIENT",
+                            proto=facts.proto,
+                            client=facts.client or "CLIENT",
                         ),
                     )
                 )
@@ -148,14 +147,14 @@ class ClientSteps(Steps):
                 finding(
                     Code.NO_ROUTE,
                     Stage.PATH,
-                    T(
+                    text(
                         N_("{sender} reports {reason}: it cannot deliver to {address}"),
                         sender=sender,
                         reason=p.reason,
                         address=p.address,
                     ),
                     evidence,
-                    T(
+                    text(
                         N_("check the routes on {sender} and that {address} is up"),
                         sender=sender,
                         address=p.address,
@@ -165,45 +164,45 @@ class ClientSteps(Steps):
             return
         if p.reason == "no-response" and p.state == "filtered":
             if self.status_of("outbound") == "pass":
-                last = f.trace.last_hop if f.trace else None
-                ttl = f.trace.last_hop_ttl if f.trace else None
+                last = facts.trace.last_hop if facts.trace else None
+                ttl = facts.trace.last_hop_ttl if facts.trace else None
                 if last is not None:
-                    msg = T(
+                    msg = text(
                         N_(
                             "the rules on this host accept {proto} to {endpoint}, but the probe gets no answer: "
                             "something outside this host drops it after hop {ttl} ({hop})"
                         ),
-                        proto=f.proto,
+                        proto=facts.proto,
                         endpoint=self.endpoint,
                         ttl=ttl or 0,
                         hop=last,
                     )
-                    fix = T(
+                    fix = text(
                         N_(
                             "look at the forward rules of {hop} and the firewall of the next host: run portkit why {endpoint}/{proto} --from {client} there"
                         ),
                         hop=last,
                         endpoint=self.endpoint,
-                        proto=f.proto,
-                        client=f.client or "CLIENT",
+                        proto=facts.proto,
+                        client=facts.client or "CLIENT",
                         address=p.address,
                     )
                 else:
-                    msg = T(
+                    msg = text(
                         N_(
                             "the rules on this host accept {proto} to {endpoint}, but the probe gets no answer: "
                             "something outside this host drops it"
                         ),
-                        proto=f.proto,
+                        proto=facts.proto,
                         endpoint=self.endpoint,
                     )
-                    fix = T(
+                    fix = text(
                         N_(
                             "run portkit why {endpoint}/{proto} --from {client} on {address} (and on the routers between)"
                         ),
                         endpoint=self.endpoint,
-                        proto=f.proto,
-                        client=f.client or "CLIENT",
+                        proto=facts.proto,
+                        client=facts.client or "CLIENT",
                         address=p.address,
                     )
                 self.findings.append(finding(Code.FILTERED_ON_PATH, Stage.PATH, msg, evidence, fix))
@@ -215,7 +214,7 @@ class ClientSteps(Steps):
         self.extra_evidence.extend(evidence)
         if p.state == "open|filtered":
             self.extra_evidence.append(
-                T(
+                text(
                     N_(
                         "no reply and no ICMP error: a UDP service may stay silent, or something drops the datagram"
                     )

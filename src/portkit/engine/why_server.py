@@ -14,8 +14,7 @@ from __future__ import annotations
 import ipaddress
 
 from portkit.engine.findings import (
-    N_,
-    Steps,
+    ReasoningState,
     ev_listener,
     ev_packet,
     ev_rule,
@@ -29,9 +28,9 @@ from portkit.model.diagnosis import (
     Code,
     ForwardPath,
     Listener,
-    Localizable,
     Stage,
 )
+from portkit.model.text import N_, Localizable
 
 __all__ = ["ServerSteps", "listener_covers"]
 
@@ -56,31 +55,31 @@ def listener_covers(listener_address: str, target: str) -> bool:
     return la == ta
 
 
-class ServerSteps(Steps):
+class ServerSteps(ReasoningState):
     def inbound(self) -> None:
-        f, T = self.f, self.T
+        facts, text = self.facts, self.text
         self.required.append("inbound")
-        v = f.inbound
+        v = facts.inbound
         if v is None:
             if not self.unknown_check("inbound"):
-                self.add_check("inbound", "unknown", T(N_("the inbound rules were not evaluated")))
+                self.add_check("inbound", "unknown", text(N_("the inbound rules were not evaluated")))
             return
         if v.verdict == "accept":
             if v.where:
                 self.add_check(
                     "inbound",
                     "pass",
-                    T(N_("the inbound rules accept {packet} ({where})"), packet=v.packet, where=v.where),
+                    text(N_("the inbound rules accept {packet} ({where})"), packet=v.packet, where=v.where),
                 )
             else:
                 self.add_check(
-                    "inbound", "pass", T(N_("nothing filters {packet} (no input chain)"), packet=v.packet)
+                    "inbound", "pass", text(N_("nothing filters {packet} (no input chain)"), packet=v.packet)
                 )
             return
         self.add_check(
             "inbound",
             "fail",
-            T(
+            text(
                 N_("the inbound rules {verdict} {packet} ({where})"),
                 verdict=v.verdict,
                 packet=v.packet,
@@ -89,18 +88,18 @@ class ServerSteps(Steps):
         )
         code = Code.FIREWALL_INBOUND_REJECT if v.verdict == "reject" else Code.FIREWALL_INBOUND_DROP
         message = (
-            T(
+            text(
                 N_("the inbound rules reject {proto} port {port} from {client}"),
-                proto=f.proto,
-                port=f.port,
-                client=f.client or "outside",
+                proto=facts.proto,
+                port=facts.port,
+                client=facts.client or "outside",
             )
             if v.verdict == "reject"
-            else T(
+            else text(
                 N_("the inbound rules drop {proto} port {port} from {client}"),
-                proto=f.proto,
-                port=f.port,
-                client=f.client or "outside",
+                proto=facts.proto,
+                port=facts.port,
+                client=facts.client or "outside",
             )
         )
         self.findings.append(
@@ -108,29 +107,29 @@ class ServerSteps(Steps):
                 code,
                 Stage.SERVER,
                 message,
-                [ev_rule(T, v), ev_packet(T, v)],
+                [ev_rule(text, v), ev_packet(text, v)],
                 fix_allow(
-                    T, v, direction="in", proto=f.proto, port=f.port, peer=f.client, dst=f.address or f.target
+                    text, v, direction="in", proto=facts.proto, port=facts.port, peer=facts.client, dst=facts.address or facts.target
                 ),
             )
         )
 
     def listen(self) -> None:
-        f, T = self.f, self.T
+        facts, text = self.facts, self.text
         self.required.append("listen")
-        if f.listeners is None:
+        if facts.listeners is None:
             if not self.unknown_check("listen"):
-                self.add_check("listen", "unknown", T(N_("the socket table was not read")))
+                self.add_check("listen", "unknown", text(N_("the socket table was not read")))
             return
-        address = f.address or f.target
-        code, message, fix = self.judge_listeners(f.listeners, address, f.port, forward=None)
+        address = facts.address or facts.target
+        code, message, fix = self.judge_listeners(facts.listeners, address, facts.port, forward=None)
         if code is None:
-            s = next(s for s in f.listeners if listener_covers(s.address, address))
-            self.add_check("listen", "pass", ev_listener(T, s))
+            s = next(s for s in facts.listeners if listener_covers(s.address, address))
+            self.add_check("listen", "pass", ev_listener(text, s))
             return
         self.add_check("listen", "fail", message)
-        evidence = [ev_listener(T, s) for s in f.listeners] or [
-            T(N_("socket table: no {proto} socket is bound to port {port}"), proto=f.proto, port=f.port)
+        evidence = [ev_listener(text, s) for s in facts.listeners] or [
+            text(N_("socket table: no {proto} socket is bound to port {port}"), proto=facts.proto, port=facts.port)
         ]
         self.findings.append(finding(code, Stage.SERVER, message, evidence, fix))
 
@@ -138,45 +137,45 @@ class ServerSteps(Steps):
         self, listeners: tuple[Listener, ...], address: str, port: int, *, forward: ForwardPath | None
     ) -> tuple[Code | None, Localizable, Localizable | None]:
         """NOT_LISTENING / LOOPBACK_ONLY / BOUND_TO_OTHER_ADDRESS, or None when a socket takes it."""
-        T, proto = self.T, self.f.proto
+        text, proto = self.text, self.facts.proto
         if any(listener_covers(s.address, address) for s in listeners):
-            return None, T(N_("listening")), None
+            return None, text(N_("listening")), None
         if not listeners:
             if forward is not None and forward.dnat is not None:
                 near = ", ".join(f"{s.port} ({s.process or '?'})" for s in forward.nearby[:5])
-                msg = T(
+                msg = text(
                     N_("the forward of port {port} points at {target}, but nothing listens there"),
-                    port=self.f.port,
+                    port=self.facts.port,
                     target=hostport(address, port),
                 )
                 if forward.nearby:
                     closest = min(forward.nearby, key=lambda s: abs(s.port - port))
-                    fix = T(
+                    fix = text(
                         N_(
                             "forward {port} points at {to_port} but the service listens on {actual}: change the forward to {actual}, or move the service to {to_port}"
                         ),
-                        port=self.f.port,
+                        port=self.facts.port,
                         to_port=port,
                         actual=closest.port,
                     )
-                    msg = T(
+                    msg = text(
                         N_(
                             "the forward of port {port} points at {target}, but nothing listens there (listening nearby: {near})"
                         ),
-                        port=self.f.port,
+                        port=self.facts.port,
                         target=hostport(address, port),
                         near=near,
                     )
                 else:
-                    fix = T(
+                    fix = text(
                         N_("start the service on {target}, or point the forward at the port it listens on"),
                         target=hostport(address, port),
                     )
                 return Code.FORWARD_TARGET_NOT_LISTENING, msg, fix
             return (
                 Code.NOT_LISTENING,
-                T(N_("nothing listens on {proto} port {port} on this host"), proto=proto, port=port),
-                T(N_("start the service on port {port} (or check the port in its configuration)"), port=port),
+                text(N_("nothing listens on {proto} port {port} on this host"), proto=proto, port=port),
+                text(N_("start the service on port {port} (or check the port in its configuration)"), port=port),
             )
         held = ", ".join(sorted({hostport(s.address, s.port) for s in listeners}))
         proc = next((s.process for s in listeners if s.process), None)
@@ -184,25 +183,25 @@ class ServerSteps(Steps):
         params = {"held": held, "address": address, "wildcard": wildcard, "process": proc}
         # Without root the owner of a socket may be invisible: the sentences then say "a service".
         if proc:
-            fix = T(
+            fix = text(
                 N_("bind to {wildcard} or {address} instead of {held} (in {process}'s configuration)"),
                 **params,
             )
         else:
-            fix = T(
+            fix = text(
                 N_("bind to {wildcard} or {address} instead of {held} (in the service's configuration)"),
                 **params,
             )
         if all(is_loopback(s.address) for s in listeners) and not is_loopback(address):
             if proc:
-                msg = T(
+                msg = text(
                     N_(
                         "{process} listens on {held} only (loopback): connections to {address} cannot reach it"
                     ),
                     **params,
                 )
             else:
-                msg = T(
+                msg = text(
                     N_(
                         "a service listens on {held} only (loopback): connections to {address} cannot reach it"
                     ),
@@ -210,9 +209,9 @@ class ServerSteps(Steps):
                 )
             return Code.LOOPBACK_ONLY, msg, fix
         if proc:
-            msg = T(N_("{process} listens on {held}, not on {address}"), **params)
+            msg = text(N_("{process} listens on {held}, not on {address}"), **params)
         else:
-            msg = T(N_("a service listens on {held}, not on {address}"), **params)
+            msg = text(N_("a service listens on {held}, not on {address}"), **params)
         return Code.BOUND_TO_OTHER_ADDRESS, msg, fix
 
     # ------------------------------------------------------------------ router

@@ -20,18 +20,11 @@ structural :class:`Localizable` (``portkit.i18n.Message`` satisfies it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
 
+from portkit.model.text import Localizable
 from portkit.model.trace import TraceResult
-
-
-class Localizable(Protocol):
-    def english(self) -> str: ...
-
-    def render(self, tr: Callable[[str], str]) -> str: ...
 
 
 class Code(StrEnum):

@@ -6,9 +6,10 @@ fields whose name starts with ``_`` stay out of JSON.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from portkit.model.text import Localizable
 
 # Kernel TCP states (include/net/tcp_states.h), named without the TCP_ prefix.
 TCP_STATES: dict[int, str] = {
@@ -37,14 +38,6 @@ ALL_STATES_MASK = (1 << 14) - 2  # bits 1..13
 
 PORT_CLASSES = ("well-known", "registered", "dynamic")
 EXPOSURES = ("loopback", "all", "address")
-
-
-class Localizable(Protocol):
-    """A text that renders in English (JSON) or in the user's language (tables)."""
-
-    def english(self) -> str: ...
-
-    def render(self, tr: Callable[[str], str]) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ from portkit.ops.firewall_apply import (  # the apply side, re-exported as part 
     unit_text,
 )
 from portkit.ops.firewall_policy import DEFAULT_POLICY, load_policy_file, policy_services
-from portkit.ops.fwcheck import _addr, _local_addresses, check_packet
+from portkit.ops.fwcheck import check_packet, local_ip_addresses, parse_address
 from portkit.ops.fwcheck import make_packet as make_packet
 
 __all__ = [
@@ -223,8 +223,8 @@ def annotate_inbound(table: SocketTable, *, netns: str | None = None, source: st
         rs, load_set = read_live(netns=netns)
     except (PrivilegeError, SystemRefused, InputError):
         return table
-    src_override = _addr(source, "--from") if source is not None else None
-    local = _local_addresses(netns)
+    src_override = parse_address(source, "--from") if source is not None else None
+    local = local_ip_addresses(netns)
     ev = Evaluator(rs, local_addresses=local, route=lambda a: nftb.route_dev(str(a), netns=netns), load_set=load_set)
     addrs = nftb.interface_addresses(netns=netns)
     devs = {fam: nftb.default_route_dev(family=fam, netns=netns) for fam in (4, 6)}

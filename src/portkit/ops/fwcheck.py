@@ -18,7 +18,7 @@ from portkit.errors import InputError, TargetError
 from portkit.model.firewall import HOOKS, PORT_PROTOS, FwCheckResult, IPAddress, NftRuleset, Packet
 
 
-def _local_addresses(netns: str | None) -> frozenset[IPAddress]:
+def local_ip_addresses(netns: str | None) -> frozenset[IPAddress]:
     out: set[IPAddress] = set()
     for a in nftb.local_addresses(netns=netns):
         with contextlib.suppress(ValueError):
@@ -26,7 +26,7 @@ def _local_addresses(netns: str | None) -> frozenset[IPAddress]:
     return frozenset(out)
 
 
-def _addr(text: str, what: str) -> IPAddress:
+def parse_address(text: str, what: str) -> IPAddress:
     try:
         return ipaddress.ip_address(text)
     except ValueError:
@@ -39,7 +39,7 @@ def make_packet(
 ) -> Packet:  # fmt: skip
     if hook not in HOOKS:
         raise InputError(f"bad hook {hook!r}; valid ones are: {', '.join(HOOKS)}")
-    s, d = _addr(src, "source"), _addr(dst, "destination")
+    s, d = parse_address(src, "source"), parse_address(dst, "destination")
     if s.version != d.version:
         raise TargetError(f"source {src} and destination {dst} are of different IP versions")
     proto = proto.lower()
@@ -88,7 +88,7 @@ def check_packet(
     if ruleset is None:
         rs, load_set = read_live(netns=netns)
         if local_addresses is None:
-            local_addresses = _local_addresses(netns)
+            local_addresses = local_ip_addresses(netns)
         pkt = _fill_interfaces(pkt, netns, local_addresses)
 
         def route(addr: IPAddress) -> str | None:

@@ -333,7 +333,8 @@ def _sort_key(v: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _notes(values: Sequence[tuple[Any, ...]], eph: tuple[int, int]) -> tuple[Note, ...]:
-    from portkit.i18n import N_, Message  # gettext: only when there is something to note
+    from portkit.i18n import Message  # gettext: only when there is something to note
+    from portkit.model.text import N_
 
     out: dict[tuple[str, int, str], Note] = {}
     low, high = eph

@@ -39,7 +39,6 @@ from portkit.model.firewall import (
     Value,
     VerdictStmt,
 )
-from portkit.parse.nftjson import stmt_text
 
 # Options taking one argument that carry no meaning for a new connection's verdict.
 _IGNORED_WITH_ARG = {"--limit", "--limit-burst", "--log-prefix", "--log-level", "--comment"}
@@ -286,4 +285,4 @@ def merge_iptables(rs: NftRuleset, v4_save: str | None, v6_save: str | None) -> 
     return replace(rs, chains=tuple(chains), notes=tuple(dict.fromkeys(notes)))
 
 
-__all__ = ["merge_iptables", "parse_rule", "parse_save", "stmt_text"]
+__all__ = ["merge_iptables", "parse_rule", "parse_save"]

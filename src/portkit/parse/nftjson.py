@@ -2,8 +2,8 @@
 
 Each rule's ``expr`` list becomes a tuple of statements from a small closed vocabulary
 (:mod:`portkit.model.firewall`). An expression outside it becomes ``Unknown(text)`` so the
-evaluator can name it instead of guessing. Each rule also gets a one-line nft-like text,
-used by ``fw show`` and in verdict explanations. Example::
+evaluator can name it instead of guessing. A rule's one-line nft-like text (``fw show``,
+verdict explanations) is printed by :mod:`portkit.syntax.nfttext`. Example::
 
     {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}},
                "right": {"set": [22, {"range": [80, 90]}]}}}
@@ -43,6 +43,7 @@ from portkit.model.firewall import (
     VerdictStmt,
     VMap,
 )
+from portkit.parse.nftvalues import key_text, value_text
 
 _VERDICTS = ("accept", "drop", "continue", "return", "jump", "goto", "queue")
 _PASSIVE = ("counter", "log", "limit", "notrack", "flow", "synproxy", "quota")
@@ -110,40 +111,10 @@ def parse_value(obj: Any) -> Value:
     return Opaque(_compact(obj))
 
 
-def value_text(v: Value) -> str:
-    if isinstance(v, Lit):
-        if isinstance(v.value, bool):
-            return "exists" if v.value else "missing"
-        if isinstance(v.value, str) and (" " in v.value or v.value == "" or "*" in v.value):
-            return f'"{v.value}"'
-        return str(v.value)
-    if isinstance(v, Prefix):
-        return f"{v.addr}/{v.length}"
-    if isinstance(v, Range):
-        return f"{v.lo}-{v.hi}"
-    if isinstance(v, SetRef):
-        return f"@{v.name}"
-    if isinstance(v, AnonSet):
-        return "{ " + ", ".join(value_text(e) for e in v.elements) + " }"
-    if isinstance(v, Concat):
-        return " . ".join(value_text(p) for p in v.parts)
-    if isinstance(v, Flags):
-        return ",".join(v.names)
-    return v.text
-
-
 def _verdict(kind: str, body: Any) -> VerdictStmt:
     if kind in ("jump", "goto") and isinstance(body, dict):
         return VerdictStmt(kind, str(body.get("target")))
     return VerdictStmt(kind)
-
-
-def verdict_text(v: VerdictStmt) -> str:
-    if v.kind in ("jump", "goto"):
-        return f"{v.kind} {v.target}"
-    if v.kind == "reject" and v.target:
-        return f"reject with {v.target}"
-    return v.kind
 
 
 def parse_stmt(obj: Any) -> Stmt:
@@ -232,7 +203,7 @@ def _map_text(obj: Any) -> str | None:
         right = "{ " + ", ".join(f"{value_text(parse_value(k))} : {value_text(parse_value(v))}" for k, v in pairs) + " }"
     else:
         return None
-    return f"{' . '.join(_SHORT.get(k, k) for k in key)} map {right}"
+    return f"{' . '.join(key_text(k) for k in key)} map {right}"
 
 
 def _limit_text(body: Mapping[str, Any]) -> str:
@@ -246,42 +217,6 @@ def _limit_text(body: Mapping[str, Any]) -> str:
 
 
 LIMIT_OVER = "limit rate over "
-
-
-_SHORT = {"meta iifname": "iifname", "meta oifname": "oifname", "meta iif": "iif", "meta oif": "oif"}
-
-
-def stmt_text(s: Stmt) -> str:
-    if isinstance(s, Match):
-        left = " . ".join(_SHORT.get(k, k) for k in s.key)
-        if s.mask is not None:
-            left = f"{left} & {value_text(s.mask)}"
-        op = "" if s.op in ("==", "in") else f"{s.op} "
-        right = value_text(s.right)
-        if s.key[0] in _SHORT and isinstance(s.right, Lit) and not right.startswith('"'):
-            right = f'"{right}"'
-        return f"{left} {op}{right}"
-    if isinstance(s, VerdictStmt):
-        return verdict_text(s)
-    if isinstance(s, VMap):
-        if isinstance(s.data, SetRef):
-            return f"{' . '.join(s.key)} vmap @{s.data.name}"
-        inner = ", ".join(f"{value_text(k)} : {verdict_text(v)}" for k, v in s.data)
-        return f"{' . '.join(s.key)} vmap {{ {inner} }}"
-    if isinstance(s, Nat):
-        if s.opaque:
-            return f"{s.kind} to {s.opaque}"
-        if s.kind == "masquerade":
-            return "masquerade"
-        to = s.addr or ""
-        if s.port is not None:
-            to = f"[{to}]:{s.port}" if ":" in to else f"{to}:{s.port}"
-        return f"{s.kind} to {to}".rstrip()
-    if isinstance(s, SetMark):
-        return f"{s.what} set {s.value if s.value is not None else '?'}"
-    if isinstance(s, Passive):
-        return s.name
-    return s.text
 
 
 def _map_dependency(e: Any, family: str, before: list[Stmt]) -> Match | None:
@@ -378,7 +313,8 @@ def resolve_hidden(rs: NftRuleset, families: Mapping[tuple[str, str, str, int], 
             fam = families.get((r.family, r.table, r.chain, r.handle or -1))
             if r.ambiguous and fam is not None and fam != "?":
                 if fam:
-                    r = replace(r, stmts=(Match(("meta nfproto",), "==", Lit(fam)), *r.stmts), text=f"meta nfproto {fam} {rule_text(r)}")
+                    text = f"meta nfproto {fam} {r.text}" if r.text else ""  # else printed from stmts
+                    r = replace(r, stmts=(Match(("meta nfproto",), "==", Lit(fam)), *r.stmts), text=text)
                 r = replace(r, ambiguous=None)
             rules.append(r)
         chains.append(replace(c, rules=tuple(rules)))
@@ -387,16 +323,6 @@ def resolve_hidden(rs: NftRuleset, families: Mapping[tuple[str, str, str, int], 
 
 def has_ambiguous(rs: NftRuleset) -> bool:
     return any(r.ambiguous for c in rs.chains for r in c.rules)
-
-
-def rule_text(rule: NftRule) -> str:
-    """The rule as one readable nft-like line."""
-    if rule.text:
-        return rule.text
-    text = " ".join(stmt_text(s) for s in rule.stmts)
-    if rule.comment:
-        text += f' comment "{rule.comment}"'
-    return text
 
 
 def _set(obj: Mapping[str, Any], is_map: bool) -> NftSet:

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-def N_(template: str) -> str:  # same marker as portkit.i18n.N_ (registry stays import-free)
-    return template
-
+from portkit.model.text import N_
 
 WELL_KNOWN = (0, 1023)
 REGISTERED = (1024, 49151)

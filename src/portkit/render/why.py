@@ -12,8 +12,9 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
-from portkit.i18n import N_, Translator
+from portkit.i18n import Translator
 from portkit.model.diagnosis import Diagnosis, Finding
+from portkit.model.text import N_
 from portkit.model.trace import TraceResult
 from portkit.render.jsonout import document
 from portkit.render.table import style
