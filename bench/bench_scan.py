@@ -132,7 +132,9 @@ def source_tree(arg: str) -> str:
     raise argparse.ArgumentTypeError(f"{arg!r} holds no portkit source tree (DIR/src/portkit or DIR/portkit)")
 
 
-def tools_for(addr: str, tmp: str, tag: str, src: str | None = None, swap: bool = False) -> dict[str, list[str]]:
+def tools_for(
+    addr: str, tmp: str, tag: str, src: str | None = None, swap: bool = False
+) -> dict[str, list[str]]:
     tools = {
         "nmap -sT -T4": ["nmap", "-sT", "-p-", "-T4", "-n", "-Pn", addr, "-oX", f"{tmp}/{tag}-nmap-sT.xml"],
         "nmap -sS -T4": ["nmap", "-sS", "-p-", "-T4", "-n", "-Pn", addr, "-oX", f"{tmp}/{tag}-nmap-sS.xml"],
@@ -181,7 +183,10 @@ def bench(runs: int, tmp: str, src: str | None = None) -> Figures:
                 ("nmap -sS -T4", "nmap-sS"),
             ]
             if src is not None:
-                compared += [(f"portkit connect{BASE}", "pk-connect-base"), (f"portkit --syn{BASE}", "pk-syn-base")]
+                compared += [
+                    (f"portkit connect{BASE}", "pk-connect-base"),
+                    (f"portkit --syn{BASE}", "pk-syn-base"),
+                ]
             for label, f in compared:
                 got = xml_states(f"{tmp}/{tag}-{f}.xml")
                 diff = [p for p in range(1, 65536) if got.get(p) != ref.get(p)]
@@ -201,7 +206,12 @@ def bench(runs: int, tmp: str, src: str | None = None) -> Figures:
     for dropped, per_tool in walls.items():
         base = statistics.median(per_tool["nmap -sT -T4"])
         out[dropped] = {
-            k: (statistics.median(v), statistics.median(v) / base, rss[dropped][k], statistics.median(cpus[dropped][k]))
+            k: (
+                statistics.median(v),
+                statistics.median(v) / base,
+                rss[dropped][k],
+                statistics.median(cpus[dropped][k]),
+            )
             for k, v in per_tool.items()
         }
     return out

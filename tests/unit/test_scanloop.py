@@ -332,7 +332,9 @@ def test_an_error_in_a_hook_propagates_after_close() -> None:
         return CLOSED
 
     clock = Clock()
-    loop = ScanLoop([1, 2, 3], PROFILE, [RttEstimator()], CongestionWindow(), silent=FILTERED_SILENT, clock=clock)
+    loop = ScanLoop(
+        [1, 2, 3], PROFILE, [RttEstimator()], CongestionWindow(), silent=FILTERED_SILENT, clock=clock
+    )
     kind = FakeKind(loop, clock, net)
     with pytest.raises(OSError):
         loop.run(kind)
@@ -340,7 +342,9 @@ def test_an_error_in_a_hook_propagates_after_close() -> None:
 
 
 def test_rate_spaces_the_sends() -> None:
-    profile = TimingProfile(initial_rtt=0.2, min_rtt=0.05, max_rtt=0.5, max_retries=1, lan_min_rtt=None, rate=100.0)
+    profile = TimingProfile(
+        initial_rtt=0.2, min_rtt=0.05, max_rtt=0.5, max_retries=1, lan_min_rtt=None, rate=100.0
+    )
     times: list[float] = []
     clock_ref: list[Clock] = []
 

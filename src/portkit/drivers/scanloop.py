@@ -137,7 +137,9 @@ class ScanLoop:
         else:
             self.retry.on_answer(tryno)
 
-    def replied(self, hi: int, port: int, verdict: Verdict, sent_at: float, retransmitted: bool, now: float) -> None:
+    def replied(
+        self, hi: int, port: int, verdict: Verdict, sent_at: float, retransmitted: bool, now: float
+    ) -> None:
         """A probe (already out of ``inflight``) was answered: record it, feed the window."""
         self.host_replies[hi] += 1
         self.cwnd.on_reply(sent_at, retransmitted, len(self.inflight), now)
@@ -147,7 +149,9 @@ class ScanLoop:
         """A verdict that is no answer from the host (the local kernel refused)."""
         self.results[(hi, port)] = verdict
 
-    def timed_out(self, item: int, tryno: int, sent_at: float, replies_at_send: int, hsnap: int, now: float) -> None:
+    def timed_out(
+        self, item: int, tryno: int, sent_at: float, replies_at_send: int, hsnap: int, now: float
+    ) -> None:
         """A probe (already out of ``inflight``) got no answer: retransmit, or conclude.
 
         ``replies_at_send`` and ``hsnap`` are the window's and the host's reply counters when
@@ -248,7 +252,11 @@ class ScanLoop:
                     wait = max(0.0, due - now)
                 if len(inflight) < cwnd.window and (retries or next_index < total):
                     # more to send: now, or when the rate allows
-                    wait = 0.0 if not rate_gap else max(0.0, min(wait if due is not None else 1.0, next_send - now))
+                    wait = (
+                        0.0
+                        if not rate_gap
+                        else max(0.0, min(wait if due is not None else 1.0, next_send - now))
+                    )
                 now = receive(wait)
                 # 4. time out overdue probes
                 kind.expire(now)

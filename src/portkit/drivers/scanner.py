@@ -1,4 +1,5 @@
-"""The TCP connect scanner: one plain epoll loop over non-blocking connect() calls.
+"""The TCP connect scanner: non-blocking connect() calls, the connect kind of the one scan
+loop (:mod:`portkit.drivers.scanloop`, a plain epoll loop).
 
 Why not asyncio: a task (or even a future) per port costs more Python than the kernel
 spends on the probe; measured here, a task per port took 10-15 s for 65,535 ports where

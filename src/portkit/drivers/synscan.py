@@ -13,8 +13,9 @@ held by a bound, non-listening TCP socket so no other program can be given it).
 
 Replies are matched on source address, source port, our port and the acknowledgement
 number (our random initial sequence + 1), so stray traffic cannot fake an answer.
-Timing (timeouts, retransmission, congestion window) is :mod:`portkit.engine.timing`,
-as for the connect scanner; without file descriptors per probe the window can be large.
+The loop is :mod:`portkit.drivers.scanloop`, and timing (timeouts, retransmission,
+congestion window) :mod:`portkit.engine.timing`, as for the connect scanner; without file
+descriptors per probe the window can be large.
 """
 
 from __future__ import annotations
@@ -158,7 +159,9 @@ class SynScanner:
             if self.v6:
                 tx.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, 16)
             attach_port_filter(tx, sport, self.v6)
-            self.loop.run(SynKind(self.loop, self.addresses, tx, icmp, srcs, sport, self.seq, self.record_rtt))
+            self.loop.run(
+                SynKind(self.loop, self.addresses, tx, icmp, srcs, sport, self.seq, self.record_rtt)
+            )
         finally:
             holder.close()
             tx.close()
@@ -200,14 +203,17 @@ class SynKind:
         self.send: SendHook = self._send_hook(addresses, tx, srcs, sport, seq)
         self.receive: ReceiveHook = self._receive_hook(addresses, tx, icmp, sport, seq, record_rtt)
 
-    def _send_hook(self, addresses: list[str], tx: socket.socket, srcs: list[str], sport: int, seq: int) -> SendHook:
+    def _send_hook(
+        self, addresses: list[str], tx: socket.socket, srcs: list[str], sport: int, seq: int
+    ) -> SendHook:
         v6 = ":" in addresses[0]
         fam = socket.AF_INET6 if v6 else socket.AF_INET
         packed = [socket.inet_pton(fam, a) for a in addresses]
         bases = [0] * len(packed)
         if not v6:
             bases = [
-                _checksum_base(socket.inet_pton(fam, s), p, sport, seq) for s, p in zip(srcs, packed, strict=True)
+                _checksum_base(socket.inet_pton(fam, s), p, sport, seq)
+                for s, p in zip(srcs, packed, strict=True)
             ]
         hdr = bytearray(_syn_header(sport, 0, seq, 0))
         pack_into = struct.pack_into
@@ -368,7 +374,10 @@ class SynKind:
                 if hi2 is None or reason is Reason.ICMP_OTHER:
                     continue
                 answered(
-                    hi2 << 16 | port, hi2, Verdict(PortState.FILTERED, reason, str(iaddr[0]).split("%")[0]), now
+                    hi2 << 16 | port,
+                    hi2,
+                    Verdict(PortState.FILTERED, reason, str(iaddr[0]).split("%")[0]),
+                    now,
                 )
             return now
 

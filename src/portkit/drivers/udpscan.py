@@ -1,4 +1,5 @@
-"""The UDP scanner: one connected datagram socket per probe, in the same epoll loop style.
+"""The UDP scanner: one connected datagram socket per probe, the UDP kind of the one scan
+loop (:mod:`portkit.drivers.scanloop`).
 
 A UDP port says little: a reply proves it open (``udp-response``), an ICMP port-unreachable
 proves it closed (``port-unreach``), other ICMP unreachables mean a filter (``filtered``)
