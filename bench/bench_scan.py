@@ -24,11 +24,18 @@ nmap's XML are compared port by port: the states must be the same.
 same interpreter), e.g. a ``git worktree`` of the previous commit: in every run its scans
 sit next to this tree's (the order swapped every run), so one run measures old and new
 code under the same noise; the medians' new/old ratios (wall and CPU) are printed.
+
+``--cpu ROUNDS`` (with ``--src``) measures the scanners' own cost instead, without nmap,
+interpreter start-up or the forked worker: in each round, for each lab, scan kind and tree
+(the trees' order swapped every round), one process scans ``--reps`` times in-process
+(``processes=1``, after one warm-up scan) and reports each scan's CPU time (user + system:
+on a veth the target's kernel work runs in the sender's context too) and wall time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import secrets
@@ -217,6 +224,73 @@ def bench(runs: int, tmp: str, src: str | None = None) -> Figures:
     return out
 
 
+# Run inside the scanner namespace by ``--cpu``, with PYTHONPATH selecting the tree. Fixed text:
+# argv carries only the scan kind and the repetition count.
+CPU_WORKER = r"""
+import json, sys, time
+from portkit.drivers.scanner import connect_scan
+from portkit.drivers.synscan import syn_scan
+from portkit.engine.timing import TimingProfile
+
+scan = connect_scan if sys.argv[1] == "connect" else syn_scan
+ports = range(1, 65536)
+scan(["10.88.0.2"], ports, TimingProfile(), processes=1)  # warm-up
+out = []
+for _ in range(int(sys.argv[2])):
+    c0, w0 = time.process_time(), time.perf_counter()
+    res = scan(["10.88.0.2"], ports, TimingProfile(), processes=1)
+    out.append((time.process_time() - c0, time.perf_counter() - w0, len(res.results)))
+print(json.dumps(out))
+"""
+
+CpuSamples = dict[tuple[bool, str, str], list[tuple[float, float]]]  # (dropped, kind, tree) -> (cpu, wall)
+
+
+def bench_cpu(rounds: int, reps: int, src: str) -> CpuSamples:
+    names = {dropped: f"pkbs{secrets.token_hex(3)}" for dropped in (True, False)}
+    here = str(pathlib.Path(__file__).resolve().parent.parent / "src")
+    trees = [("new", here), ("old", src)]
+    samples: CpuSamples = {}
+    try:
+        for dropped, name in names.items():
+            lab_up(scenario(dropped), name=name)
+        for rnd in range(rounds):
+            order = trees if rnd % 2 == 0 else trees[::-1]
+            for dropped, name in names.items():
+                for kind in ("connect", "syn"):
+                    for tag, path in order:
+                        argv = [
+                            *("ip", "netns", "exec", f"pk-{name}-scanner", "env", f"PYTHONPATH={path}"),
+                            *(sys.executable, "-c", CPU_WORKER, kind, str(reps)),
+                        ]
+                        p = subprocess.run(argv, capture_output=True, text=True, check=False)
+                        if p.returncode != 0:
+                            raise SystemExit(f"cpu worker ({tag}, {kind}) failed: {p.stderr.strip()}")
+                        for cpu, wall, judged in json.loads(p.stdout):
+                            if judged != 65535:
+                                raise SystemExit(f"cpu worker ({tag}, {kind}) judged {judged} ports")
+                            samples.setdefault((dropped, kind, tag), []).append((cpu, wall))
+    finally:
+        for name in names.values():
+            lab_down(name)
+    return samples
+
+
+def print_cpu(samples: CpuSamples, rounds: int, reps: int, src: str) -> None:
+    print(f"\n## in-process scans, this tree (new) / {src} (old): {rounds} rounds x {reps} scans, medians")
+    print("| lab | scan | CPU s new | CPU s old | CPU new/old | wall s new | wall s old | wall new/old |")
+    print("|---|---|---|---|---|---|---|---|")
+    for dropped in (True, False):
+        for kind in ("connect", "syn"):
+            new, old = samples[(dropped, kind, "new")], samples[(dropped, kind, "old")]
+            cn, co = statistics.median(c for c, _w in new), statistics.median(c for c, _w in old)
+            wn, wo = statistics.median(w for _c, w in new), statistics.median(w for _c, w in old)
+            print(
+                f"| {'dropped' if dropped else 'clean'} | {kind} | {cn:.3f} | {co:.3f} | {cn / co:.3f} "
+                f"| {wn:.3f} | {wo:.3f} | {wn / wo:.3f} |"
+            )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
@@ -226,10 +300,23 @@ def main() -> int:
         metavar="DIR",
         help="also time portkit from this source tree (e.g. a worktree of the previous commit), interleaved",
     )
+    ap.add_argument(
+        "--cpu",
+        type=int,
+        metavar="ROUNDS",
+        help="with --src: in-process CPU time of the scanners, new vs old",
+    )
+    ap.add_argument("--reps", type=int, default=3, help="scans per process and round for --cpu (default 3)")
     args = ap.parse_args()
+    if args.cpu is not None and args.src is None:
+        print("--cpu compares two trees: give --src DIR too", file=sys.stderr)
+        return 2
     if os.geteuid() != 0:
         print("bench_scan needs root (lab namespaces, raw sockets)", file=sys.stderr)
         return 3
+    if args.cpu is not None:
+        print_cpu(bench_cpu(args.cpu, args.reps, args.src), args.cpu, args.reps, args.src)
+        return 0
     targets = {
         True: {"portkit connect": 0.5, "portkit --syn": 0.5},
         False: {"portkit connect": 1.5, "portkit --syn": 1.0},
