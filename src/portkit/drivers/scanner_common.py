@@ -18,7 +18,6 @@ import signal
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from portkit.engine.timing import CongestionWindow, TimingProfile
 from portkit.model.probe import PortState, Reason, Verdict
@@ -29,12 +28,6 @@ IPV6_RECVERR = 25
 FD_MARGIN = 64  # files kept free for the rest of the process (pipes, the epoll fd, output)
 
 Progress = Callable[[int, int], None]
-
-
-class Cancel(Protocol):
-    """Anything with ``is_set()`` (a threading.Event): the scan stops, partial, when set."""
-
-    def is_set(self) -> bool: ...
 
 
 OPEN_SYNACK = Verdict(PortState.OPEN, Reason.SYN_ACK)

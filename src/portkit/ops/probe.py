@@ -16,7 +16,6 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from portkit.engine.endpoint import (
     Resolver,
@@ -30,6 +29,7 @@ from portkit.engine.scanplan import compact_ports, profile_for
 from portkit.engine.scanresults import host_result, icmp_rate_limit_warnings
 from portkit.engine.timing import TimingProfile
 from portkit.errors import InputError, PortSpecError, ResolveError, TargetError
+from portkit.model.cancel import Cancel
 from portkit.model.probe import (
     CheckReport,
     Endpoint,
@@ -45,10 +45,6 @@ from portkit.model.probe import (
 __all__ = ["check", "scan", "top_ports"]
 
 Progress = Callable[[int, int], None]
-
-
-class Cancel(Protocol):
-    def is_set(self) -> bool: ...
 
 
 def _is_root() -> bool:
