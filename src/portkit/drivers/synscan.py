@@ -13,9 +13,8 @@ held by a bound, non-listening TCP socket so no other program can be given it).
 
 Replies are matched on source address, source port, our port and the acknowledgement
 number (our random initial sequence + 1), so stray traffic cannot fake an answer.
-The loop is :mod:`portkit.drivers.scanloop`, and timing (timeouts, retransmission,
-congestion window) :mod:`portkit.engine.timing`, as for the connect scanner; without file
-descriptors per probe the window can be large.
+Timing (timeouts, retransmission, congestion window) is :mod:`portkit.engine.timing`,
+as for the connect scanner; without file descriptors per probe the window can be large.
 """
 
 from __future__ import annotations
@@ -27,11 +26,11 @@ import random
 import select
 import socket
 import struct
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from portkit.drivers.scanloop import BLOCKED, LOCAL, RESEND, ReceiveHook, ScanLoop, SendHook
 from portkit.drivers.scanner_common import (
     FILTERED_SILENT,
     Progress,
@@ -39,7 +38,7 @@ from portkit.drivers.scanner_common import (
     run_split,
     work_items,
 )
-from portkit.engine.timing import CongestionWindow, RttEstimator, TimingProfile
+from portkit.engine.timing import CongestionWindow, RetryPolicy, RttEstimator, SilenceTracker, TimingProfile
 from portkit.errors import PrivilegeError, SystemRefused
 from portkit.model.cancel import Cancel
 from portkit.model.probe import PortState, Reason, Verdict
@@ -126,21 +125,24 @@ class SynScanner:
         cancel: Cancel | None = None,
         record_rtt: bool = False,
     ) -> None:
+        self.cancel = cancel
         self.record_rtt = record_rtt  # check reports each probe's round trip; scans need not
         if not addresses:
             raise ValueError("no addresses")
         self.v6 = ":" in addresses[0]
         self.family = socket.AF_INET6 if self.v6 else socket.AF_INET
         self.addresses = list(addresses)
-        rtts = [
+        self.items = items
+        self.profile = profile
+        self.on_progress = on_progress
+        self.rtt = [
             RttEstimator(profile.initial_rtt, profile.min_rtt, profile.max_rtt, profile.lan_min_rtt)
             for _ in addresses
         ]
-        cwnd = CongestionWindow(profile.min_window, profile.max_window, float(profile.initial_window))
-        self.loop = ScanLoop(
-            items, profile, rtts, cwnd, silent=FILTERED_SILENT, on_progress=on_progress, cancel=cancel
-        )
-        self.outcome = self.loop.outcome
+        self.cwnd = CongestionWindow(profile.min_window, profile.max_window, float(profile.initial_window))
+        self.retry = RetryPolicy(profile.max_retries)
+        self.silence = SilenceTracker(len(addresses))
+        self.outcome = ScanOutcome()
         self.seq = random.getrandbits(32)
 
     def run(self) -> ScanOutcome:
@@ -159,56 +161,26 @@ class SynScanner:
             if self.v6:
                 tx.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, 16)
             attach_port_filter(tx, sport, self.v6)
-            self.loop.run(
-                SynKind(self.loop, self.addresses, tx, icmp, srcs, sport, self.seq, self.record_rtt)
-            )
+            try:
+                self._loop(tx, icmp, srcs, sport)
+            except KeyboardInterrupt:
+                self.outcome.interrupted = True
         finally:
             holder.close()
             tx.close()
             icmp.close()
         return self.outcome
 
-
-class SynKind:
-    """The SYN scan's hooks for :class:`ScanLoop`: SYNs out of one raw socket, replies and
-    ICMP errors read raw.
-
-    Bookkeeping is per batch, not per probe (a tuple per SYN costs as much as the send):
-    ``inflight`` maps item -> the batch's send time (the same float object for the whole
-    batch, so a timed-out batch recognises its own probes by identity); ``tries`` holds the
-    try number of retransmitted items only; ``order`` holds the batches in send order.
-    """
-
-    batch = BATCH
-
-    def __init__(
-        self,
-        loop: ScanLoop,
-        addresses: list[str],
-        tx: socket.socket,
-        icmp: socket.socket,
-        srcs: list[str],
-        sport: int,
-        seq: int,
-        record_rtt: bool,
-    ) -> None:
-        self.loop = loop
-        self.inflight: dict[int, float] = {}
-        self.tries: dict[int, int] = {}
-        self.order: deque[_Batch] = deque()
-        self.group: list[int] = []  # items of the batch being sent
-        self.ep = select.epoll()
-        self.ep.register(tx.fileno(), select.EPOLLIN)
-        self.ep.register(icmp.fileno(), select.EPOLLIN)
-        self.send: SendHook = self._send_hook(addresses, tx, srcs, sport, seq)
-        self.receive: ReceiveHook = self._receive_hook(addresses, tx, icmp, sport, seq, record_rtt)
-
-    def _send_hook(
-        self, addresses: list[str], tx: socket.socket, srcs: list[str], sport: int, seq: int
-    ) -> SendHook:
-        v6 = ":" in addresses[0]
-        fam = socket.AF_INET6 if v6 else socket.AF_INET
-        packed = [socket.inet_pton(fam, a) for a in addresses]
+    def _loop(self, tx: socket.socket, icmp: socket.socket, srcs: list[str], sport: int) -> None:
+        fam, v6 = self.family, self.v6
+        items, total = self.items, len(self.items)
+        results = self.outcome.results
+        cwnd, retry, rtts = self.cwnd, self.retry, self.rtt
+        seq = self.seq
+        ack_expect = (seq + 1) & 0xFFFFFFFF
+        packed = [socket.inet_pton(fam, a) for a in self.addresses]
+        host_of_packed = {p: i for i, p in enumerate(packed)}
+        host_of_text = {a: i for i, a in enumerate(self.addresses)}
         bases = [0] * len(packed)
         if not v6:
             bases = [
@@ -217,196 +189,241 @@ class SynKind:
             ]
         hdr = bytearray(_syn_header(sport, 0, seq, 0))
         pack_into = struct.pack_into
-        dests = [(a, 0) for a in addresses]
+        dests = [(a, 0) for a in self.addresses]
         # One target (the usual case): connect the raw socket, so the kernel filters replies to
         # that source and send()/recv() skip parsing an address on every packet.
-        single = len(addresses) == 1
+        single = len(self.addresses) == 1
         if single:
             tx.connect(dests[0])
-        tx_send, sendto = tx.send, tx.sendto
-        inflight, tries, group = self.inflight, self.tries, self.group
-        grp_append = group.append
-        judge = self.loop.judge
+        send = tx.send
+        sendto = tx.sendto
+        recv_plain = tx.recv_into
+        recv_into = tx.recvfrom_into
+        icmp_recv = icmp.recvfrom_into
+        # Bookkeeping is per batch, not per probe (a tuple per SYN costs as much as the send):
+        # inflight maps item -> the batch's send time (the same float object for the whole
+        # batch, so a timed-out batch recognises its own probes by identity); tries holds the
+        # try number of retransmitted items only; order holds the batches in send order.
+        inflight: dict[int, float] = {}
+        tries: dict[int, int] = {}
+        order: deque[_Batch] = deque()
+        silence = self.silence
+        host_replies = silence.replies
+        keep_rtt = self.record_rtt
+        retries: deque[tuple[int, int]] = deque()  # (item, tryno)
+        next_index = 0
+        done = 0
+        sent = 0
+        mono = time.monotonic
+        buf = bytearray(2048)
+        ep = select.epoll()
+        ep.register(tx.fileno(), select.EPOLLIN)
+        ep.register(icmp.fileno(), select.EPOLLIN)
+        rate_gap = 1.0 / self.profile.rate if self.profile.rate else 0.0
+        next_send = 0.0
+        last_progress = 0.0
         stale_errors = 0
 
-        def send(item: int, tryno: int, now: float) -> Verdict | None:
-            nonlocal stale_errors
-            hi, port = item >> 16, item & 0xFFFF
-            pack_into("!H", hdr, 2, port)
-            if not v6:
-                c = bases[hi] + port
-                c = (c & 0xFFFF) + (c >> 16)
-                c = (c & 0xFFFF) + (c >> 16)
-                pack_into("!H", hdr, 16, ~c & 0xFFFF)
-            try:
-                if single:
-                    tx_send(hdr)
-                else:
-                    sendto(hdr, dests[hi])
-            except OSError as exc:
-                if exc.errno in (errno.ENOBUFS, errno.EAGAIN):
-                    return BLOCKED
-                if single and exc.errno in _ICMP_ERRNOS and stale_errors < 8:
-                    # an earlier ICMP error, reported (and cleared) on this send: resend
-                    stale_errors += 1
-                    return RESEND
-                stale_errors = 0
-                # the local kernel refused (no route, our own firewall): judged at once
-                reason = Reason.NET_UNREACH if exc.errno == errno.ENETUNREACH else Reason.ERROR
-                sender = None if reason is not Reason.ERROR else errno.errorcode.get(exc.errno or 0)
-                judge(hi, port, Verdict(PortState.FILTERED, reason, sender))
-                return LOCAL
-            stale_errors = 0
-            inflight[item] = now
-            if tryno:
-                tries[item] = tryno
-            grp_append(item)
-            return None
-
-        return send
-
-    def flush(self, now: float) -> None:
-        if self.group:
-            loop = self.loop
-            self.order.append(_Batch(now, self.group.copy(), loop.cwnd.replies, list(loop.host_replies)))
-            self.group.clear()
-
-    def _receive_hook(
-        self,
-        addresses: list[str],
-        tx: socket.socket,
-        icmp: socket.socket,
-        sport: int,
-        seq: int,
-        keep_rtt: bool,
-    ) -> ReceiveHook:
-        loop = self.loop
-        v6 = ":" in addresses[0]
-        fam = socket.AF_INET6 if v6 else socket.AF_INET
-        single = len(addresses) == 1
-        ack_expect = (seq + 1) & 0xFFFFFFFF
-        host_of_packed = {socket.inet_pton(fam, a): i for i, a in enumerate(addresses)}
-        host_of_text = {a: i for i, a in enumerate(addresses)}
-        recv_plain, recv_into, icmp_recv = tx.recv_into, tx.recvfrom_into, icmp.recvfrom_into
-        inflight, tries = self.inflight, self.tries
-        results, host_replies, rtts = loop.results, loop.host_replies, loop.rtts
-        cwnd, retry, replied, mono = loop.cwnd, loop.retry, loop.replied, loop.clock
-        poll = self.ep.poll
-        buf = bytearray(2048)
-
-        def answered(key: int, hi: int, verdict: Verdict, now: float) -> None:
+        def answered(key: int, hi: int, verdict: Verdict, now: float) -> bool:
+            nonlocal done
             sent_at = inflight.pop(key, None)
             if sent_at is None:
-                return  # a duplicate, or a late answer to a port already judged
+                return False  # a duplicate, or a late answer to a port already judged
+            host_replies[hi] += 1
             tryno = tries.pop(key, 0) if tries else 0
             if tryno:
                 retry.on_answer(tryno)
+                cwnd.on_reply(sent_at, True, len(inflight), now)
             else:
                 rtts[hi].sample(now - sent_at)
+                cwnd.on_reply(sent_at, False, len(inflight), now)
             if keep_rtt:
                 verdict = Verdict(verdict.state, verdict.reason, verdict.reason_from, _ms(now - sent_at))
-            replied(hi, key & 0xFFFF, verdict, sent_at, tryno > 0, now)
+            results[(hi, key & 0xFFFF)] = verdict
+            done += 1
+            return True
 
-        def receive(wait: float) -> float:
-            if wait:
-                poll(wait, 4)
-            now = mono()
-            # TCP replies
-            quick = 0
-            addr: tuple[str, int] = ("", 0)
+        try:
             while True:
-                try:
-                    if single:
-                        n = recv_plain(buf)
+                now = mono()
+                room = min(cwnd.window - len(inflight), BATCH)
+                if room > 0 and (retries or next_index < total):
+                    if rate_gap:
+                        if now < next_send:
+                            room = 0
+                        else:
+                            room = min(room, 1 + int((now - next_send) / rate_gap))
+                            next_send = max(next_send + room * rate_gap, now - 0.05)
+                    group: list[int] = []
+                    grp_append = group.append
+                    while room > 0 and (retries or next_index < total):
+                        room -= 1
+                        if retries:
+                            item, tryno = retries.popleft()
+                            if tryno:
+                                tries[item] = tryno
+                        else:
+                            item = items[next_index]
+                            next_index += 1
+                        hi, port = item >> 16, item & 0xFFFF
+                        pack_into("!H", hdr, 2, port)
+                        if not v6:
+                            c = bases[hi] + port
+                            c = (c & 0xFFFF) + (c >> 16)
+                            c = (c & 0xFFFF) + (c >> 16)
+                            pack_into("!H", hdr, 16, ~c & 0xFFFF)
+                        try:
+                            if single:
+                                send(hdr)
+                            else:
+                                sendto(hdr, dests[hi])
+                        except OSError as exc:
+                            if exc.errno in (errno.ENOBUFS, errno.EAGAIN):
+                                retries.appendleft((item, tries.pop(item, 0)))
+                                break
+                            if single and exc.errno in _ICMP_ERRNOS and stale_errors < 8:
+                                # an earlier ICMP error, reported (and cleared) on this send: resend
+                                stale_errors += 1
+                                retries.appendleft((item, tries.pop(item, 0)))
+                                room += 1
+                                continue
+                            stale_errors = 0
+                            tries.pop(item, None)
+                            # the local kernel refused (no route, our own firewall): judged at once
+                            reason = Reason.NET_UNREACH if exc.errno == errno.ENETUNREACH else Reason.ERROR
+                            sender = (
+                                None if reason is not Reason.ERROR else errno.errorcode.get(exc.errno or 0)
+                            )
+                            results[(hi, port)] = Verdict(PortState.FILTERED, reason, sender)
+                            done += 1
+                            continue
+                        stale_errors = 0
+                        inflight[item] = now
+                        grp_append(item)
+                    if group:
+                        sent += len(group)
+                        order.append(_Batch(now, group, cwnd.replies, list(host_replies)))
+                if len(inflight) > self.outcome.window_peak:
+                    self.outcome.window_peak = len(inflight)
+                if not inflight and not retries and next_index >= total:
+                    again, final = silence.next_round()
+                    for hi, item in final:
+                        results[(hi, item & 0xFFFF)] = FILTERED_SILENT
+                        done += 1
+                    if not again:
+                        break
+                    retries.extend((item, 0) for _hi, item in again)
+                    continue
+                wait = 0.0
+                if order:
+                    head = order[0]
+                    wait = max(0.0, head.sent + rtts[head.items[0] >> 16].timeout() - now)
+                if len(inflight) < cwnd.window and (retries or next_index < total):
+                    # more to send: now, or when the rate allows
+                    wait = 0.0 if not rate_gap else max(0.0, min(wait if order else 1.0, next_send - now))
+                if wait:
+                    ep.poll(wait, 4)
+                now = mono()
+                # TCP replies
+                quick = 0
+                while True:
+                    try:
+                        if single:
+                            n = recv_plain(buf)
+                        else:
+                            n, addr = recv_into(buf)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError as exc:
+                        if exc.errno in _ICMP_ERRNOS:
+                            continue  # an ICMP error reported on the connected socket: read on
+                        raise
+                    if v6:
+                        off = 0
+                        hi_opt = 0 if single else host_of_text.get(addr[0])
                     else:
-                        n, addr = recv_into(buf)
-                except (BlockingIOError, InterruptedError):
+                        off = (buf[0] & 15) * 4
+                        hi_opt = 0 if single else host_of_packed.get(bytes(buf[12:16]))
+                    if hi_opt is None or n < off + 14 or buf[off + 2] << 8 | buf[off + 3] != sport:
+                        continue
+                    if int.from_bytes(buf[off + 8 : off + 12], "big") != ack_expect:
+                        continue
+                    flags = buf[off + 13]
+                    if flags & 0x04:
+                        verdict = CLOSED_RESET
+                    elif flags & 0x12 == 0x12:
+                        verdict = OPEN
+                    else:
+                        continue
+                    key = hi_opt << 16 | (buf[off] << 8 | buf[off + 1])
+                    if tries and key in tries:
+                        answered(key, hi_opt, verdict, now)
+                        continue
+                    sent_at = inflight.pop(key, None)
+                    if sent_at is None:
+                        continue  # a duplicate, or a late answer to a port already judged
+                    host_replies[hi_opt] += 1
+                    quick += 1  # first-try answers feed the window once per drain
+                    if quick < 16 or not quick & 7:  # and only some RTTs: they are all alike
+                        rtts[hi_opt].sample(now - sent_at)
+                    if keep_rtt:
+                        verdict = Verdict(verdict.state, verdict.reason, None, _ms(now - sent_at))
+                    results[(hi_opt, key & 0xFFFF)] = verdict
+                    done += 1
+                if quick:
+                    cwnd.on_replies(quick)
+                # ICMP errors quoting one of our SYNs
+                while True:
+                    try:
+                        n, addr = icmp_recv(buf)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    parsed = _parse_icmp(buf, n, v6, sport)
+                    if parsed is None:
+                        continue
+                    typ, code, dst, port = parsed
+                    hi2 = host_of_packed.get(dst)
+                    reason = icmp_reason(6 if v6 else 4, typ, code)
+                    if hi2 is None or reason is Reason.ICMP_OTHER:
+                        continue
+                    answered(
+                        hi2 << 16 | port,
+                        hi2,
+                        Verdict(PortState.FILTERED, reason, str(addr[0]).split("%")[0]),
+                        now,
+                    )
+                # timeouts, a batch at a time
+                while order:
+                    head = order[0]
+                    if now < head.sent + rtts[head.items[0] >> 16].timeout():
+                        break
+                    order.popleft()
+                    t_sent = head.sent
+                    for item in head.items:
+                        if inflight.get(item) is not t_sent:
+                            continue  # answered, or sent again in a later batch
+                        del inflight[item]
+                        hi = item >> 16
+                        tryno = tries.pop(item, 0)
+                        cwnd.on_timeout(t_sent, head.replies, len(inflight), now)
+                        silence.on_timeout(hi, item, head.host_replies[hi])
+                        if retry.should_retry(tryno):
+                            retries.append((item, tryno + 1))
+                        elif silence.conclude(hi, item):
+                            results[(hi, item & 0xFFFF)] = FILTERED_SILENT
+                            done += 1
+                if self.cancel is not None and self.cancel.is_set():
+                    self.outcome.interrupted = True
                     break
-                except OSError as exc:
-                    if exc.errno in _ICMP_ERRNOS:
-                        continue  # an ICMP error reported on the connected socket: read on
-                    raise
-                if v6:
-                    off = 0
-                    hi_opt = 0 if single else host_of_text.get(addr[0])
-                else:
-                    off = (buf[0] & 15) * 4
-                    hi_opt = 0 if single else host_of_packed.get(bytes(buf[12:16]))
-                if hi_opt is None or n < off + 14 or buf[off + 2] << 8 | buf[off + 3] != sport:
-                    continue
-                if int.from_bytes(buf[off + 8 : off + 12], "big") != ack_expect:
-                    continue
-                flags = buf[off + 13]
-                if flags & 0x04:
-                    verdict = CLOSED_RESET
-                elif flags & 0x12 == 0x12:
-                    verdict = OPEN
-                else:
-                    continue
-                key = hi_opt << 16 | (buf[off] << 8 | buf[off + 1])
-                if tries and key in tries:
-                    answered(key, hi_opt, verdict, now)
-                    continue
-                sent_at = inflight.pop(key, None)
-                if sent_at is None:
-                    continue  # a duplicate, or a late answer to a port already judged
-                host_replies[hi_opt] += 1
-                quick += 1  # first-try answers feed the window once per drain
-                if quick < 16 or not quick & 7:  # and only some RTTs: they are all alike
-                    rtts[hi_opt].sample(now - sent_at)
-                if keep_rtt:
-                    verdict = Verdict(verdict.state, verdict.reason, None, _ms(now - sent_at))
-                results[(hi_opt, key & 0xFFFF)] = verdict
-            if quick:
-                cwnd.on_replies(quick)
-            # ICMP errors quoting one of our SYNs
-            while True:
-                try:
-                    n, iaddr = icmp_recv(buf)
-                except (BlockingIOError, InterruptedError):
-                    break
-                parsed = _parse_icmp(buf, n, v6, sport)
-                if parsed is None:
-                    continue
-                typ, code, dst, port = parsed
-                hi2 = host_of_packed.get(dst)
-                reason = icmp_reason(6 if v6 else 4, typ, code)
-                if hi2 is None or reason is Reason.ICMP_OTHER:
-                    continue
-                answered(
-                    hi2 << 16 | port,
-                    hi2,
-                    Verdict(PortState.FILTERED, reason, str(iaddr[0]).split("%")[0]),
-                    now,
-                )
-            return now
-
-        return receive
-
-    def deadline(self) -> float | None:
-        if not self.order:
-            return None
-        head = self.order[0]
-        return head.sent + self.loop.rtts[head.items[0] >> 16].timeout()
-
-    def expire(self, now: float) -> None:
-        """Time out a batch at a time."""
-        order, inflight, tries = self.order, self.inflight, self.tries
-        rtts, timed_out = self.loop.rtts, self.loop.timed_out
-        while order:
-            head = order[0]
-            if now < head.sent + rtts[head.items[0] >> 16].timeout():
-                break
-            order.popleft()
-            t_sent = head.sent
-            for item in head.items:
-                if inflight.get(item) is not t_sent:
-                    continue  # answered, or sent again in a later batch
-                del inflight[item]
-                timed_out(item, tries.pop(item, 0), t_sent, head.replies, head.host_replies[item >> 16], now)
-
-    def close(self) -> None:
-        self.ep.close()
+                if self.on_progress is not None and now - last_progress > 0.1:
+                    last_progress = now
+                    # suspects' tries are spent (see scanner.py): count them
+                    self.on_progress(min(total, done + len(self.silence.suspects)), total)
+        finally:
+            self.outcome.probes_sent = sent
+            ep.close()
+            if self.on_progress is not None:
+                self.on_progress(done, total)
 
 
 @dataclass(slots=True)
