@@ -23,7 +23,6 @@ __all__ = [
     "forget_netns",
     "in_netns",
     "is_local_address",
-    "load_local_flags",
     "load_state",
     "save_state",
     "sysctl",
@@ -49,29 +48,32 @@ def forget_netns(netns: str) -> None:
         pass
 
 
-def load_state(netns: str | None) -> list[ForwardSpec]:
+def load_state(netns: str | None) -> tuple[list[ForwardSpec], dict[str, bool]]:
+    """The recorded forwards, and by spec text whether each one's target is local: one read
+    of the state file. Entries that cannot be read are skipped; no file means none."""
     try:
         with open(_state_path(netns)) as f:
             data = json.load(f)
     except (OSError, ValueError):
-        return []
-    out = []
+        return [], {}
+    specs: list[ForwardSpec] = []
+    local: dict[str, bool] = {}
     for item in data.get("forwards", []) if isinstance(data, dict) else []:
         try:
-            out.append(
-                ForwardSpec(
-                    bind=item["bind"],
-                    listen_port=int(item["listen_port"]),
-                    target_host=item["target_host"],
-                    target_port=int(item["target_port"]),
-                    proto=item["proto"],
-                    allow=tuple(item.get("allow", ())),
-                    deny=tuple(item.get("deny", ())),
-                )
+            spec = ForwardSpec(
+                bind=item["bind"],
+                listen_port=int(item["listen_port"]),
+                target_host=item["target_host"],
+                target_port=int(item["target_port"]),
+                proto=item["proto"],
+                allow=tuple(item.get("allow", ())),
+                deny=tuple(item.get("deny", ())),
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             continue
-    return out
+        specs.append(spec)
+        local[str(spec)] = bool(item.get("local"))
+    return specs, local
 
 
 def save_state(netns: str | None, specs: Sequence[ForwardSpec], local: dict[str, bool]) -> None:
@@ -82,22 +84,6 @@ def save_state(netns: str | None, specs: Sequence[ForwardSpec], local: dict[str,
             {"forwards": [{**asdict(s), "local": local.get(str(s), False)} for s in specs]}, f, indent=1
         )
     os.replace(tmp, _state_path(netns))
-
-
-def load_local_flags(netns: str | None) -> dict[str, bool]:
-    try:
-        with open(_state_path(netns)) as f:
-            data = json.load(f)
-        return {
-            str(
-                ForwardSpec(
-                    i["bind"], int(i["listen_port"]), i["target_host"], int(i["target_port"]), i["proto"]
-                )
-            ): bool(i.get("local"))
-            for i in data.get("forwards", [])
-        }
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
 
 
 def netns_path(netns: str | None) -> str | None:

@@ -121,9 +121,9 @@ def _rows(
 
 def _current(netns: str | None) -> tuple[list[ForwardSpec], dict[str, bool]]:
     """Our state file, minus forwards the kernel no longer has (a rollback fired, a reboot)."""
-    specs = host.load_state(netns)
+    specs, local = host.load_state(netns)
     inst = _installed(netns)
-    return [s for s in specs if str(s) in inst], host.load_local_flags(netns)
+    return [s for s in specs if str(s) in inst], local
 
 
 def _apply(
@@ -269,10 +269,8 @@ def _match(text: str, cur: Sequence[ForwardSpec]) -> list[ForwardSpec]:
 def kernel_forward_list(*, netns: str | None = None) -> KernelForwardResult:
     if netns is not None:
         host.netns_path(netns)
-    specs = host.load_state(netns)
-    return KernelForwardResult(
-        "list", _rows(_build(specs, host.load_local_flags(netns), netns), netns), (), (), None, netns
-    )
+    specs, local = host.load_state(netns)
+    return KernelForwardResult("list", _rows(_build(specs, local, netns), netns), (), (), None, netns)
 
 
 def kernel_forward_confirm(*, netns: str | None = None) -> bool:
