@@ -164,9 +164,9 @@ def check_trusted(path: str) -> None:
             raise _refuse(walked, why)
     # the root and everything below it: no symlinks, no sticky exceptions
     current = root
-    for part in [None, *below]:
-        if part is not None:
-            current = os.path.join(current, part)
+    for depth in range(len(below) + 1):
+        if depth:
+            current = os.path.join(current, below[depth - 1])
         try:
             st = os.lstat(current)
         except FileNotFoundError:

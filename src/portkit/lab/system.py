@@ -22,13 +22,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from portkit.backends import state
 from portkit.backends.netns import NETNS_RUN_DIR, run_in_netns
+from portkit.backends.state import ETC_NETNS
 from portkit.errors import PrivilegeError, SystemRefused
 from portkit.lab.plan import OPTIONAL_SYSCTLS
 
 T = TypeVar("T")
 RUNNER_MODULE = "portkit.lab.runner"
-ETC_NETNS = "/etc/netns"
 
 
 def ip_binary() -> str:
@@ -282,11 +283,9 @@ def runners_of(lab: str) -> list[int]:
 
 
 def write_etc(ns: str, files: dict[str, str]) -> None:
-    d = os.path.join(ETC_NETNS, ns)
-    os.makedirs(d, exist_ok=True)
+    d = state.make_dir(os.path.join(ETC_NETNS, ns), 0o755)
     for name, text in files.items():
-        with open(os.path.join(d, name), "w", encoding="utf-8") as f:
-            f.write(text)
+        state.write_file(os.path.join(d, name), text, 0o644)  # read by every process in the namespace
 
 
 def remove_etc(ns: str) -> None:

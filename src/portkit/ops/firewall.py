@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from portkit.backends import nft as nftb
+from portkit.backends import state
 from portkit.engine.nfteval import Evaluator
 from portkit.engine.nftview import list_dnat, ruleset_view
 from portkit.engine.policy import add_rule, delete_rule, shadowed_rules
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
     from portkit.model.sockets import SocketTable
 
 DEFAULT_POLICY = "/etc/portkit/policy.yaml"
-STATE_DIR = os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/firewall"
+STATE_DIR = state.firewall_dir()
 
 
 # --------------------------------------------------------------------------- policy files

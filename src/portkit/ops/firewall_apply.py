@@ -13,7 +13,7 @@ import os
 import stat
 
 from portkit.backends import nft as nftb
-from portkit.backends import rollback
+from portkit.backends import rollback, state
 from portkit.engine import nftcompile
 from portkit.engine.policy import evaluate_policy, shadowed_rules
 from portkit.errors import FileFormatError, InputError, PrivilegeError, SystemRefused
@@ -148,11 +148,8 @@ def apply_policy(
 
 def _keep(name: str, text: str) -> str | None:
     try:
-        os.makedirs(STATE_DIR, mode=0o700, exist_ok=True)
-        p = os.path.join(STATE_DIR, name)
-        with open(p, "w") as f:
-            f.write(text)
-        return p
+        state.make_dir(STATE_DIR, 0o700)
+        return state.write_file(os.path.join(STATE_DIR, name), text)
     except OSError:
         return None
 
@@ -183,11 +180,12 @@ def firewall_status(path: str = DEFAULT_POLICY, *, netns: str | None = None, uni
     if text is not None:
         try:
             want = _sha256(compile_policy_file(path))
-            with open(os.path.join(STATE_DIR, f"{_state_name(netns)}.applied.sha256")) as f:
-                in_sync = f.read().strip() == want
-            with open(os.path.join(STATE_DIR, f"{_state_name(netns)}.applied.nft")) as f:
-                in_sync = in_sync and f.read() == text
-        except (OSError, FileFormatError):
+            applied = state.read_state_text(os.path.join(STATE_DIR, f"{_state_name(netns)}.applied.sha256"))
+            loaded = state.read_state_text(os.path.join(STATE_DIR, f"{_state_name(netns)}.applied.nft"))
+            in_sync = applied is not None and applied.strip() == want and loaded == text
+            if applied is None or loaded is None:
+                in_sync = None
+        except (OSError, ValueError, FileFormatError):
             in_sync = None
     rb = rollback.status(_state_name(netns))
     return FwStatus(

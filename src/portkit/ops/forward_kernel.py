@@ -13,13 +13,13 @@ armed with the previous table *before* the new one is loaded: unless
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TypeVar
 
+from portkit.backends import state
 from portkit.engine.forwardnft import installed_specs, kernel_forward, render_script
 from portkit.engine.forwardspec import parse_spec
 from portkit.errors import InputError, PortkitError, SystemRefused
@@ -55,7 +55,7 @@ class KernelForwardResult:
 
 
 def _run_dir() -> str:
-    return os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/forward"
+    return state.forwards_dir()
 
 
 def _state_path(netns: str | None) -> str:
@@ -77,8 +77,7 @@ def _rollback_name(netns: str | None) -> str:
 
 def _load_state(netns: str | None) -> list[ForwardSpec]:
     try:
-        with open(_state_path(netns)) as f:
-            data = json.load(f)
+        data = state.read_state_json(_state_path(netns))
     except (OSError, ValueError):
         return []
     out = []
@@ -101,19 +100,15 @@ def _load_state(netns: str | None) -> list[ForwardSpec]:
 
 
 def _save_state(netns: str | None, specs: Sequence[ForwardSpec], local: dict[str, bool]) -> None:
-    os.makedirs(_run_dir(), mode=0o755, exist_ok=True)
-    tmp = _state_path(netns) + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(
-            {"forwards": [{**asdict(s), "local": local.get(str(s), False)} for s in specs]}, f, indent=1
-        )
-    os.replace(tmp, _state_path(netns))
+    state.make_dir(_run_dir(), 0o755)
+    state.write_json(
+        _state_path(netns), {"forwards": [{**asdict(s), "local": local.get(str(s), False)} for s in specs]}, 0o644, indent=1
+    )
 
 
 def _load_local_flags(netns: str | None) -> dict[str, bool]:
     try:
-        with open(_state_path(netns)) as f:
-            data = json.load(f)
+        data = state.read_state_json(_state_path(netns))
         return {
             str(
                 ForwardSpec(
@@ -122,7 +117,7 @@ def _load_local_flags(netns: str | None) -> dict[str, bool]:
             ): bool(i.get("local"))
             for i in data.get("forwards", [])
         }
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 
 

@@ -23,10 +23,11 @@ import stat
 from collections.abc import Callable
 
 from portkit.backends import nft as nftb
+from portkit.backends import state
 from portkit.errors import SystemRefused
 from portkit.model.firewall import NftRule, NftRuleset, NftSet
 
-CACHE_DIR = os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/cache"
+CACHE_DIR = state.cache_dir()
 SetLoader = Callable[[NftSet], NftSet]
 _FAMILY_NUMBERS = {"inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
 
@@ -174,9 +175,9 @@ def _cache_load(path: str) -> NftRuleset | None:
     import pickle
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
+        fd = state.open_state(path)
+    except (OSError, SystemRefused):
+        return None  # a cache that is missing or not trusted only costs time
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
@@ -190,16 +191,12 @@ def _cache_load(path: str) -> NftRuleset | None:
 
 def _cache_store(path: str, rs: NftRuleset) -> None:
     import pickle
-    import tempfile
 
     try:
-        os.makedirs(CACHE_DIR, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=CACHE_DIR, prefix=".ruleset-")
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(rs, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
+        state.make_dir(CACHE_DIR, 0o700)
+        state.write_file(path, pickle.dumps(rs, protocol=pickle.HIGHEST_PROTOCOL), 0o600)
         olds = sorted((os.path.join(CACHE_DIR, n) for n in os.listdir(CACHE_DIR) if n.startswith("ruleset-")), key=os.path.getmtime)
         for old in olds[:-8]:
             os.unlink(old)
-    except OSError:
+    except (OSError, SystemRefused):
         pass  # a cache that cannot be written only costs time
