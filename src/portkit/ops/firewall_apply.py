@@ -52,7 +52,7 @@ WantedBy=multi-user.target
 
 
 def compile_policy_file(path: str = DEFAULT_POLICY) -> str:
-    return nftcompile.compile_policy(load_policy_file(path), source=path)
+    return nftcompile.compile_ruleset(load_policy_file(path), source=path).script
 
 
 def check_file_mode(path: str) -> None:
@@ -117,7 +117,8 @@ def apply_policy(
         reason = ssh_lockout(policy, ssh_connection)
         if reason:
             raise InputError(reason, hint="add a rule allowing it, or use --force")
-    script = nftcompile.compile_policy(policy, source=path)
+    compiled = nftcompile.compile_ruleset(policy, source=path)
+    script = compiled.script
     nftb.load_script(script, netns=netns, check_only=True)
     previous = nftb.list_table_text(nftcompile.FAMILY, nftcompile.TABLE, netns=netns)
     saved = _keep(f"{_state_name(netns)}.previous.nft", nftcompile.restore_script(previous))
@@ -142,8 +143,7 @@ def apply_policy(
     # that the loaded table is no longer the applied policy
     with contextlib.suppress(PrivilegeError, SystemRefused):
         _keep(f"{_state_name(netns)}.applied.nft", nftb.list_table_text(nftcompile.FAMILY, nftcompile.TABLE, netns=netns) or "")
-    rules = sum(1 for ln in script.splitlines() if ln.startswith("\t\t") and not ln.startswith("\t\ttype "))
-    return ApplyResult(True, netns, "inet portkit", rules, saved, deadline, shadowed_rules(policy))
+    return ApplyResult(True, netns, "inet portkit", compiled.rules, saved, deadline, shadowed_rules(policy))
 
 
 def _keep(name: str, text: str) -> str | None:
@@ -175,7 +175,10 @@ def firewall_status(path: str = DEFAULT_POLICY, *, netns: str | None = None, uni
     text = nftb.list_table_text(nftcompile.FAMILY, nftcompile.TABLE, netns=netns)
     rules = 0
     if text is not None:
-        rules = sum(1 for ln in text.splitlines() if ln.startswith("\t\t") and not ln.strip().startswith("type "))
+        from portkit.ops.nftlive import read_live
+
+        live, _load = read_live(netns=netns)  # the kernel's own rules, not lines of text
+        rules = sum(len(c.rules) for c in live.chains if (c.family, c.table) == (nftcompile.FAMILY, nftcompile.TABLE))
     in_sync: bool | None = None
     if text is not None:
         try:
