@@ -142,10 +142,6 @@ def list_ruleset_debug(*, netns: str | None = None) -> str:
     return _run(["--debug=netlink", "list", "ruleset"], netns=netns)
 
 
-def list_ruleset_text(*, netns: str | None = None) -> str:
-    return _run(["list", "ruleset"], netns=netns)
-
-
 def load_script(script: str, *, netns: str | None = None, check_only: bool = False) -> None:
     """Load ``script`` with ``nft -f -`` as one atomic transaction (``-c``: check only)."""
     args = ["-c", "-f", "-"] if check_only else ["-f", "-"]

@@ -292,12 +292,9 @@ def annotate_inbound(table: SocketTable, *, netns: str | None = None, source: st
 
 
 def _port_class(port: int) -> str:
-    try:
-        from portkit.registry.ports import port_class
+    from portkit.registry.ports import port_class
 
-        return str(port_class(port))
-    except ImportError:
-        return "well-known" if port < 1024 else "registered" if port < 49152 else "dynamic"
+    return str(port_class(port))
 
 
 # The apply side lives in its own module; re-exported here as part of this domain's API.
