@@ -23,9 +23,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from portkit.backends.files import read_user_file
 from portkit.errors import FileFormatError, InputError, PortkitError, SystemRefused
 from portkit.lab import plan as lab_plan
 from portkit.lab import state, system
@@ -196,9 +196,9 @@ def _load_firewall(scenario: Scenario, host: Host, ns: str, script: str) -> None
 def _firewall_line(source: str, host: str, nft_line: int) -> int | None:
     """The file line of line ``nft_line`` of host's ``firewall:`` block (None for dicts)."""
     try:
-        text = Path(source).read_text(encoding="utf-8")
+        text = read_user_file(source, "scenario file") or ""
         _, lines = load_yaml(text, source)
-    except (OSError, PortkitError):
+    except PortkitError:
         return None
     key = lines.get(("hosts", host, "firewall"))
     if key is None:

@@ -19,7 +19,7 @@ from portkit.backends import state
 from portkit.engine.nfteval import Evaluator
 from portkit.engine.nftview import list_dnat, ruleset_view
 from portkit.engine.policy import add_rule, delete_rule, shadowed_rules
-from portkit.errors import FileFormatError, InputError, PrivilegeError, SystemRefused
+from portkit.errors import InputError, PrivilegeError, SystemRefused
 from portkit.model.firewall import (
     DnatEntry,
     NftRuleset,
@@ -72,19 +72,12 @@ def _services() -> Mapping[tuple[str, str], int]:
 
 def load_policy_file(path: str = DEFAULT_POLICY) -> Policy:
     """The policy in ``path``; the defaults when the file does not exist."""
+    from portkit.backends.files import read_user_file
     from portkit.parse.policy_yaml import load_policy
 
-    try:
-        with open(path) as f:
-            text = f.read()
-    except FileNotFoundError:
+    text = read_user_file(path, "policy file", missing_ok=True)
+    if text is None:
         return Policy()
-    except IsADirectoryError:
-        raise FileFormatError(path, "is a directory, not a policy file") from None
-    except PermissionError as exc:
-        raise PrivilegeError(f"cannot read policy file {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise FileFormatError(path, f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
     return load_policy(text, path=path, services=_services())
 
 
