@@ -207,8 +207,7 @@ def test_without_nft_nothing_changes_and_the_error_says_why(server: tuple[Any, s
     fw.apply_policy(str(pol), netns=ns, force=True)
     before = table(ns)
     pol.write_text(POLICY_B)
-    monkeypatch.setattr("portkit.backends.nft.shutil.which", lambda _name: None)
-    monkeypatch.setattr("portkit.backends.nft._NFT_PATHS", ())
+    monkeypatch.setattr("portkit.backends.host.find_tool", lambda _name: None)
     with pytest.raises(SystemRefused, match="nft command is not installed"):
         fw.apply_policy(str(pol), netns=ns, force=True, confirm=5)
     monkeypatch.undo()

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from portkit.backends import state
+from portkit.backends.host import require_tool
 from portkit.backends.netns import NETNS_RUN_DIR, run_in_netns
 from portkit.backends.state import ETC_NETNS
 from portkit.errors import PrivilegeError, SystemRefused
@@ -33,17 +34,11 @@ RUNNER_MODULE = "portkit.lab.runner"
 
 
 def ip_binary() -> str:
-    for p in (shutil.which("ip"), "/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"):
-        if p and os.access(p, os.X_OK):
-            return p
-    raise SystemRefused("the ip command (iproute2) is not installed", hint="apt-get install iproute2")
+    return require_tool("ip", package="iproute2", what="ip (iproute2)")
 
 
 def nft_binary() -> str:
-    for p in (shutil.which("nft"), "/usr/sbin/nft", "/sbin/nft"):
-        if p and os.access(p, os.X_OK):
-            return p
-    raise SystemRefused("the nft command is not installed", hint="apt-get install nftables")
+    return require_tool("nft", package="nftables")
 
 
 def _refused(what: str, proc: subprocess.CompletedProcess[str]) -> SystemRefused | PrivilegeError:

@@ -14,8 +14,7 @@ import stat
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from portkit.backends import nft as nftb
-from portkit.backends import state
+from portkit.backends import host, state
 from portkit.engine.nfteval import Evaluator
 from portkit.engine.nftview import list_dnat, ruleset_view
 from portkit.engine.policy import add_rule, delete_rule, shadowed_rules
@@ -224,9 +223,9 @@ def annotate_inbound(table: SocketTable, *, netns: str | None = None, source: st
         return table
     src_override = _addr(source, "--from") if source is not None else None
     local = _local_addresses(netns)
-    ev = Evaluator(rs, local_addresses=local, route=lambda a: nftb.route_dev(str(a), netns=netns), load_set=load_set)
-    addrs = nftb.interface_addresses(netns=netns)
-    devs = {fam: nftb.default_route_dev(family=fam, netns=netns) for fam in (4, 6)}
+    ev = Evaluator(rs, local_addresses=local, route=lambda a: host.route_dev(str(a), netns=netns), load_set=load_set)
+    addrs = host.interface_addresses(netns=netns)
+    devs = {fam: host.default_route_dev(family=fam, netns=netns) for fam in (4, 6)}
 
     def outside_packet(fam: int, proto: str, dst: str | None, port: int) -> Packet | None:
         dev = devs[fam]

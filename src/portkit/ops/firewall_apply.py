@@ -259,10 +259,11 @@ def disable_boot(*, unit_dir: str = UNIT_DIR, systemctl: bool = True) -> bool:
 
 
 def _systemctl(*args: str) -> None:
-    import shutil
     import subprocess
 
-    exe = shutil.which("systemctl")
+    from portkit.backends.host import find_tool
+
+    exe = find_tool("systemctl")
     if exe is None:
         return  # no systemd here: the unit file is in place for when there is
     proc = subprocess.run([exe, *args], capture_output=True, text=True, check=False)
