@@ -47,16 +47,16 @@ def fake_getaddrinfo(table: dict[str, list[tuple[int, tuple[Any, ...]]]]) -> Any
 
 
 def test_resolve_both_families_in_order_without_repeats(monkeypatch: pytest.MonkeyPatch) -> None:
-    table = {
+    table: dict[str, list[tuple[int, tuple[Any, ...]]]] = {
         "web.test": [(socket.AF_INET6, ("2001:db8::1", 0, 0, 0)), (socket.AF_INET, ("192.0.2.1", 0)), (socket.AF_INET, ("192.0.2.1", 0))],
         "192.0.2.9": [(socket.AF_INET, ("192.0.2.9", 0))],
     }
     monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo(table))
     assert host.resolve("web.test", 80) == [(socket.AF_INET6, ("2001:db8::1", 80, 0, 0)), (socket.AF_INET, ("192.0.2.1", 80))]
     assert host.resolve("192.0.2.9", numeric=True) == [(socket.AF_INET, ("192.0.2.9", 0))]
-    with pytest.raises(ResolveError, match="cannot resolve host name 'nope.test': Name or service not known"):
+    with pytest.raises(ResolveError, match=r"cannot resolve host name 'nope\.test': Name or service not known"):
         host.resolve("nope.test")
-    with pytest.raises(ResolveError, match="'web.test': not an IP address"):
+    with pytest.raises(ResolveError, match=r"'web\.test': not an IP address"):
         host.resolve("web.test", numeric=True)
 
 
@@ -70,7 +70,7 @@ def test_the_callers_share_it(monkeypatch: pytest.MonkeyPatch) -> None:
     from portkit.drivers.forwarder import default_resolver
     from portkit.drivers.prober import system_resolver
 
-    table = {"both.test": [(socket.AF_INET, ("192.0.2.1", 0)), (socket.AF_INET6, ("2001:db8::1", 0, 0, 0))]}
+    table: dict[str, list[tuple[int, tuple[Any, ...]]]] = {"both.test": [(socket.AF_INET, ("192.0.2.1", 0)), (socket.AF_INET6, ("2001:db8::1", 0, 0, 0))]}
     monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo(table))
     assert system_resolve("both.test") == (("192.0.2.1",), ("2001:db8::1",))
     assert system_resolver("both.test", None) == [(4, "192.0.2.1"), (6, "2001:db8::1")]
