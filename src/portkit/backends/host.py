@@ -31,10 +31,12 @@ import struct
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from portkit.errors import PortkitError, PrivilegeError, ResolveError, SystemRefused
-from portkit.model.diagnosis import RouteFact
+
+if TYPE_CHECKING:  # imported where a route is built: fw check's start-up does not need it
+    from portkit.model.diagnosis import RouteFact
 
 __all__ = [
     "default_route_dev",
@@ -181,6 +183,8 @@ _RTM_NEWROUTE, _RTM_GETROUTE, _NLMSG_ERROR, _NLM_F_REQUEST = 24, 26, 2, 1
 
 def _route_from_text(destination: str, first: str) -> RouteFact:
     """The answer to a failed lookup, from the kernel's words (as ``ip`` prints them)."""
+    from portkit.model.diagnosis import RouteFact
+
     if "Operation not permitted" in first and not any(h in first for h in _NO_ROUTE_HINTS):
         raise PrivilegeError(f"ip route get {destination}: {first}")
     if any(h in first for h in _NO_ROUTE_HINTS):
@@ -189,6 +193,8 @@ def _route_from_text(destination: str, first: str) -> RouteFact:
 
 
 def _route_fact(destination: str, rtype: str, dst: str | None, dev: str | None, prefsrc: str | None, gateway: str | None) -> RouteFact:
+    from portkit.model.diagnosis import RouteFact
+
     if rtype in ("blackhole", "unreachable", "prohibit", "throw"):
         return RouteFact(destination, "none", dev=dev, error=f"{rtype} route")
     return RouteFact(
@@ -202,6 +208,8 @@ def _route_fact(destination: str, rtype: str, dst: str | None, dev: str | None, 
 
 def parse_route_get(destination: str, text: str) -> RouteFact:
     """The first route of ``ip -j route get`` output (see the module docstring)."""
+    from portkit.model.diagnosis import RouteFact
+
     data = json.loads(text) if text.strip() else []
     if not isinstance(data, list) or not data or not isinstance(data[0], dict):
         return RouteFact(destination, "none", error="ip route get returned no route")

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import stat
 from typing import Any
 
@@ -301,7 +300,7 @@ def write_file(path: str, data: bytes | str, mode: int = 0o600) -> str:
     d, name = os.path.split(path)
     check_trusted(d)
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    tmp = os.path.join(d, f".{name}.{secrets.token_hex(6)}.tmp")
+    tmp = os.path.join(d, f".{name}.{os.urandom(6).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode & 0o644)
     try:
         try:
