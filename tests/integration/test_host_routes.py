@@ -59,8 +59,10 @@ CASES = [
 @pytest.mark.parametrize(("dest", "source", "iif"), CASES)
 def test_netlink_and_ip_agree(ns: str, dest: str, source: str | None, iif: str | None) -> None:
     by_ip = host._ip_route_get(dest, source, iif, ns, 5.0)
-    by_netlink = host.route_get(dest, source=source, iif=iif, netns=ns)
+    by_netlink = host._in_netns(ns, lambda: host._netlink_route(dest, source, iif, 2.0))
+    assert by_netlink is not None  # netlink answered itself (no fallback to ip)
     assert by_netlink == by_ip
+    assert host.route_get(dest, source=source, iif=iif, netns=ns) == host._fact(by_ip)
 
 
 def test_the_answers(ns: str) -> None:

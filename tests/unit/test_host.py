@@ -92,7 +92,8 @@ def test_loopback_routes_by_netlink_and_by_ip_agree() -> None:
         by_netlink = host.route_get(dest)
         assert by_netlink.kind == "local" and by_netlink.dev == "lo"
         if host.find_tool("ip"):
-            assert host._ip_route_get(dest, None, None, None, 5.0) == by_netlink
+            assert host._fact(host._ip_route_get(dest, None, None, None, 5.0)) == by_netlink
+            assert host._netlink_route(dest, None, None, 2.0) == host._ip_route_get(dest, None, None, None, 5.0)
         assert host.route_dev(dest) == "lo"
 
 

@@ -181,43 +181,47 @@ _RTA_DST, _RTA_SRC, _RTA_IIF, _RTA_OIF, _RTA_GATEWAY, _RTA_PREFSRC = 1, 2, 3, 4,
 _RTM_NEWROUTE, _RTM_GETROUTE, _NLMSG_ERROR, _NLM_F_REQUEST = 24, 26, 2, 1
 
 
-def _route_from_text(destination: str, first: str) -> RouteFact:
-    """The answer to a failed lookup, from the kernel's words (as ``ip`` prints them)."""
+# A route as the lookups return it: (destination, kind, dev, source, gateway, error), the
+# fields of RouteFact. A plain tuple, so that ``fw check`` (which wants the interface
+# alone) does not import the diagnosis model.
+_Route = tuple[str, str, str | None, str | None, str | None, str | None]
+
+
+def _fact(r: _Route) -> RouteFact:
     from portkit.model.diagnosis import RouteFact
 
+    return RouteFact(*r)
+
+
+def _route_from_text(destination: str, first: str) -> _Route:
+    """The answer to a failed lookup, from the kernel's words (as ``ip`` prints them)."""
     if "Operation not permitted" in first and not any(h in first for h in _NO_ROUTE_HINTS):
         raise PrivilegeError(f"ip route get {destination}: {first}")
     if any(h in first for h in _NO_ROUTE_HINTS):
-        return RouteFact(destination, "none", error=first)
+        return (destination, "none", None, None, None, first)
     raise SystemRefused(f"ip route get {destination}: {first}")
 
 
-def _route_fact(destination: str, rtype: str, dst: str | None, dev: str | None, prefsrc: str | None, gateway: str | None) -> RouteFact:
-    from portkit.model.diagnosis import RouteFact
-
+def _route_fact(destination: str, rtype: str, dst: str | None, dev: str | None, prefsrc: str | None, gateway: str | None) -> _Route:
     if rtype in ("blackhole", "unreachable", "prohibit", "throw"):
-        return RouteFact(destination, "none", dev=dev, error=f"{rtype} route")
-    return RouteFact(
-        destination=dst or destination,
-        kind="local" if rtype == "local" else "unicast",
-        dev=dev,
-        source=prefsrc,
-        gateway=gateway,
-    )
+        return (destination, "none", dev, None, None, f"{rtype} route")
+    return (dst or destination, "local" if rtype == "local" else "unicast", dev, prefsrc, gateway, None)
 
 
 def parse_route_get(destination: str, text: str) -> RouteFact:
     """The first route of ``ip -j route get`` output (see the module docstring)."""
-    from portkit.model.diagnosis import RouteFact
+    return _fact(_parse_route_get(destination, text))
 
+
+def _parse_route_get(destination: str, text: str) -> _Route:
     data = json.loads(text) if text.strip() else []
     if not isinstance(data, list) or not data or not isinstance(data[0], dict):
-        return RouteFact(destination, "none", error="ip route get returned no route")
+        return (destination, "none", None, None, None, "ip route get returned no route")
     r = data[0]
     return _route_fact(destination, str(r.get("type", "unicast")), r.get("dst"), r.get("dev"), r.get("prefsrc"), r.get("gateway"))
 
 
-def _netlink_route(destination: str, source: str | None, iif: str | None, timeout: float) -> RouteFact | None:
+def _netlink_route(destination: str, source: str | None, iif: str | None, timeout: float) -> _Route | None:
     """RTM_GETROUTE in this thread's namespace; None when netlink cannot answer (then the
     caller asks ``ip``). Interface names are looked up here, in the same namespace."""
     from portkit.parse.nftnetlink import attrs
@@ -277,7 +281,7 @@ def _netlink_route(destination: str, source: str | None, iif: str | None, timeou
     return _route_fact(destination, rtype, addr(_RTA_DST), dev, addr(_RTA_PREFSRC), addr(_RTA_GATEWAY))
 
 
-def _ip_route_get(destination: str, source: str | None, iif: str | None, netns: str | None, timeout: float) -> RouteFact:
+def _ip_route_get(destination: str, source: str | None, iif: str | None, netns: str | None, timeout: float) -> _Route:
     argv = [require_tool("ip", package="iproute2", what="ip (iproute2)")]
     if netns:
         argv += ["-n", netns]
@@ -297,7 +301,7 @@ def _ip_route_get(destination: str, source: str | None, iif: str | None, netns: 
         first = err[0] if err else f"exit status {proc.returncode}"
         return _route_from_text(destination, first.removeprefix("RTNETLINK answers: ").strip())
     try:
-        return parse_route_get(destination, proc.stdout)
+        return _parse_route_get(destination, proc.stdout)
     except (ValueError, KeyError) as exc:
         raise SystemRefused(f"ip route get {destination}: unreadable output ({exc})") from exc
 
@@ -311,6 +315,10 @@ def route_get(
     timeout: float = 5.0,
 ) -> RouteFact:
     """The route to ``destination`` (optionally as forwarded: ``from source iif dev``)."""
+    return _fact(_lookup(destination, source, iif, netns, timeout))
+
+
+def _lookup(destination: str, source: str | None, iif: str | None, netns: str | None, timeout: float) -> _Route:
     got = _in_netns(netns, lambda: _netlink_route(destination, source, iif, min(timeout, 2.0)))
     return got if got is not None else _ip_route_get(destination, source, iif, netns, timeout)
 
@@ -319,12 +327,12 @@ def route_dev(address: str, *, netns: str | None = None) -> str | None:
     """The interface the namespace routes ``address`` through ("lo" for one of its own
     addresses), or None when there is no route or it cannot be told."""
     try:
-        r = route_get(address, netns=netns)
+        _dest, kind, dev, *_rest = _lookup(address, None, None, netns, 5.0)
     except PortkitError:
         return None
-    if r.kind == "local":
+    if kind == "local":
         return "lo"
-    return r.dev if r.kind == "unicast" else None
+    return dev if kind == "unicast" else None
 
 
 # --------------------------------------------------------------------------- names
