@@ -15,7 +15,8 @@ the matching portkit error, so no caller writes its own ``except OSError`` to do
     │   └── FileFormatError                 a malformed file (carries path, line)
     ├── PrivilegeError              exit 3  missing root / CAP_NET_ADMIN / CAP_NET_RAW
     ├── SystemRefused               exit 4  the kernel or nft said no
-    │   └── ResourceLimit                   e.g. the open-files limit
+    │   ├── ResourceLimit                   e.g. the open-files limit
+    │   └── UntrustedState                  a state file someone else could have written
     ├── Undetermined                exit 5  no answer could be determined
     └── Interrupted                 exit 130
 """
@@ -106,6 +107,16 @@ class SystemRefused(PortkitError):
 
 class ResourceLimit(SystemRefused):
     """A resource limit (open files, memory) stands in the way."""
+
+
+class UntrustedState(SystemRefused):
+    """A state file or directory that someone other than root (or this user) could have
+    written or swapped: ``refusing /run/portkit/labs/x.json: writable by others``."""
+
+    def __init__(self, message: str, *, path: str, problem: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.problem = problem
 
 
 class Undetermined(PortkitError):

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from portkit.engine.nftcompile import CompiledPolicy
 from portkit.errors import InputError, SystemRefused
 from portkit.ops import firewall as fw
 from tests.conftest import needs_root, needs_tool
@@ -109,7 +110,7 @@ def test_kernel_refusal_keeps_the_old_rules(server: tuple[Any, str, pathlib.Path
     _h, ns, pol = server
     fw.apply_policy(str(pol), netns=ns, force=True)
     before = table(ns)
-    monkeypatch.setattr("portkit.engine.nftcompile.compile_policy", lambda *a, **k: "table inet portkit\ndelete table inet portkit\ntable inet portkit { chain c { bogus } }\n")
+    monkeypatch.setattr("portkit.engine.nftcompile.compile_ruleset", lambda *a, **k: CompiledPolicy("table inet portkit\ndelete table inet portkit\ntable inet portkit { chain c { bogus } }\n", 1))
     with pytest.raises(SystemRefused, match="nft refused"):
         fw.apply_policy(str(pol), netns=ns, force=True)
     assert table(ns) == before
@@ -206,10 +207,18 @@ def test_without_nft_nothing_changes_and_the_error_says_why(server: tuple[Any, s
     fw.apply_policy(str(pol), netns=ns, force=True)
     before = table(ns)
     pol.write_text(POLICY_B)
-    monkeypatch.setattr("portkit.backends.nft.shutil.which", lambda _name: None)
-    monkeypatch.setattr("portkit.backends.nft._NFT_PATHS", ())
+    monkeypatch.setattr("portkit.backends.host.find_tool", lambda _name: None)
     with pytest.raises(SystemRefused, match="nft command is not installed"):
         fw.apply_policy(str(pol), netns=ns, force=True, confirm=5)
     monkeypatch.undo()
     assert table(ns) == before
     assert not fw.firewall_status(str(pol), netns=ns).pending_rollback
+
+
+def test_rule_counts_come_from_the_compiler_and_the_kernel(server: tuple[Any, str, pathlib.Path]) -> None:
+    _h, ns, pol = server
+    pol.write_text(POLICY_A + "  - {action: reject, port: 25}\n  - {direction: out, action: deny, to: [10.9.0.0/16, 2001:db8::/32]}\n")
+    result = fw.apply_policy(str(pol), netns=ns, force=True)
+    listed = subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "table", "inet", "portkit"], capture_output=True, text=True, check=True).stdout
+    by_text = sum(1 for ln in listed.splitlines() if ln.startswith("\t\t") and not ln.strip().startswith("type "))
+    assert result.rules == by_text == fw.firewall_status(str(pol), netns=ns).rules

@@ -66,5 +66,5 @@ def test_binds_the_kernel_allows_pass(services: tuple[dict[str, Any], ...]) -> N
 def test_a_binary_file_is_bad_input_not_an_internal_error(tmp_path: Any) -> None:
     blob = tmp_path / "blob.yaml"
     blob.write_bytes(b"name: x\n\xd0\xff\xfe binary")
-    with pytest.raises(FileFormatError, match="not a text file"):
+    with pytest.raises(FileFormatError, match="not UTF-8 text"):
         load(blob)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from portkit.backends.route import parse_route_get
+from portkit.backends.host import parse_route_get
 from portkit.engine.diagnosis import diagnose
 from portkit.i18n import Message, translator
 from portkit.model.diagnosis import Facts, Listener, ProbeFact, RouteFact, RuleVerdict

@@ -11,10 +11,9 @@ Two sources print the same line format (parsed by :mod:`portkit.parse.conntrack`
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
+from portkit.backends.host import find_tool
 from portkit.backends.netns import netns_path, pid_netns_path, run_in_netns
 from portkit.errors import PrivilegeError, SystemRefused
 
@@ -48,9 +47,7 @@ def read_proc(netns: str | None = None, *, netns_pid: int | None = None) -> str 
 
 def read_tool(netns: str | None = None, *, netns_pid: int | None = None, timeout: float = 30.0) -> str:
     """``conntrack -L -o extended`` output (empty table: empty text)."""
-    tool = shutil.which("conntrack") or next(
-        (p for p in ("/usr/sbin/conntrack", "/sbin/conntrack") if os.access(p, os.X_OK)), None
-    )
+    tool = find_tool("conntrack")
     if tool is None:
         raise SystemRefused(
             "cannot read the conntrack table: no /proc/net/nf_conntrack and no conntrack command",

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import TypeVar
 
+from portkit.backends import state
 from portkit.errors import map_os_error
 from portkit.model.forward import ForwardSpec
 
@@ -32,7 +33,7 @@ Result = TypeVar("Result")
 
 
 def _run_dir() -> str:
-    return os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/forward"
+    return state.forwards_dir()
 
 
 def _state_path(netns: str | None) -> str:
@@ -52,8 +53,7 @@ def load_state(netns: str | None) -> tuple[list[ForwardSpec], dict[str, bool]]:
     """The recorded forwards, and by spec text whether each one's target is local: one read
     of the state file. Entries that cannot be read are skipped; no file means none."""
     try:
-        with open(_state_path(netns)) as f:
-            data = json.load(f)
+        data = state.read_state_json(_state_path(netns))
     except (OSError, ValueError):
         return [], {}
     specs: list[ForwardSpec] = []
@@ -77,13 +77,10 @@ def load_state(netns: str | None) -> tuple[list[ForwardSpec], dict[str, bool]]:
 
 
 def save_state(netns: str | None, specs: Sequence[ForwardSpec], local: dict[str, bool]) -> None:
-    os.makedirs(_run_dir(), mode=0o755, exist_ok=True)
-    tmp = _state_path(netns) + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(
-            {"forwards": [{**asdict(s), "local": local.get(str(s), False)} for s in specs]}, f, indent=1
-        )
-    os.replace(tmp, _state_path(netns))
+    state.make_dir(_run_dir(), 0o755)
+    state.write_json(
+        _state_path(netns), {"forwards": [{**asdict(s), "local": local.get(str(s), False)} for s in specs]}, 0o644, indent=1
+    )
 
 
 def netns_path(netns: str | None) -> str | None:

@@ -10,23 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from typing import Any
 
 from portkit.errors import PrivilegeError, SystemRefused
 
-_NFT_PATHS = ("/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft")
-
 
 def nft_binary() -> str:
-    found = shutil.which("nft")
-    if found:
-        return found
-    for p in _NFT_PATHS:
-        if os.access(p, os.X_OK):
-            return p
-    raise SystemRefused("the nft command is not installed", hint="apt-get install nftables")
+    from portkit.backends.host import require_tool
+
+    return require_tool("nft", package="nftables")
 
 
 def _run(args: list[str], *, stdin: str | None = None, netns: str | None = None, timeout: float = 30.0) -> str:
@@ -142,142 +135,10 @@ def list_ruleset_debug(*, netns: str | None = None) -> str:
     return _run(["--debug=netlink", "list", "ruleset"], netns=netns)
 
 
-def list_ruleset_text(*, netns: str | None = None) -> str:
-    return _run(["list", "ruleset"], netns=netns)
-
-
 def load_script(script: str, *, netns: str | None = None, check_only: bool = False) -> None:
     """Load ``script`` with ``nft -f -`` as one atomic transaction (``-c``: check only)."""
     args = ["-c", "-f", "-"] if check_only else ["-f", "-"]
     _run(args, stdin=script, netns=netns)
-
-
-# --------------------------------------------------------------------------- host facts
-# The evaluator needs a few facts besides the ruleset: which addresses are local (fib daddr
-# type local, DNAT re-routing) and which interface a packet comes in / goes out on.
-
-
-def _ip_json(args: list[str], netns: str | None) -> Any:
-    argv = ["ip", *(["-n", netns] if netns else []), "-j", *args]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if proc.returncode != 0 or not proc.stdout.strip():
-        return None
-    try:
-        return json.loads(proc.stdout)
-    except ValueError:
-        return None
-
-
-def interface_addresses(*, netns: str | None = None) -> dict[str, list[str]]:
-    """{interface: [address, ...]} of the namespace (``ip -j addr``)."""
-    data = _ip_json(["addr", "show"], netns)
-    out: dict[str, list[str]] = {}
-    for link in data or []:
-        addrs = [a["local"] for a in link.get("addr_info", []) if "local" in a]
-        out[str(link.get("ifname"))] = addrs
-    return out
-
-
-def _read_local_addresses() -> list[str]:
-    out: list[str] = []
-    try:
-        with open("/proc/thread-self/net/fib_trie") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        lines = []
-    last = ""
-    for line in lines:  # "  |-- 10.0.0.1" then "     /32 host LOCAL"
-        text = line.strip()
-        if text.startswith("|--"):
-            last = text[3:].strip()
-        elif text.startswith("/32 host LOCAL") and last:
-            out.append(last)
-    try:
-        with open("/proc/thread-self/net/if_inet6") as f:
-            for line in f:
-                hexaddr = line.split()[0]
-                out.append(":".join(hexaddr[i : i + 4] for i in range(0, 32, 4)))
-    except OSError:
-        pass
-    return sorted(set(out))
-
-
-def local_addresses(*, netns: str | None = None) -> list[str]:
-    """Every local address of the namespace (the kernel's local routes and IPv6 addresses),
-    read from /proc inside it: no subprocess, fast enough for each ``fw check``."""
-    from portkit.backends.netns import netns_path, run_in_netns
-
-    return run_in_netns(netns_path(netns) if netns is not None else None, _read_local_addresses)
-
-
-def _route_dev_netlink(address: str) -> str | bool | None:
-    """RTM_GETROUTE for ``address`` in this thread's namespace: the output interface, "lo"
-    for a local address, None for no route, False when netlink cannot answer."""
-    import ipaddress
-    import socket
-    import struct
-    import sys
-
-    from portkit.parse.netlink_tlv import attrs
-
-    try:
-        packed = ipaddress.ip_address(address).packed
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)  # NETLINK_ROUTE
-    except (ValueError, OSError):
-        return False
-    with sock:
-        fam = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
-        body = struct.pack("=BBBBBBBBI", fam, len(packed) * 8, 0, 0, 0, 0, 0, 0, 0)
-        body += struct.pack("=HH", 4 + len(packed), 1) + packed  # RTA_DST
-        try:
-            sock.settimeout(2.0)
-            sock.send(struct.pack("=IHHII", 16 + len(body), 26, 1, 1, 0) + body)  # RTM_GETROUTE, NLM_F_REQUEST
-            data = sock.recv(65536)
-        except OSError:
-            return False
-        if len(data) < 28:
-            return False
-        length, mtype = struct.unpack_from("=IH", data, 0)
-        if mtype == 2:  # NLMSG_ERROR: no route (ENETUNREACH ...)
-            return None
-        if mtype != 24:  # RTM_NEWROUTE
-            return False
-        if data[16 + 7] == 2:  # RTN_LOCAL
-            return "lo"
-        oif = attrs(data[:length], 16 + 12).get(4)  # RTA_OIF
-        if oif is None or len(oif) != 4:
-            return None
-        try:
-            return socket.if_indextoname(int.from_bytes(oif, sys.byteorder))
-        except OSError:
-            return None
-
-
-def route_dev(address: str, *, netns: str | None = None) -> str | None:
-    """The interface the namespace routes ``address`` through (a netlink route lookup, as
-    ``ip route get`` does), or None."""
-    from portkit.backends.netns import netns_path, run_in_netns
-
-    got = run_in_netns(netns_path(netns) if netns is not None else None, lambda: _route_dev_netlink(address))
-    if got is not False:
-        return got if isinstance(got, str) else None
-    data = _ip_json(["route", "get", address], netns)
-    if isinstance(data, list) and data and isinstance(data[0], dict):
-        dev = data[0].get("dev")
-        if data[0].get("type") == "local":
-            return "lo"
-        return str(dev) if dev else None
-    return None
-
-
-def default_route_dev(*, family: int = 4, netns: str | None = None) -> str | None:
-    data = _ip_json([f"-{family}", "route", "show", "default"], netns)
-    if isinstance(data, list) and data and isinstance(data[0], dict) and data[0].get("dev"):
-        return str(data[0]["dev"])
-    return None
 
 
 def list_table_text(family: str, name: str, *, netns: str | None = None) -> str | None:
@@ -288,20 +149,6 @@ def list_table_text(family: str, name: str, *, netns: str | None = None) -> str 
         if "No such file" in str(exc) or "does not exist" in str(exc):
             return None
         raise
-
-
-def iptables_save(*, ipv6: bool = False, netns: str | None = None) -> str | None:
-    """``iptables-save`` (or ip6tables-save) text, or None when the command is missing."""
-    cmd = "ip6tables-save" if ipv6 else "iptables-save"
-    exe = shutil.which(cmd) or next((p for p in (f"/usr/sbin/{cmd}", f"/sbin/{cmd}") if os.access(p, os.X_OK)), None)
-    if exe is None:
-        return None
-    argv = [exe] if netns is None else ["ip", "netns", "exec", netns, exe]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout if proc.returncode == 0 else None
 
 
 # --------------------------------------------------------------------------- ruleset generation

@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import stat
 
+from portkit.backends import state
+from portkit.errors import SystemRefused
 from portkit.model.firewall import NftRuleset
 
 __all__ = ["CACHE_DIR", "load", "parser_stamp", "path_for", "store"]
 
-CACHE_DIR = os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/cache"
+CACHE_DIR = state.cache_dir()
 
 
 def path_for(key: str) -> str:
@@ -55,9 +57,9 @@ def load(path: str) -> NftRuleset | None:
     import pickle
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
+        fd = state.open_state(path)
+    except (OSError, SystemRefused):
+        return None  # a cache that is missing or not trusted only costs time
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
@@ -71,16 +73,12 @@ def load(path: str) -> NftRuleset | None:
 
 def store(path: str, rs: NftRuleset) -> None:
     import pickle
-    import tempfile
 
     try:
-        os.makedirs(CACHE_DIR, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=CACHE_DIR, prefix=".ruleset-")
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(rs, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
+        state.make_dir(CACHE_DIR, 0o700)
+        state.write_file(path, pickle.dumps(rs, protocol=pickle.HIGHEST_PROTOCOL), 0o600)
         olds = sorted((os.path.join(CACHE_DIR, n) for n in os.listdir(CACHE_DIR) if n.startswith("ruleset-")), key=os.path.getmtime)
         for old in olds[:-8]:
             os.unlink(old)
-    except OSError:
+    except (OSError, SystemRefused):
         pass  # a cache that cannot be written only costs time

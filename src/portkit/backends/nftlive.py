@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from portkit.backends import iptables, state
 from portkit.backends import nft as nftb
 from portkit.backends import nftcache
 from portkit.errors import SystemRefused
@@ -146,6 +147,6 @@ def _with_iptables(rs: NftRuleset, netns: str | None) -> NftRuleset:
         return rs
     from portkit.parse.iptables_save import merge_iptables
 
-    v4 = nftb.iptables_save(netns=netns)
-    v6 = nftb.iptables_save(ipv6=True, netns=netns)
+    v4 = iptables.iptables_save(netns=netns)
+    v6 = iptables.iptables_save(ipv6=True, netns=netns)
     return merge_iptables(rs, v4, v6)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -28,9 +27,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from portkit.backends import state
 from portkit.errors import InputError, PrivilegeError
 
-STATE_ROOT = os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/rollback"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _POLL = 0.2
 
@@ -50,16 +49,17 @@ class RollbackStatus:
 def _dir(name: str) -> str:
     if not _NAME.match(name):
         raise InputError(f"invalid rollback timer name {name!r}; use letters, digits, '.', '_' or '-'")
-    return os.path.join(STATE_ROOT, name)
+    return os.path.join(state.rollback_dir(), name)
 
 
 @contextlib.contextmanager
 def _locked(name: str) -> Iterator[None]:
+    root = state.rollback_dir()
     try:
-        os.makedirs(STATE_ROOT, mode=0o700, exist_ok=True)
-        fd = os.open(os.path.join(STATE_ROOT, f"{name}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
+        state.make_dir(root, 0o700)
+        fd = state.open_lock(os.path.join(root, f"{name}.lock"))
     except PermissionError as exc:
-        raise PrivilegeError(f"cannot use the rollback state under {STATE_ROOT}: {exc.strerror} (run as root)") from exc
+        raise PrivilegeError(f"cannot use the rollback state under {root}: {exc.strerror} (run as root)") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -69,8 +69,7 @@ def _locked(name: str) -> Iterator[None]:
 
 def _read_meta(d: str) -> dict[str, object] | None:
     try:
-        with open(os.path.join(d, "meta.json")) as f:
-            data = json.load(f)
+        data = state.read_state_json(os.path.join(d, "meta.json"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -103,9 +102,8 @@ def arm(name: str, restore_script: str, seconds: float, netns: str | None = None
                 _stop(old.get("pid"), name)  # keep its restore script: the older good state
             else:
                 shutil.rmtree(d, ignore_errors=True)
-                os.makedirs(d, mode=0o700)
-                with open(os.path.join(d, "restore.nft"), "w") as f:
-                    f.write(restore_script)
+                state.make_dir(d, 0o700)
+                state.write_file(os.path.join(d, "restore.nft"), restore_script)
             deadline = time.time() + seconds
             proc = subprocess.Popen(
                 [sys.executable, "-m", "portkit.backends.rollback", "--run", name],
@@ -117,19 +115,16 @@ def arm(name: str, restore_script: str, seconds: float, netns: str | None = None
                 env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
             )
             meta = {"name": name, "deadline": deadline, "netns": netns, "pid": proc.pid}
-            tmp = os.path.join(d, "meta.json.tmp")
-            with open(tmp, "w") as f:
-                json.dump(meta, f)
-            os.replace(tmp, os.path.join(d, "meta.json"))
+            state.write_json(os.path.join(d, "meta.json"), meta)
     except PermissionError as exc:
-        raise PrivilegeError(f"cannot write the rollback state under {STATE_ROOT}: {exc.strerror}") from exc
+        raise PrivilegeError(f"cannot write the rollback state under {state.rollback_dir()}: {exc.strerror}") from exc
     return status(name)
 
 
 def confirm(name: str) -> bool:
     """Disarm timer ``name``. True if one was pending, False if none was (or it had fired)."""
     d = _dir(name)
-    if not os.path.isdir(STATE_ROOT):
+    if not os.path.isdir(state.rollback_dir()):
         return False
     with _locked(name):
         meta = _read_meta(d)
@@ -144,8 +139,8 @@ def status(name: str) -> RollbackStatus:
     d = _dir(name)
     meta = _read_meta(d)
     last = None
-    with contextlib.suppress(OSError, ValueError), open(os.path.join(STATE_ROOT, f"{name}.result.json")) as f:
-        last = str(json.load(f).get("result"))
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        last = str(state.read_state_json(os.path.join(state.rollback_dir(), f"{name}.result.json")).get("result"))
     if meta is None:
         return RollbackStatus(name, False, None, None, None, None, False, last)
     deadline = meta.get("deadline")
@@ -165,9 +160,11 @@ def status(name: str) -> RollbackStatus:
 
 
 def pending() -> tuple[RollbackStatus, ...]:
-    if not os.path.isdir(STATE_ROOT):
+    root = state.rollback_dir()
+    if not os.path.isdir(root):
         return ()
-    return tuple(status(n) for n in sorted(os.listdir(STATE_ROOT)) if os.path.isdir(os.path.join(STATE_ROOT, n)))
+    state.check_trusted(root)
+    return tuple(status(n) for n in sorted(os.listdir(root)) if os.path.isdir(os.path.join(root, n)))
 
 
 def _fire(name: str) -> None:
@@ -189,8 +186,9 @@ def _fire(name: str) -> None:
         if meta is None or meta.get("pid") != os.getpid():
             return
         netns = meta.get("netns")
-        with open(os.path.join(d, "restore.nft")) as f:
-            script = f.read()
+        script = state.read_state_text(os.path.join(d, "restore.nft"))
+        if script is None:
+            raise FileNotFoundError(os.path.join(d, "restore.nft"))
         argv = ["nft", "-f", "-"]
         if isinstance(netns, str):
             argv = ["ip", "netns", "exec", netns, *argv]
@@ -199,9 +197,12 @@ def _fire(name: str) -> None:
             result = "rolled back" if proc.returncode == 0 else f"rollback failed: {proc.stderr.strip()[:300]}"
         except (OSError, subprocess.SubprocessError) as exc:
             result = f"rollback failed: {exc}"
-        with open(os.path.join(STATE_ROOT, f"{name}.result.json"), "w") as f:
-            json.dump({"name": name, "result": result, "time": time.time(), "netns": netns}, f)
+        _write_result(name, {"name": name, "result": result, "time": time.time(), "netns": netns})
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _write_result(name: str, result: dict[str, object]) -> None:
+    state.write_json(os.path.join(state.rollback_dir(), f"{name}.result.json"), result)
 
 
 def clear_result(name: str) -> None:
@@ -210,7 +211,7 @@ def clear_result(name: str) -> None:
         return
     for suffix in (".result.json", ".lock"):
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(STATE_ROOT, f"{name}{suffix}"))
+            os.unlink(os.path.join(state.rollback_dir(), f"{name}{suffix}"))
 
 
 if __name__ == "__main__":
@@ -218,7 +219,7 @@ if __name__ == "__main__":
         try:
             _fire(sys.argv[2])
         except Exception as exc:  # detached: nobody to tell but the result file
-            with contextlib.suppress(OSError), open(os.path.join(STATE_ROOT, f"{sys.argv[2]}.result.json"), "w") as f:
-                json.dump({"name": sys.argv[2], "result": f"rollback failed: {exc}"}, f)
+            with contextlib.suppress(Exception):
+                _write_result(sys.argv[2], {"name": sys.argv[2], "result": f"rollback failed: {exc}"})
         raise SystemExit(0)
     raise SystemExit(f"usage: {sys.executable} -m portkit.backends.rollback --run NAME")

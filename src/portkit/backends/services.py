@@ -36,9 +36,9 @@ def nmap_services_path() -> str | None:
     env = os.environ.get("PORTKIT_NMAP_SERVICES")
     if env:
         return env if os.path.isfile(env) else None
-    import shutil  # not at top: it pulls in lzma and bz2, and start-up time matters
+    from portkit.backends.host import find_tool
 
-    nmap = shutil.which("nmap")
+    nmap = find_tool("nmap")
     candidates = list(NMAP_SERVICES_PATHS)
     if nmap:
         prefix = os.path.dirname(os.path.dirname(os.path.realpath(nmap)))

@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from portkit.cli.common import Parser, add_output_options, subparser
-from portkit.errors import ExitCode, InputError
+from portkit.errors import ExitCode, InputError, Undetermined
 
 DESCRIPTION = """\
 Manage portkit's firewall policy (a YAML file, default /etc/portkit/policy.yaml), compile
@@ -228,7 +228,9 @@ def run_check(args: argparse.Namespace) -> int:
         iif=args.iif, oif=args.oif, netns=args.netns, policy_file=args.policy,
     )  # fmt: skip
     _emit(args, result, render_check(result, color=_out(args).color))
-    return {"accept": 0, "drop": 1, "reject": 1}.get(result.verdict, int(ExitCode.UNDETERMINED))
+    if result.verdict not in ("accept", "drop", "reject"):
+        raise Undetermined(f"no verdict for this packet: {result.reason or 'the ruleset cannot be evaluated for it'}")
+    return 0 if result.verdict == "accept" else 1
 
 
 def run_compile(args: argparse.Namespace) -> int:

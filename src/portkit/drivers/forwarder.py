@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from portkit.backends.host import resolve
 from portkit.drivers.forwarder_bulk import BULK_READ, ThreadBudget
 from portkit.drivers.forwarder_loop import FD_RESERVE, Key, SockAddr, TcpListener, Worker
 from portkit.drivers.forwarder_tcp import HAS_SPLICE
@@ -47,11 +48,7 @@ DEFAULT_BULK_THREADS = 16
 
 def default_resolver(host: str, port: int, proto: int) -> list[tuple[int, SockAddr]]:
     """getaddrinfo -> [(family, sockaddr)]; raises ResolveError."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=proto)
-    except socket.gaierror as exc:
-        raise ResolveError(host, exc.strerror) from None
-    return [(fam, addr) for fam, _t, _p, _c, addr in infos]  # type: ignore[misc]
+    return resolve(host, port, socktype=proto)
 
 
 @dataclass(slots=True)

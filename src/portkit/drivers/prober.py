@@ -20,6 +20,7 @@ import struct
 import time
 from collections.abc import Sequence
 
+from portkit.backends.host import resolve
 from portkit.drivers.scanner import ConnectScanner
 from portkit.drivers.scanner_common import work_items
 from portkit.engine.timing import TimingProfile
@@ -48,14 +49,8 @@ def system_resolver(name: str, family: int | None) -> list[tuple[int, str]]:
             name,
             "nmap-style address ranges are not supported: give a CIDR block (10.0.0.0/29) or each address",
         )
-    try:
-        infos = socket.getaddrinfo(name, None, socket.AF_UNSPEC, socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ResolveError(name, exc.strerror) from None
-    except UnicodeError:
-        raise ResolveError(name, "not a valid host name") from None
     out: list[tuple[int, str]] = []
-    for af, _t, _p, _c, sa in infos:
+    for af, sa in resolve(name):
         v = 6 if af == socket.AF_INET6 else 4
         addr = str(sa[0]).split("%")[0]
         if v == 6 and len(sa) == 4 and sa[3]:  # a link-local answer keeps its interface

@@ -23,11 +23,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from portkit.errors import FileFormatError, InputError, PortkitError, PrivilegeError, SystemRefused
-from portkit.lab import plan as planmod
+from portkit.backends.files import read_user_file
+from portkit.errors import FileFormatError, InputError, PortkitError, SystemRefused
+from portkit.lab import plan as lab_plan
 from portkit.lab import state, system
 from portkit.lab.scenario import load_yaml
 from portkit.model.lab import (
@@ -104,7 +104,7 @@ def up(scenario: Scenario, *, name: str | None = None, backend: str = "iproute2"
                 )
             # The same scenario half-dead, or its file edited since: rebuild it.
             _down_locked(lab, old)
-        p = planmod.make_plan(scenario, lab)
+        p = lab_plan.make_plan(scenario, lab)
         taken = [ns for ns in p.namespaces if system.ns_exists(ns)]
         if taken:
             raise InputError(
@@ -138,7 +138,7 @@ def up(scenario: Scenario, *, name: str | None = None, backend: str = "iproute2"
     return LabResult(lab, "up", p.namespaces, services, time.monotonic() - t0)
 
 
-def _create(scenario: Scenario, p: planmod.Plan, record: dict[str, Any], backend: str) -> None:
+def _create(scenario: Scenario, p: lab_plan.Plan, record: dict[str, Any], backend: str) -> None:
     if backend == "pyroute2":
         from portkit.lab import netlink
 
@@ -149,8 +149,8 @@ def _create(scenario: Scenario, p: planmod.Plan, record: dict[str, Any], backend
     else:
         system.ip_batch("".join(f"netns add {ns}\n" for ns in p.namespaces))
         _each(lambda c: system.write_sysctls(c.ns, c.sysctls), list(p.configs))
-        system.ip_batch(planmod.ip_batch_links(p))
-        _each(lambda c: system.ip_batch(planmod.ip_batch_inside(c), netns=c.ns), list(p.configs))
+        system.ip_batch(lab_plan.ip_batch_links(p))
+        _each(lambda c: system.ip_batch(lab_plan.ip_batch_inside(c), netns=c.ns), list(p.configs))
     _each(lambda c: system.wait_links_up(c.ns, (*c.up, *(port for port, _ in c.ports))), list(p.configs))
     for ns in p.host_ns.values():
         system.write_etc(ns, {"hosts": p.hosts_file, "resolv.conf": p.resolv[ns]})
@@ -196,9 +196,9 @@ def _load_firewall(scenario: Scenario, host: Host, ns: str, script: str) -> None
 def _firewall_line(source: str, host: str, nft_line: int) -> int | None:
     """The file line of line ``nft_line`` of host's ``firewall:`` block (None for dicts)."""
     try:
-        text = Path(source).read_text(encoding="utf-8")
+        text = read_user_file(source, "scenario file") or ""
         _, lines = load_yaml(text, source)
-    except (OSError, PortkitError):
+    except PortkitError:
         return None
     key = lines.get(("hosts", host, "firewall"))
     if key is None:
@@ -272,7 +272,7 @@ def status(name: str) -> LabStatus:
     hosts = []
     for hd in sc.get("hosts", []):
         host = hd["name"]
-        ns = record["hosts"].get(host, planmod.netns_name(name, host))
+        ns = record["hosts"].get(host, lab_plan.netns_name(name, host))
         runner = record.get("runners", {}).get(host)
         alive = bool(runner) and system.is_runner(runner["pid"], name, host, runner.get("starttime"))
         # With root, each listener is checked among the runner's own sockets; else the runner's life.
@@ -344,12 +344,3 @@ def summaries() -> tuple[LabSummary, ...]:
             )
         )
     return tuple(out)
-
-
-def check_privilege() -> None:
-    """PrivilegeError-free probe used by the pytest plugin: can we make namespaces here?"""
-    if os.geteuid() != 0:
-        raise PrivilegeError("network namespaces need root")
-    if not os.path.exists("/proc/self/ns/net"):
-        raise SystemRefused("this kernel has no network namespaces (/proc/self/ns/net is missing)")
-    system.ip_binary()

@@ -96,11 +96,3 @@ def configure(cfg: NsConfig) -> None:
                 )
 
     system.in_ns(cfg.ns, work)
-
-
-def remove_namespaces(namespaces: list[str]) -> None:
-    from pyroute2 import netns
-
-    for ns in namespaces:
-        if system.ns_exists(ns):
-            _mapped(f"removing namespace {ns}", netns.remove, ns)

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from portkit.backends.files import read_user_file
 from portkit.errors import FileFormatError, InputError
 from portkit.model.lab import Host, Link, LinkEnd, Masquerade, PortForward, Route, Scenario, Service
 
@@ -148,14 +149,9 @@ def load(scenario: Mapping[str, Any] | str | os.PathLike[str], *, default_name: 
         candidate = examples_dir() / f"{text_in}.yaml"
         if candidate.exists():
             path = candidate
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise InputError(f"no scenario file {text_in!r}", hint=f"shipped ones are in {examples_dir()}") from exc
-    except OSError as exc:
-        raise InputError(f"cannot read scenario file {text_in!r}: {exc.strerror}") from exc
-    except UnicodeDecodeError:
-        raise FileFormatError(str(path), "not a text file; a scenario is YAML text (UTF-8)") from None
+    text = read_user_file(str(path), "scenario file", missing_ok=True)
+    if text is None:
+        raise InputError(f"no scenario file {text_in!r}", hint=f"shipped ones are in {examples_dir()}")
     data, lines = load_yaml(text, str(path))
     return validate(data, lines, str(path), default_name=default_name or path.stem)
 

@@ -10,17 +10,14 @@ rename); an exclusive flock on the state directory serialises every ``up`` and `
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from portkit.backends import state as statefiles
 from portkit.errors import InputError, SystemRefused
-
-STATE_DIR = os.environ.get("PORTKIT_LAB_STATE_DIR", "/run/portkit/labs")
-
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 
@@ -33,30 +30,25 @@ def check_name(name: str) -> str:
 
 
 def state_path(name: str) -> str:
-    return os.path.join(STATE_DIR, f"{check_name(name)}.json")
+    return os.path.join(statefiles.labs_dir(), f"{check_name(name)}.json")
 
 
 def read(name: str) -> dict[str, Any] | None:
     try:
-        with open(state_path(name), encoding="utf-8") as f:
-            data: dict[str, Any] = json.load(f)
-    except FileNotFoundError:
-        return None
+        data = statefiles.read_state_json(state_path(name))
     except (OSError, ValueError) as exc:
         raise SystemRefused(
             f"cannot read lab state {state_path(name)}: {exc}",
             hint=f"if it is a leftover, delete that file and any 'ip netns' namespaces named pk-{name}-*",
         ) from exc
+    if data is not None and not isinstance(data, dict):
+        raise SystemRefused(f"cannot read lab state {state_path(name)}: not a JSON object")
     return data
 
 
 def write(name: str, data: dict[str, Any]) -> None:
-    os.makedirs(STATE_DIR, exist_ok=True)
-    path = state_path(name)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    statefiles.make_dir(statefiles.labs_dir(), 0o755)
+    statefiles.write_json(state_path(name), data, 0o644, indent=1, sort_keys=True)
 
 
 def remove(name: str) -> None:
@@ -67,10 +59,12 @@ def remove(name: str) -> None:
 
 
 def names() -> list[str]:
+    d = statefiles.labs_dir()
     try:
-        entries = os.listdir(STATE_DIR)
+        entries = os.listdir(d)
     except FileNotFoundError:
         return []
+    statefiles.check_trusted(d)
     return sorted(e[: -len(".json")] for e in entries if e.endswith(".json"))
 
 
@@ -85,8 +79,8 @@ def require(name: str) -> dict[str, Any]:
 @contextmanager
 def locked(name: str) -> Iterator[None]:
     """Hold the labs' lock (``name`` documents which lab the caller works on)."""
-    os.makedirs(STATE_DIR, exist_ok=True)
-    fd = os.open(STATE_DIR, os.O_RDONLY | os.O_DIRECTORY)
+    d = statefiles.make_dir(statefiles.labs_dir(), 0o755)
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -22,27 +22,23 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from portkit.backends import state
+from portkit.backends.host import require_tool
 from portkit.backends.netns import NETNS_RUN_DIR, run_in_netns
+from portkit.backends.state import ETC_NETNS
 from portkit.errors import PrivilegeError, SystemRefused
 from portkit.lab.plan import OPTIONAL_SYSCTLS
 
 T = TypeVar("T")
 RUNNER_MODULE = "portkit.lab.runner"
-ETC_NETNS = "/etc/netns"
 
 
 def ip_binary() -> str:
-    for p in (shutil.which("ip"), "/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"):
-        if p and os.access(p, os.X_OK):
-            return p
-    raise SystemRefused("the ip command (iproute2) is not installed", hint="apt-get install iproute2")
+    return require_tool("ip", package="iproute2", what="ip (iproute2)")
 
 
 def nft_binary() -> str:
-    for p in (shutil.which("nft"), "/usr/sbin/nft", "/sbin/nft"):
-        if p and os.access(p, os.X_OK):
-            return p
-    raise SystemRefused("the nft command is not installed", hint="apt-get install nftables")
+    return require_tool("nft", package="nftables")
 
 
 def _refused(what: str, proc: subprocess.CompletedProcess[str]) -> SystemRefused | PrivilegeError:
@@ -282,11 +278,9 @@ def runners_of(lab: str) -> list[int]:
 
 
 def write_etc(ns: str, files: dict[str, str]) -> None:
-    d = os.path.join(ETC_NETNS, ns)
-    os.makedirs(d, exist_ok=True)
+    d = state.make_dir(os.path.join(ETC_NETNS, ns), 0o755)
     for name, text in files.items():
-        with open(os.path.join(d, name), "w", encoding="utf-8") as f:
-            f.write(text)
+        state.write_file(os.path.join(d, name), text, 0o644)  # read by every process in the namespace
 
 
 def remove_etc(ns: str) -> None:

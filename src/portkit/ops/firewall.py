@@ -14,19 +14,18 @@ import stat
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from portkit.backends import nft as nftb
+from portkit.backends import host
 from portkit.backends.nftlive import decoded_nat, live_ruleset, live_ruleset_json, read_live
 from portkit.engine.nfteval import Evaluator
 from portkit.engine.nftview import list_dnat, ruleset_view
 from portkit.engine.policy import add_rule, delete_rule, shadowed_rules
-from portkit.errors import FileFormatError, InputError, PrivilegeError, SystemRefused
+from portkit.errors import InputError, PrivilegeError, SystemRefused
 from portkit.model.firewall import (
     DnatEntry,
     NftRuleset,
     Packet,
     Policy,
     PolicyListing,
-    PolicyRule,
     PortRange,
     RulesetView,
 )
@@ -124,23 +123,23 @@ def list_policy(path: str = DEFAULT_POLICY) -> PolicyListing:
 
 def parse_port_arg(text: str | None) -> tuple[str, tuple[PortRange, ...], tuple[str, ...]]:
     """``22``, ``22/tcp``, ``8000-8100/udp``, ``ssh``, ``icmp``, ``any`` -> (proto, ports, texts)."""
-    from portkit.parse.policy_yaml import load_policy
+    from portkit.parse.policy_yaml import rule_from_values
 
-    if text is None or text in ("", "any"):
+    if text is None or text == "any":
         return "any", (), ()
+    if not text.strip():
+        raise InputError(f"bad port {text!r}; give a port (22), a range (8000-8100), a service name, a protocol (tcp, udp, icmp) or any")
     spec, _, proto = text.partition("/")
     proto = proto.lower() or ("any" if spec[:1].isdigit() else "")
     if spec.lower() in ("tcp", "udp", "icmp", "icmpv6") and not proto:
         return spec.lower(), (), ()
     if proto not in ("tcp", "udp", "any", ""):
         raise InputError(f"bad protocol {proto!r} in {text!r}; valid: tcp, udp (icmp and icmpv6 take no port)")
-    # reuse the file parser for port validation and service names
-    doc = f"rules:\n  - {{action: allow, proto: {proto or 'any'}, port: [{spec}]}}\n"
+    # the file's own checks and service names, on the value itself (one port, never YAML)
     try:
-        pol = load_policy(doc, path="<command line>", services=policy_services())
-    except FileFormatError as exc:
-        raise InputError(f"bad port {text!r}: {exc.problem}") from None
-    rule = pol.rules[0]
+        rule = rule_from_values(action="allow", proto=proto or "any", ports=(spec,), services=policy_services())
+    except InputError as exc:
+        raise InputError(f"bad port {text!r}: {exc.message}") from None
     return rule.proto, rule.ports, rule.port_text
 
 
@@ -159,7 +158,7 @@ def edit_policy(
     number: int | None = None,
 ) -> PolicyListing:
     """``op`` = append | insert | delete, like ufw. Validates the whole result before writing."""
-    from portkit.parse.policy_yaml import dump_policy, load_policy
+    from portkit.parse.policy_yaml import rule_from_values
 
     with _edit_lock(path):
         policy = load_policy_file(path)
@@ -169,15 +168,13 @@ def edit_policy(
             except IndexError as exc:
                 raise InputError(str(exc)) from None
         else:
-            proto, ports, texts = parse_port_arg(port)
-            rule = PolicyRule(direction, action or "allow", proto, ports, texts, sources, destinations, interface, "any", log, comment)
-            # round-trip through the file format so a rule from the command line is checked exactly
-            # like one in the file (impossible rules, bad CIDRs), with the command line as "file"
-            probe = dump_policy(Policy(rules=(rule,)))
-            try:
-                rule = load_policy(probe, path="<command line>", services=policy_services()).rules[0]
-            except FileFormatError as exc:
-                raise InputError(exc.problem) from None
+            proto, _ports, texts = parse_port_arg(port)
+            # checked exactly like a rule in the file (impossible rules, bad CIDRs), built from
+            # the values themselves: no argument is ever read as YAML
+            rule = rule_from_values(
+                action=action or "allow", direction=direction, proto=proto, ports=texts, sources=sources,
+                destinations=destinations, interface=interface, log=log, comment=comment, services=policy_services(),
+            )  # fmt: skip
             try:
                 policy = add_rule(policy, rule, position=number if op == "insert" else None)
             except IndexError as exc:
@@ -225,9 +222,9 @@ def annotate_inbound(table: SocketTable, *, netns: str | None = None, source: st
         return table
     src_override = parse_address(source, "--from") if source is not None else None
     local = local_ip_addresses(netns)
-    ev = Evaluator(rs, local_addresses=local, route=lambda a: nftb.route_dev(str(a), netns=netns), load_set=load_set)
-    addrs = nftb.interface_addresses(netns=netns)
-    devs = {fam: nftb.default_route_dev(family=fam, netns=netns) for fam in (4, 6)}
+    ev = Evaluator(rs, local_addresses=local, route=lambda a: host.route_dev(str(a), netns=netns), load_set=load_set)
+    addrs = host.interface_addresses(netns=netns)
+    devs = {fam: host.default_route_dev(family=fam, netns=netns) for fam in (4, 6)}
 
     def outside_packet(fam: int, proto: str, dst: str | None, port: int) -> Packet | None:
         dev = devs[fam]
@@ -286,10 +283,7 @@ def annotate_inbound(table: SocketTable, *, netns: str | None = None, source: st
 
 
 def _port_class(port: int) -> str:
-    try:
-        from portkit.registry.ports import port_class
+    from portkit.registry.ports import port_class
 
-        return str(port_class(port))
-    except ImportError:
-        return "well-known" if port < 1024 else "registered" if port < 49152 else "dynamic"
+    return str(port_class(port))
 

@@ -13,7 +13,7 @@ import os
 import stat
 
 from portkit.backends import nft as nftb
-from portkit.backends import rollback
+from portkit.backends import rollback, state
 from portkit.engine import nftcompile
 from portkit.engine.policy import evaluate_policy, shadowed_rules
 from portkit.errors import FileFormatError, InputError, PrivilegeError, SystemRefused
@@ -52,7 +52,7 @@ WantedBy=multi-user.target
 
 
 def compile_policy_file(path: str = DEFAULT_POLICY) -> str:
-    return nftcompile.compile_policy(load_policy_file(path), source=path)
+    return nftcompile.compile_ruleset(load_policy_file(path), source=path).script
 
 
 def check_file_mode(path: str) -> None:
@@ -117,7 +117,8 @@ def apply_policy(
         reason = ssh_lockout(policy, ssh_connection)
         if reason:
             raise InputError(reason, hint="add a rule allowing it, or use --force")
-    script = nftcompile.compile_policy(policy, source=path)
+    compiled = nftcompile.compile_ruleset(policy, source=path)
+    script = compiled.script
     nftb.load_script(script, netns=netns, check_only=True)
     previous = nftb.list_table_text(nftcompile.FAMILY, nftcompile.TABLE, netns=netns)
     saved = _keep(f"{_state_name(netns)}.previous.nft", nftcompile.restore_script(previous))
@@ -142,17 +143,13 @@ def apply_policy(
     # that the loaded table is no longer the applied policy
     with contextlib.suppress(PrivilegeError, SystemRefused):
         _keep(f"{_state_name(netns)}.applied.nft", nftb.list_table_text(nftcompile.FAMILY, nftcompile.TABLE, netns=netns) or "")
-    rules = sum(1 for ln in script.splitlines() if ln.startswith("\t\t") and not ln.startswith("\t\ttype "))
-    return ApplyResult(True, netns, "inet portkit", rules, saved, deadline, shadowed_rules(policy))
+    return ApplyResult(True, netns, "inet portkit", compiled.rules, saved, deadline, shadowed_rules(policy))
 
 
 def _keep(name: str, text: str) -> str | None:
     try:
-        os.makedirs(STATE_DIR, mode=0o700, exist_ok=True)
-        p = os.path.join(STATE_DIR, name)
-        with open(p, "w") as f:
-            f.write(text)
-        return p
+        state.make_dir(STATE_DIR, 0o700)
+        return state.write_file(os.path.join(STATE_DIR, name), text)
     except OSError:
         return None
 
@@ -178,16 +175,20 @@ def firewall_status(path: str = DEFAULT_POLICY, *, netns: str | None = None, uni
     text = nftb.list_table_text(nftcompile.FAMILY, nftcompile.TABLE, netns=netns)
     rules = 0
     if text is not None:
-        rules = sum(1 for ln in text.splitlines() if ln.startswith("\t\t") and not ln.strip().startswith("type "))
+        from portkit.ops.nftlive import read_live
+
+        live, _load = read_live(netns=netns)  # the kernel's own rules, not lines of text
+        rules = sum(len(c.rules) for c in live.chains if (c.family, c.table) == (nftcompile.FAMILY, nftcompile.TABLE))
     in_sync: bool | None = None
     if text is not None:
         try:
             want = _sha256(compile_policy_file(path))
-            with open(os.path.join(STATE_DIR, f"{_state_name(netns)}.applied.sha256")) as f:
-                in_sync = f.read().strip() == want
-            with open(os.path.join(STATE_DIR, f"{_state_name(netns)}.applied.nft")) as f:
-                in_sync = in_sync and f.read() == text
-        except (OSError, FileFormatError):
+            applied = state.read_state_text(os.path.join(STATE_DIR, f"{_state_name(netns)}.applied.sha256"))
+            loaded = state.read_state_text(os.path.join(STATE_DIR, f"{_state_name(netns)}.applied.nft"))
+            in_sync = applied is not None and applied.strip() == want and loaded == text
+            if applied is None or loaded is None:
+                in_sync = None
+        except (OSError, ValueError, FileFormatError):
             in_sync = None
     rb = rollback.status(_state_name(netns))
     return FwStatus(
@@ -258,10 +259,11 @@ def disable_boot(*, unit_dir: str = UNIT_DIR, systemctl: bool = True) -> bool:
 
 
 def _systemctl(*args: str) -> None:
-    import shutil
     import subprocess
 
-    exe = shutil.which("systemctl")
+    from portkit.backends.host import find_tool
+
+    exe = find_tool("systemctl")
     if exe is None:
         return  # no systemd here: the unit file is in place for when there is
     proc = subprocess.run([exe, *args], capture_output=True, text=True, check=False)

@@ -8,16 +8,15 @@ them imports another for it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
-from portkit.errors import FileFormatError, PrivilegeError
+from portkit.backends import state
 from portkit.model.firewall import Policy
 
 __all__ = ["DEFAULT_POLICY", "STATE_DIR", "load_policy_file", "policy_services"]
 
 DEFAULT_POLICY = "/etc/portkit/policy.yaml"
-STATE_DIR = os.environ.get("PORTKIT_RUN_DIR", "/run/portkit") + "/firewall"
+STATE_DIR = state.firewall_dir()
 
 
 def policy_services() -> Mapping[tuple[str, str], int]:
@@ -30,17 +29,10 @@ def policy_services() -> Mapping[tuple[str, str], int]:
 
 def load_policy_file(path: str = DEFAULT_POLICY) -> Policy:
     """The policy in ``path``; the defaults when the file does not exist."""
+    from portkit.backends.files import read_user_file
     from portkit.parse.policy_yaml import load_policy
 
-    try:
-        with open(path) as f:
-            text = f.read()
-    except FileNotFoundError:
+    text = read_user_file(path, "policy file", missing_ok=True)
+    if text is None:
         return Policy()
-    except IsADirectoryError:
-        raise FileFormatError(path, "is a directory, not a policy file") from None
-    except PermissionError as exc:
-        raise PrivilegeError(f"cannot read policy file {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise FileFormatError(path, f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
     return load_policy(text, path=path, services=policy_services())

@@ -42,9 +42,9 @@ def _resolve_target(spec: ForwardSpec) -> ForwardSpec:
         return spec
     except ValueError:
         pass
-    from portkit.drivers.forwarder import default_resolver
+    from portkit.backends.host import resolve
 
-    _fam, addr = default_resolver(spec.target_host, spec.target_port, socket.SOCK_STREAM)[0]
+    _fam, addr = resolve(spec.target_host, spec.target_port)[0]
     return ForwardSpec(
         spec.bind, spec.listen_port, str(addr[0]), spec.target_port, spec.proto, spec.allow, spec.deny
     )

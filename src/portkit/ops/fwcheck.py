@@ -6,12 +6,11 @@ Kept apart from :mod:`portkit.ops.firewall` so that a check imports only what it
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from portkit.backends import nft as nftb
+from portkit.backends import host
 from portkit.backends.nftlive import read_live
 from portkit.engine.nfteval import Evaluator
 from portkit.errors import InputError, TargetError
@@ -19,11 +18,7 @@ from portkit.model.firewall import HOOKS, PORT_PROTOS, FwCheckResult, IPAddress,
 
 
 def local_ip_addresses(netns: str | None) -> frozenset[IPAddress]:
-    out: set[IPAddress] = set()
-    for a in nftb.local_addresses(netns=netns):
-        with contextlib.suppress(ValueError):
-            out.add(ipaddress.ip_address(a))
-    return frozenset(out)
+    return host.local_addresses(netns=netns)
 
 
 def parse_address(text: str, what: str) -> IPAddress:
@@ -92,7 +87,7 @@ def check_packet(
         pkt = _fill_interfaces(pkt, netns, local_addresses)
 
         def route(addr: IPAddress) -> str | None:
-            return nftb.route_dev(str(addr), netns=netns)
+            return host.route_dev(str(addr), netns=netns)
     else:
         from portkit.parse.nftjson import parse_ruleset
 
@@ -103,9 +98,9 @@ def check_packet(
 def _fill_interfaces(pkt: Packet, netns: str | None, local: frozenset[IPAddress]) -> Packet:
     iif, oif = pkt.iif, pkt.oif
     if iif is None and pkt.hook in ("in", "forward"):
-        iif = "lo" if pkt.src in local or pkt.src.is_loopback else nftb.route_dev(str(pkt.src), netns=netns)
+        iif = "lo" if pkt.src in local or pkt.src.is_loopback else host.route_dev(str(pkt.src), netns=netns)
     if oif is None and pkt.hook in ("out", "forward"):
-        oif = "lo" if pkt.dst in local or pkt.dst.is_loopback else nftb.route_dev(str(pkt.dst), netns=netns)
+        oif = "lo" if pkt.dst in local or pkt.dst.is_loopback else host.route_dev(str(pkt.dst), netns=netns)
     if (iif, oif) == (pkt.iif, pkt.oif):
         return pkt
     return Packet(pkt.hook, pkt.proto, pkt.src, pkt.dst, pkt.dport, pkt.sport, iif, oif, pkt.icmp_type)

@@ -130,7 +130,7 @@ def _process_matches(comm: str, wanted: str) -> bool:
     return comm.startswith(wanted) or (len(comm) == 15 and wanted.startswith(comm))
 
 
-class _Namer:
+class _RowLookups:
     """Per-call caches turning raw row fields into entry values."""
 
     def __init__(self) -> None:
@@ -281,19 +281,19 @@ def collect_sockets(
         rows = [r for r in rows if r[4] == local_port]
     inodes = None if len(rows) > 5000 else {r[8] for r in rows}
     owners, incomplete = be.owners(rows, inodes)
-    namer = _Namer()
+    lookups = _RowLookups()
     if pid is not None:
         rows = [r for r in rows if pid in owners.get(r[8], ())]
     if process is not None:
         keep: list[Row] = []
         for r in rows:
             for p in owners.get(r[8], ()):
-                ref = namer.process(p)
+                ref = lookups.process(p)
                 if ref is not None and _process_matches(ref.name, process):
                     keep.append(r)
                     break
         rows = keep
-    values = namer.values(rows, owners)
+    values = lookups.values(rows, owners)
     found_notes = _notes(values, eph) if notes and eph is not None else ()
     return SocketRows(values, found_notes, incomplete, bname)
 
@@ -430,8 +430,8 @@ def _who_rows(port: int, proto: str | None, mask: int, netns: str | None, netns_
     time_wait = sum(1 for r in rows if r[0] == "tcp" and r[2] == STATE_TIME_WAIT)
     rows = [r for r in rows if not (r[0] == "tcp" and r[2] == STATE_TIME_WAIT)]
     owners, incomplete = be.owners(rows, {r[8] for r in rows})
-    namer = _Namer()
-    return SocketRows(namer.values(rows, owners), (), incomplete, bname), time_wait
+    lookups = _RowLookups()
+    return SocketRows(lookups.values(rows, owners), (), incomplete, bname), time_wait
 
 
 def service_name(port: int, proto: str = "tcp") -> str | None:

@@ -9,7 +9,6 @@ the reason, never guessed.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -120,16 +119,9 @@ class Firewall:
 
 
 def local_addresses() -> frozenset[Any]:
-    import psutil
+    from portkit.backends.host import local_addresses as host_addresses
 
-    out: set[Any] = set()
-    for addrs in psutil.net_if_addrs().items():
-        for a in addrs[1]:
-            try:
-                out.add(ipaddress.ip_address(a.address.split("%")[0]))
-            except ValueError:
-                continue
-    return frozenset(out)
+    return host_addresses()
 
 
 def dnat_of(res: Any, address: str, port: int) -> DnatFact | None:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from portkit.backends.route import route_get
+from portkit.backends.host import resolve, route_get
 from portkit.errors import ResolveError
 from portkit.model.diagnosis import (
     ConntrackFact,
@@ -60,13 +60,9 @@ class GatherOptions:
 
 def system_resolve(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(IPv4, IPv6) addresses of ``name`` from the system resolver (/etc/hosts, then DNS)."""
-    try:
-        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ResolveError(name, exc.strerror) from exc
     v4: list[str] = []
     v6: list[str] = []
-    for fam, *_rest, sa in infos:
+    for fam, sa in resolve(name):
         addr = str(sa[0]).split("%")[0]
         if fam == socket.AF_INET and addr not in v4:
             v4.append(addr)

@@ -15,14 +15,15 @@ Service names are resolved with a mapping ``{(name, proto): port}`` given by the
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import yaml
 
-from portkit.errors import FileFormatError
+from portkit.errors import FileFormatError, InputError
 from portkit.model.firewall import ACTIONS, PROTOS, Policy, PolicyRule, PortRange
 from portkit.parse.yamltext import compose
 from portkit.registry.services import parse_etc_services, ports_by_name
@@ -208,6 +209,61 @@ def load_policy(text: str, *, path: str = "<policy>", services: Services | None 
                 raise ctx.fail(vn, "rules must be a list (each rule starts with '- ')")
             rules.extend(_rule(ctx, rn, i) for i, rn in enumerate(vn.value, 1))
     return Policy(default_in=default_in, default_out=default_out, essential_icmp=icmp, log_default=log_default, rules=tuple(rules))
+
+
+_STR = "tag:yaml.org,2002:str"
+_BOOL = "tag:yaml.org,2002:bool"
+
+
+def _value_node(value: str | bool | Sequence[str], mark: yaml.Mark) -> yaml.Node:
+    """A YAML node holding ``value`` as it is: built, never parsed, so no text a user typed
+    is read as YAML syntax (``&x 80`` is the port text "&x 80", not an anchor)."""
+    if isinstance(value, bool):
+        return yaml.ScalarNode(_BOOL, "true" if value else "false", mark, mark)
+    if isinstance(value, str):
+        return yaml.ScalarNode(_STR, value, mark, mark)
+    return yaml.SequenceNode("tag:yaml.org,2002:seq", [yaml.ScalarNode(_STR, v, mark, mark) for v in value], mark, mark)
+
+
+def rule_from_values(
+    *,
+    action: str,
+    direction: str = "in",
+    proto: str = "any",
+    ports: Sequence[str] = (),
+    sources: Sequence[str] = (),
+    destinations: Sequence[str] = (),
+    interface: str | None = None,
+    family: str = "any",
+    log: bool = False,
+    comment: str | None = None,
+    services: Services | None = None,
+) -> PolicyRule:
+    """A rule from separate values (the command line), checked by exactly the rules a rule
+    in a policy file is checked by. Each port is one value (``"22"``, ``"8000-8100"``,
+    ``"ssh"``); nothing is spliced into YAML text. Raises InputError naming the problem.
+
+    >>> rule_from_values(action="allow", proto="tcp", ports=["22"]).ports
+    (PortRange(lo=22, hi=22),)
+    """
+    mark = yaml.Mark("<command line>", 0, 0, 0, None, 0)
+    values: dict[str, str | bool | Sequence[str]] = {"direction": direction, "action": action, "proto": proto, "family": family, "log": log}
+    if ports:
+        values["port"] = tuple(ports)
+    if sources:
+        values["from"] = tuple(sources)
+    if destinations:
+        values["to"] = tuple(destinations)
+    if interface is not None:
+        values["interface"] = interface
+    if comment is not None:
+        values["comment"] = comment
+    node = yaml.MappingNode("tag:yaml.org,2002:map", [(_value_node(k, mark), _value_node(v, mark)) for k, v in values.items()], mark, mark)
+    try:
+        rule = _rule(_Ctx("<command line>", services or {}), node, 1)
+    except FileFormatError as exc:
+        raise InputError(exc.problem) from None
+    return dataclasses.replace(rule, line=None)
 
 
 def _q(text: str) -> str:
