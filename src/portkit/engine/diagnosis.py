@@ -100,9 +100,9 @@ class _Reasoner(ClientSteps, RouterSteps):
 
     def finish(self) -> Diagnosis:
         f, T = self.f, self.T
-        blocking = [x for x in self.findings if x._blocking]
-        notes = [x for x in self.findings if not x._blocking]
-        blocking.sort(key=lambda x: STAGE_ORDER[Stage(x._stage)])
+        blocking = [x for x in self.findings if x.blocking]
+        notes = [x for x in self.findings if not x.blocking]
+        blocking.sort(key=lambda x: STAGE_ORDER[Stage(x.stage)])
         head: list[Finding] = []
         reachable = False
         if not blocking:
@@ -149,9 +149,9 @@ class _Reasoner(ClientSteps, RouterSteps):
             blocking[0] = replace(
                 main,
                 evidence=main.evidence + tuple(e.english() for e in self.extra_evidence),
-                _evidence_text=main._evidence_text + tuple(self.extra_evidence),
+                evidence_text=main.evidence_text + tuple(self.extra_evidence),
             )
-        ordered = head + blocking + sorted(notes, key=lambda x: STAGE_ORDER[Stage(x._stage)])
+        ordered = head + blocking + sorted(notes, key=lambda x: STAGE_ORDER[Stage(x.stage)])
         return Diagnosis(
             target=f.target,
             address=f.address,
@@ -160,8 +160,8 @@ class _Reasoner(ClientSteps, RouterSteps):
             reachable=reachable,
             findings=tuple(ordered),
             checks=tuple(self.checks),
-            _roles=f.roles,
-            _trace=f.trace,
+            roles=f.roles,
+            trace=f.trace,
         )
 
     def reachable_finding(self) -> Finding:

@@ -54,7 +54,7 @@ class ClientSteps(Steps):
         evidence: list[Localizable] = [ev_probe(T, p)]
         if f.trace is not None:
             evidence.extend(ev_trace(T, f.trace))
-            if any(h.address == p.address and h._kind == "time-exceeded" for h in f.trace.hops):
+            if any(h.address == p.address and h.kind == "time-exceeded" for h in f.trace.hops):
                 # The target's own address sent time-exceeded: it routes the port onwards (a DNAT).
                 evidence.append(
                     T(
