@@ -100,8 +100,56 @@ def to_json(value: Any) -> Any:
 
 def from_json(cls: type[_T], data: object) -> _T:
     """Read ``data`` (as ``json.loads`` returns it) back into an instance of ``cls``."""
+    _check_readable(cls)
     value: _T = _read(cls, data, "$")
     return value
+
+
+_READABLE: set[Any] = set()
+
+
+def _check_readable(tp: Any) -> None:
+    """TypeError unless every type reachable from ``tp`` can be read: a class that holds a
+    Protocol is refused whatever the data says (checked once per class)."""
+    if tp in _READABLE:
+        return
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Literal or tp is None or tp is type(None):
+        pass
+    elif origin in (typing.Union, types.UnionType, list, frozenset, set):
+        for a in args:
+            _check_readable(a)
+    elif origin is tuple:
+        if not args:
+            raise TypeError("cannot read a bare tuple from JSON: give its item types")
+        for a in args:
+            if a is not Ellipsis and a != ():
+                _check_readable(a)
+    elif origin is dict:
+        if args[0] is not str:
+            raise TypeError(f"cannot read a mapping with {args[0]!r} keys from JSON")
+        _check_readable(args[1])
+    elif origin is None and isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        _READABLE.add(tp)  # before the fields: a class may (indirectly) hold itself
+        try:
+            hints = _hints(tp)
+            for f in dataclasses.fields(tp):
+                if f.init:
+                    _check_readable(hints[f.name])
+        except BaseException:
+            _READABLE.discard(tp)
+            raise
+        return
+    elif not (
+        origin is None
+        and isinstance(tp, type)
+        and (tp in (bool, int, float, str) or issubclass(tp, (enum.Enum, *_ADDRESS_TYPES)))
+    ):
+        raise TypeError(f"cannot read {getattr(tp, '__name__', tp)!r} from JSON")
+    try:
+        _READABLE.add(tp)
+    except TypeError:  # an unhashable type form: checked again next time
+        pass
 
 
 _HINTS: dict[type, dict[str, Any]] = {}
