@@ -135,7 +135,7 @@ def test_library_resolution_is_injectable(listener: int) -> None:
         portkit.check([f"nope.test:{listener}"], resolver=resolver)
     scan = portkit.scan(["svc.test", "nope.test"], ports=str(listener), resolver=resolver, processes=1)
     assert [h.target for h in scan.hosts] == ["svc.test"]  # the unresolvable one is skipped, not fatal
-    assert [e.target for e in scan._errors] == ["nope.test"]
+    assert [e.target for e in scan.errors] == ["nope.test"]
 
 
 def test_aio(listener: int) -> None:
@@ -245,4 +245,4 @@ def test_link_local_needs_a_zone_and_connects_with_it(listener: int) -> None:
     rep = portkit.scan(["fe80::1", "127.0.0.1"], ports=[listener], processes=1)
     with pytest.raises(PortSpecError, match="no ports given"):  # was a ZeroDivisionError
         portkit.scan(["127.0.0.1"], ports=[])
-    assert [h.address for h in rep.hosts] == ["127.0.0.1"] and len(rep._errors) == 1
+    assert [h.address for h in rep.hosts] == ["127.0.0.1"] and len(rep.errors) == 1

@@ -13,6 +13,7 @@ import pytest
 
 from portkit.cli.main import main
 from portkit.errors import ExitCode, FileFormatError, InputError, PortkitError, PrivilegeError
+from portkit.model.fields import internal
 from portkit.render.jsonout import document, to_jsonable
 from portkit.render.table import Cell, render_table
 
@@ -31,7 +32,7 @@ class Inner:
 class Outer:
     name: str
     items: tuple[Inner, ...]
-    _private: int = 0
+    private: int = internal(default=0)  # not in JSON
 
 
 def test_document_has_schema_and_converts_dataclasses() -> None:

@@ -66,9 +66,9 @@ def test_resolve_a_name_that_is_not_valid_idna_is_bad_input() -> None:
 
 
 def test_the_callers_share_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from portkit.backends.facts import system_resolve
     from portkit.drivers.forwarder import default_resolver
     from portkit.drivers.prober import system_resolver
+    from portkit.ops.why_gather import system_resolve
 
     table: dict[str, list[tuple[int, tuple[Any, ...]]]] = {"both.test": [(socket.AF_INET, ("192.0.2.1", 0)), (socket.AF_INET6, ("2001:db8::1", 0, 0, 0))]}
     monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo(table))

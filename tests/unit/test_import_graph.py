@@ -52,7 +52,8 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "drivers": _BELOW_ENGINE | {"backends"},
     # lab/ is a sub-application below ops: ops/lab.py composes it, it never calls an op.
     "lab": _BELOW_ENGINE | {"backends", "drivers"},
-    "ops": _BELOW_ENGINE | {"backends", "drivers", "lab", "i18n"},
+    # ops writes the why snapshot document itself (``why --facts-out``), so it takes the schema number
+    "ops": _BELOW_ENGINE | {"portkit", "backends", "drivers", "lab", "i18n"},
     "api": frozenset({"ops", "model"}),
     "aio": frozenset({"ops", "model"}),
     "render": frozenset({"portkit", "model", "syntax", "engine", "errors", "i18n"}),

@@ -59,8 +59,8 @@ def test_notes_sensitive_and_ephemeral() -> None:
     got = {(n.code, n.port, n.proto) for n in notes}
     assert got == {("exposed-sensitive", 3306, "tcp"), ("ephemeral-listener", 40000, "tcp")}
     msg = next(n for n in notes if n.code == "exposed-sensitive")
-    assert "3306/tcp" in msg.message and msg._message is not None and msg._message.english() == msg.message
-    assert "_message" not in to_jsonable(msg)
+    assert "3306/tcp" in msg.message and msg.message_text is not None and msg.message_text.english() == msg.message
+    assert "message_text" not in to_jsonable(msg)
     # Loopback-only database: no note.
     assert ops._notes([row(local_address="127.0.0.1", exposure="loopback")], (32768, 60999)) == ()
 
@@ -123,7 +123,7 @@ def test_free_ports_search() -> None:
         return True
 
     default = free.free_ports(20, is_free=record)
-    low, high = default._range
+    low, high = default.port_range
     assert low == 1024 and high < 32768
     assert 3306 not in tried and 5432 not in tried  # named ports are skipped by default
     with pytest.raises(InputError, match="invalid count 0"):
@@ -138,7 +138,7 @@ def test_port_info() -> None:
     assert any(s.name == "ssh" and s.proto == "tcp" for s in info.services)
     assert portinfo.port_info(3389).note is not None and "attacked" in (portinfo.port_info(3389).note or "")
     assert portinfo.port_info("0").port_class == "well-known"
-    assert portinfo.port_info(40000).ephemeral == (portinfo.port_info(40000)._ephemeral_range[0] <= 40000)
+    assert portinfo.port_info(40000).ephemeral == (portinfo.port_info(40000).ephemeral_range[0] <= 40000)
     with pytest.raises(PortSpecError, match="invalid port '70000'; valid ports are 0-65535"):
         portinfo.port_info("70000")
     with pytest.raises(InputError, match="unknown port or service 'zzz-nothing'"):

@@ -52,7 +52,7 @@ def test_dnat_port_forward() -> None:
 def test_ipv6_full_form_is_compressed() -> None:
     (e,) = load("ipv6.proc.txt")
     assert e.original == NatTuple("::1", 45000, "::1", 9)
-    assert e.translated.dport == 7 and e.kind == "dnat" and e._flags == ("UNREPLIED",)
+    assert e.translated.dport == 7 and e.kind == "dnat" and e.flags == ("UNREPLIED",)
 
 
 def test_untranslated_and_junk_lines_are_skipped() -> None:

@@ -34,14 +34,14 @@ def make_report(extra_open: tuple[int, ...] = ()) -> ScanReport:
         for p in (22, *extra_open)
     ]
     shown, hidden = group_ports(rows)
-    host = HostResult("web.lab", "10.9.0.2", shown, hidden, _scanned=len(rows))
+    host = HostResult("web.lab", "10.9.0.2", shown, hidden, scanned=len(rows))
     return ScanReport(
         (host,),
         1.5,
         False,
-        _started=1_700_000_000.0,
-        _protocol="tcp",
-        _ports_spec="tcp:22,1000-1099,2000-2029,3000-3001",
+        started=1_700_000_000.0,
+        protocol="tcp",
+        ports_spec="tcp:22,1000-1099,2000-2029,3000-3001",
     )
 
 

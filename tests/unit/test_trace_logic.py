@@ -60,7 +60,7 @@ def test_reaches_open_port_and_stops_at_destination(monkeypatch: pytest.MonkeyPa
 def test_closed_port(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(drv, "_round", FakePath(2, answer="conn-refused"))
     r = drv.trace_port("10.0.9.9", 81)
-    assert r.reached and r.state == "closed" and r._reason == "conn-refused"
+    assert r.reached and r.state == "closed" and r.reason == "conn-refused"
 
 
 def test_udp_port_unreachable_is_closed_and_silence_is_open_filtered(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,7 +87,7 @@ def test_icmp_prohibited_ends_the_trace(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(drv, "_round", FakePath(4, answer="admin-prohibited"))
     r = drv.trace_port("10.0.9.9", 22)
     assert not r.reached and r.state == "filtered"
-    assert r._reason == "admin-prohibited" and r._reason_from == "10.0.3.1"
+    assert r.reason == "admin-prohibited" and r.reason_from == "10.0.3.1"
 
 
 def test_a_lost_probe_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:

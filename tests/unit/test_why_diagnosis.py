@@ -266,7 +266,7 @@ def test_icmp_prohibited_from_router_is_filtered_on_path() -> None:
 def test_host_unreach_from_router_is_no_route_on_path() -> None:
     p = ProbeFact("10.0.2.2", 80, "tcp", "filtered", "host-unreach", "10.0.1.1")
     d = run(client(probe=p))
-    assert codes(d) == [Code.NO_ROUTE] and d.findings[0]._stage == "path"
+    assert codes(d) == [Code.NO_ROUTE] and d.findings[0].stage == "path"
 
 
 def test_udp_silence_is_unknown() -> None:
@@ -488,8 +488,8 @@ def test_korean_rendering_differs_and_json_stays_english() -> None:
     d = run(server(listeners=(Listener("127.0.0.1", 80, "tcp", "mysqld", 77),)))
     ko = translator("ko")
     f = d.findings[0]
-    assert f.message == f._message_text.english()
-    rendered = f._message_text.render(ko)
+    assert f.message == f.message_text.english()
+    rendered = f.message_text.render(ko)
     assert rendered != f.message, "the Korean catalog is missing or not compiled (pip install -e .)"
     assert "127.0.0.1:80" in rendered  # parameters survive translation
 
@@ -547,7 +547,7 @@ def test_any_snapshot_gives_one_main_cause_and_consistent_reachability(
     assert d.findings, "there is always a main finding"
     assert d.reachable == (d.findings[0].code == Code.REACHABLE)
     assert sum(1 for x in d.findings if x.code == Code.REACHABLE) <= 1
-    blocking = [x for x in d.findings if x._blocking]
+    blocking = [x for x in d.findings if x.blocking]
     assert not (d.reachable and blocking)
     assert all(c.status in CHECK_STATUSES for c in d.checks)
 

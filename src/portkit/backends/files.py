@@ -1,4 +1,5 @@
-"""Reading the files a user names (policies, lab scenarios, forward configs), safely.
+"""Reading the files a user names (policies, lab scenarios, forward configs, facts snapshots),
+and writing the ones a user asks for, safely.
 
 A user-named file is input, not state (state lives under :mod:`portkit.backends.state`),
 so every problem with it is bad input (exit 2) named in one line: a FIFO would block a
@@ -14,7 +15,7 @@ import errno
 import os
 import stat
 
-from portkit.errors import FileFormatError, PrivilegeError
+from portkit.errors import FileFormatError, PrivilegeError, map_os_error
 
 #: The largest config file portkit reads (policies and scenarios are a few KiB).
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -78,3 +79,78 @@ def _why(exc: OSError, kind: str) -> str:
     if exc.errno == errno.ENAMETOOLONG:
         return "the file name is too long"
     return f"cannot read {kind}: {exc.strerror or exc}"
+
+
+def check_user_file_writable(path: str, kind: str) -> None:
+    """Refuse, before any work is done, a user-named output file that could not be written:
+    a missing or unwritable directory, or something there that is not a regular file
+    (a device, a FIFO, a directory), which :func:`write_user_file` would not replace."""
+    if "\0" in path or not path:
+        raise FileFormatError(repr(path), f"not a usable {kind} path")
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise FileFormatError(path, _why(exc, kind)) from None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise FileFormatError(path, f"is {what}; a {kind} is written as a regular file")
+    parent = os.path.dirname(real) or "."
+    if not os.path.isdir(parent):
+        raise FileFormatError(path, f"no such directory {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PrivilegeError(f"cannot write {kind} {path}: permission denied in {parent}")
+
+
+def write_user_file(path: str, text: str, kind: str) -> None:
+    """Write ``text`` (UTF-8) to the user-named file ``path`` whole or not at all: into a
+    temporary file beside it, then renamed over it (a symlink's target is the file
+    replaced). An existing file keeps its mode; a new one is 0644."""
+    import tempfile
+
+    check_user_file_writable(path, kind)
+    real = os.path.realpath(path)
+    parent = os.path.dirname(real) or "."
+    tmp: str | None = None
+    try:
+        try:
+            mode = stat.S_IMODE(os.stat(real).st_mode)
+        except FileNotFoundError:
+            mode = 0o644
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(real)}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, real)
+        tmp = None
+    except PermissionError as exc:
+        raise PrivilegeError(f"cannot write {kind} {path}: {exc.strerror}") from None
+    except OSError as exc:  # ENOSPC, EROFS, ...: the system refused
+        raise map_os_error(exc, f"cannot write {kind} {path}") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def read_stdin_text(kind: str, *, limit: int = MAX_CONFIG_BYTES) -> str:
+    """The UTF-8 text on standard input (a ``-`` in place of a file name), capped like a file."""
+    import sys
+
+    name = "<stdin>"
+    try:
+        raw = sys.stdin.buffer.read(limit + 1)
+    except OSError as exc:
+        raise FileFormatError(name, _why(exc, kind)) from None
+    if len(raw) > limit:
+        raise FileFormatError(name, f"is larger than {limit} bytes; a {kind} may be at most that")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(
+            name, f"not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); a {kind} is UTF-8 text"
+        ) from None

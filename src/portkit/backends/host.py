@@ -224,7 +224,7 @@ def _parse_route_get(destination: str, text: str) -> _Route:
 def _netlink_route(destination: str, source: str | None, iif: str | None, timeout: float) -> _Route | None:
     """RTM_GETROUTE in this thread's namespace; None when netlink cannot answer (then the
     caller asks ``ip``). Interface names are looked up here, in the same namespace."""
-    from portkit.parse.nftnetlink import attrs
+    from portkit.parse.netlink_tlv import attrs
 
     try:
         dst = ipaddress.ip_address(destination)

@@ -9,7 +9,6 @@ written under /proc/sys inside the namespace.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Callable, Sequence

@@ -21,9 +21,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from portkit.backends import iptables, state
+from portkit.backends import iptables, nftcache
 from portkit.backends import nft as nftb
-from portkit.backends import nftcache
 from portkit.errors import SystemRefused
 from portkit.model.firewall import NftRule, NftRuleset, NftSet
 

@@ -78,9 +78,9 @@ def run_free(args: argparse.Namespace) -> int:
     elif free.ports:
         out.write(free_text(free))
     if len(free.ports) < args.count:
-        low, high = free._range
+        low, high = free.port_range
         sys.stderr.write(
-            f"portkit: only {len(free.ports)} of {args.count} free {free._proto} ports found in {low}-{high}\n"
+            f"portkit: only {len(free.ports)} of {args.count} free {free.proto} ports found in {low}-{high}\n"
         )
         return ExitCode.NO
     return ExitCode.OK

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from typing import Any
 
@@ -185,11 +184,11 @@ def _out(args: argparse.Namespace) -> Any:
 
 
 def _emit(args: argparse.Namespace, obj: Any, text: str) -> None:
-    from portkit.render.jsonout import document
+    from portkit.render.jsonout import document, json_fields
 
     out = _out(args)
     if out.json:
-        payload = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
+        payload = {name: getattr(obj, name) for name in json_fields(type(obj))}
         out.emit_json(document(**payload))
     else:
         out.write(text)

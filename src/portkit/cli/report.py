@@ -194,7 +194,7 @@ def run_report(args: argparse.Namespace) -> int:
         inbound_from=_address_arg(args.inbound_from),
     )
     out = Output.from_args(args)
-    _warn_incomplete(table._owners_incomplete, [e.pid for e in table.sockets])
+    _warn_incomplete(table.owners_incomplete, [e.pid for e in table.sockets])
     if out.json:
         out.emit_json(table_document(table))
     else:
@@ -277,7 +277,7 @@ def run_who(args: argparse.Namespace) -> int:
     rep = who(port, proto, netns=args.netns, netns_pid=args.netns_pid)
     out = Output.from_args(args)
     tr = _tr()
-    _warn_incomplete(rep._owners_incomplete, [h.pid for h in rep.holders])
+    _warn_incomplete(rep.owners_incomplete, [h.pid for h in rep.holders])
     outcomes = None
     if args.kill and rep.holders:
         pids = sorted({p.pid for h in rep.holders for p in h.processes})

@@ -163,9 +163,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.stop()
-    for line in report._warnings:
+    for line in report.warnings:
         warn(line)
-    for problem in report._errors:
+    for problem in report.errors:
         sys.stderr.write(f"portkit: {problem.error} (target {problem.target!r} skipped)\n")
     if args.xml:
         from portkit.render.nmapxml import scan_xml
@@ -186,6 +186,6 @@ def run(args: argparse.Namespace) -> int:
             out.write(scan_table(report, color=out.color))
     if report.interrupted:
         return int(ExitCode.INTERRUPTED)
-    if report._errors:
+    if report.errors:
         return int(ExitCode.BAD_INPUT)
     return int(ExitCode.OK)

@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 from portkit.cli.common import add_output_options, subparser
-from portkit.errors import ExitCode
+from portkit.errors import ExitCode, InputError
 
 WHY_DESCRIPTION = """\
 Explain why TARGET:PORT can or cannot be reached, and what to change.
@@ -32,6 +32,18 @@ codes: REACHABLE FILTERED_ON_PATH NOT_LISTENING LOOPBACK_ONLY BOUND_TO_OTHER_ADD
        EXPOSED_DESPITE_INBOUND_DENY UNKNOWN
 The first finding is the main cause (findings follow the path: client, routers, server).
 
+snapshots: the facts gathered here can be written down and reasoned over elsewhere.
+  --facts-out FILE  also writes what was gathered (JSON, "schema": 1, every fact the
+                    diagnosis uses) to FILE; the diagnosis is printed as usual.
+  --facts-out -     writes the snapshot to stdout *instead of* the diagnosis (for a
+                    pipe: ssh host portkit why ... --facts-out - > h.json); the exit
+                    status is still the diagnosis's. Not with --json (both use stdout).
+  --facts-in FILE   reasons over a snapshot (a file, or - for stdin) with no I/O: no
+                    packet is sent, no socket, route or rule is read. TARGET may be left
+                    out; when given it must be the snapshot's target:port/proto.
+                    --from, --timeout, --no-trace, -4 and -6 shape the gathering, so
+                    they are refused with --facts-in.
+
 exit status: 0 reachable, 1 not reachable (also a name that does not resolve), 2 bad input
 
 examples:
@@ -40,6 +52,8 @@ examples:
   portkit why 203.0.113.5:8080               on the router that forwards 8080
   portkit why [fd00::2]:53/udp --json        {"schema": 1, "reachable": false, "findings": [...]}
   portkit why web:80 --lang ko               in Korean (or LANG=ko_KR.UTF-8)
+  portkit why 10.0.2.2:22 --facts-out s.json record the facts, then later / elsewhere:
+  portkit why --facts-in s.json --json       the same diagnosis, from the snapshot alone
 """
 
 TRACE_DESCRIPTION = """\
@@ -113,7 +127,10 @@ def register(sub: Any) -> None:
         epilog=WHY_EPILOG,
     )
     p.add_argument(
-        "target", metavar="TARGET:PORT[/tcp|/udp]", help="e.g. 10.0.2.2:80, db.lan:5432, [fd00::2]:53/udp"
+        "target",
+        nargs="?",
+        metavar="TARGET:PORT[/tcp|/udp]",
+        help="e.g. 10.0.2.2:80, db.lan:5432, [fd00::2]:53/udp (optional with --facts-in)",
     )
     p.add_argument(
         "--from",
@@ -124,7 +141,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--timeout",
         type=_seconds,
-        default=1.0,
+        default=None,
         metavar="S",
         help="seconds to wait for each probe (default 1)",
     )
@@ -132,6 +149,17 @@ def register(sub: Any) -> None:
         "--no-trace", dest="trace", action="store_false", help="do not trace the path when the probe dies"
     )
     p.add_argument("-v", "--verbose", action="store_true", help="also show skipped checks and the trace hops")
+    snap = p.add_mutually_exclusive_group()
+    snap.add_argument(
+        "--facts-out",
+        metavar="FILE|-",
+        help="also write the gathered facts as a JSON snapshot to FILE ('-': to stdout, instead of the diagnosis)",
+    )
+    snap.add_argument(
+        "--facts-in",
+        metavar="FILE|-",
+        help="reason over a snapshot written by --facts-out (FILE, or - for stdin) instead of gathering: no I/O",
+    )
     _common(p)
     p.set_defaults(func=run_why)
 
@@ -161,17 +189,54 @@ def register(sub: Any) -> None:
 
 def run_why(args: argparse.Namespace) -> int:
     from portkit.i18n import translator
-    from portkit.ops.why import why
+    from portkit.ops import why as ops
     from portkit.render.output import Output
     from portkit.render.why import why_json, why_text
 
     out = Output.from_args(args)
-    d = why(args.target, from_addr=args.from_addr, timeout=args.timeout, trace=args.trace, family=args.family)
-    if out.json:
+    if args.facts_in is not None:
+        _refuse_gathering_options(args)
+        facts = ops.read_facts(args.facts_in)
+        if args.target is not None:
+            ops.check_snapshot_target(facts, args.target)
+    else:
+        if args.target is None:
+            raise InputError("give TARGET:PORT[/tcp|/udp] to diagnose, or --facts-in FILE to read a snapshot")
+        if args.facts_out == "-" and out.json:
+            raise InputError("--facts-out - and --json both write to stdout: choose one (or give --facts-out a FILE)")
+        if args.facts_out is not None:
+            ops.check_facts_out(args.facts_out)
+        timeout = 1.0 if args.timeout is None else args.timeout
+        facts = ops.why_facts(
+            args.target, from_addr=args.from_addr, timeout=timeout, trace=args.trace, family=args.family
+        )
+        if args.facts_out is not None:
+            ops.dump_facts(facts, args.facts_out)
+    d = ops.diagnose_facts(facts)
+    if args.facts_out == "-":
+        pass  # stdout carries the snapshot alone; the exit status still says reachable or not
+    elif out.json:
         out.emit_json(why_json(d))
     else:
         out.write(why_text(d, translator(args.lang), color=out.color, verbose=args.verbose))
     return int(ExitCode.OK if d.reachable else ExitCode.NO)
+
+
+def _refuse_gathering_options(args: argparse.Namespace) -> None:
+    given = [
+        name
+        for name, used in (
+            ("--from", args.from_addr is not None),
+            ("--timeout", args.timeout is not None),
+            ("--no-trace", not args.trace),
+            ("-4" if args.family == 4 else "-6", args.family is not None),
+        )
+        if used
+    ]
+    if given:
+        raise InputError(
+            f"{given[0]} shapes the gathering, and --facts-in reads facts gathered already: leave {given[0]} out"
+        )
 
 
 def run_trace(args: argparse.Namespace) -> int:

@@ -305,7 +305,7 @@ def _round(
 
 
 def _ends(hop: TraceHop) -> bool:
-    return hop._kind in (HOP_DESTINATION, HOP_UNREACHABLE)
+    return hop.kind in (HOP_DESTINATION, HOP_UNREACHABLE)
 
 
 def trace_port(
@@ -371,9 +371,9 @@ def trace_port(
         state=state,
         hops=hops,
         last_hop=last_hop,
-        _reason=reason,
-        _reason_from=reason_from,
-        _method=_method_used(method, _family(address)),
+        reason=reason,
+        reason_from=reason_from,
+        method=_method_used(method, _family(address)),
     )
 
 
@@ -387,8 +387,8 @@ def _outcome(end: TraceHop | None, proto: str) -> tuple[str, str, str | None, bo
     """(state, reason, reason_from, reached) from the hop that ended the trace."""
     if end is None:
         return ("open|filtered" if proto == "udp" else "filtered"), "no-response", None, False
-    reason = end._reason or "no-response"
-    if end._kind == HOP_DESTINATION:
+    reason = end.reason or "no-response"
+    if end.kind == HOP_DESTINATION:
         if reason in ("syn-ack", "udp-response"):
             return "open", reason, None, True
         return "closed", reason, end.address if reason == "port-unreach" else None, True

@@ -99,9 +99,9 @@ class _Reasoner(ClientSteps, RouterSteps):
 
     def finish(self) -> Diagnosis:
         facts, text = self.facts, self.text
-        blocking = [x for x in self.findings if x._blocking]
-        notes = [x for x in self.findings if not x._blocking]
-        blocking.sort(key=lambda x: STAGE_ORDER[Stage(x._stage)])
+        blocking = [x for x in self.findings if x.blocking]
+        notes = [x for x in self.findings if not x.blocking]
+        blocking.sort(key=lambda x: STAGE_ORDER[Stage(x.stage)])
         head: list[Finding] = []
         reachable = False
         if not blocking:
@@ -148,9 +148,9 @@ class _Reasoner(ClientSteps, RouterSteps):
             blocking[0] = replace(
                 main,
                 evidence=main.evidence + tuple(e.english() for e in self.extra_evidence),
-                _evidence_text=main._evidence_text + tuple(self.extra_evidence),
+                evidence_text=main.evidence_text + tuple(self.extra_evidence),
             )
-        ordered = head + blocking + sorted(notes, key=lambda x: STAGE_ORDER[Stage(x._stage)])
+        ordered = head + blocking + sorted(notes, key=lambda x: STAGE_ORDER[Stage(x.stage)])
         return Diagnosis(
             target=facts.target,
             address=facts.address,
@@ -159,8 +159,8 @@ class _Reasoner(ClientSteps, RouterSteps):
             reachable=reachable,
             findings=tuple(ordered),
             checks=tuple(self.checks),
-            _roles=facts.roles,
-            _trace=facts.trace,
+            roles=facts.roles,
+            trace=facts.trace,
         )
 
     def reachable_finding(self) -> Finding:

@@ -68,16 +68,16 @@ def finding(
         message=message.english(),
         evidence=tuple(e.english() for e in evidence),
         fix=fix.english() if fix is not None else None,
-        _stage=stage.value,
-        _blocking=blocking,
-        _message_text=message,
-        _evidence_text=tuple(evidence),
-        _fix_text=fix,
+        stage=stage.value,
+        blocking=blocking,
+        message_text=message,
+        evidence_text=tuple(evidence),
+        fix_text=fix,
     )
 
 
 def check(name: str, status: str, detail: Localizable) -> Check:
-    return Check(name=name, status=status, detail=detail.english(), _detail_text=detail)
+    return Check(name=name, status=status, detail=detail.english(), detail_text=detail)
 
 
 # --------------------------------------------------------------------------- small formatters

@@ -85,4 +85,4 @@ def host_result(
                 )
             )
     rows.sort(key=lambda r: (r.proto, r.port))
-    return HostResult(target, address, tuple(rows), not_shown, _scanned=scanned)
+    return HostResult(target, address, tuple(rows), not_shown, scanned=scanned)

@@ -53,7 +53,7 @@ class ClientSteps(ReasoningState):
         evidence: list[Localizable] = [ev_probe(text, p)]
         if facts.trace is not None:
             evidence.extend(ev_trace(text, facts.trace))
-            if any(h.address == p.address and h._kind == "time-exceeded" for h in facts.trace.hops):
+            if any(h.address == p.address and h.kind == "time-exceeded" for h in facts.trace.hops):
                 # The target's own address sent time-exceeded: it routes the port onwards (a DNAT).
                 evidence.append(
                     text(

@@ -13,16 +13,17 @@ Two halves:
      "checks": [{"name": str, "status": "pass"|"fail"|"unknown"|"skipped", "detail": str}]}
 
 Human-readable text is carried twice: the English string (for JSON, stable for scripts) and
-a translatable template (``_``-prefixed, left out of JSON) that the renderer shows in the
+a translatable template (an ``internal`` field, left out of JSON) that the renderer shows in the
 user's language. model/ imports nothing of portkit but model, so the template type is a
 structural :class:`Localizable` (``portkit.i18n.Message`` satisfies it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
+from portkit.model.fields import NOT_IN_JSON, internal
 from portkit.model.text import Localizable
 from portkit.model.trace import TraceResult
 
@@ -221,11 +222,12 @@ class Finding:
     message: str
     evidence: tuple[str, ...]
     fix: str | None
-    _stage: str
-    _blocking: bool  # False: reported, but does not stop the connection (REACHABLE, exposure)
-    _message_text: Localizable
-    _evidence_text: tuple[Localizable, ...]
-    _fix_text: Localizable | None
+    stage: str = field(metadata=NOT_IN_JSON)
+    # False: reported, but does not stop the connection (REACHABLE, exposure)
+    blocking: bool = field(metadata=NOT_IN_JSON)
+    message_text: Localizable = field(metadata=NOT_IN_JSON)
+    evidence_text: tuple[Localizable, ...] = field(metadata=NOT_IN_JSON)
+    fix_text: Localizable | None = field(metadata=NOT_IN_JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +235,7 @@ class Check:
     name: str
     status: str
     detail: str
-    _detail_text: Localizable
+    detail_text: Localizable = field(metadata=NOT_IN_JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,8 +247,8 @@ class Diagnosis:
     reachable: bool
     findings: tuple[Finding, ...]
     checks: tuple[Check, ...]
-    _roles: frozenset[str] = frozenset()
-    _trace: TraceResult | None = None
+    roles: frozenset[str] = internal(default=frozenset())
+    trace: TraceResult | None = internal(default=None)
 
     @property
     def main(self) -> Finding:

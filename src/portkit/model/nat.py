@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from portkit.model.fields import internal
+
 
 @dataclass(frozen=True, slots=True)
 class NatTuple:
@@ -40,9 +42,9 @@ class NatEntry:
     original: NatTuple
     translated: NatTuple
     timeout_s: int
-    _family: int = 4
-    _flags: tuple[str, ...] = ()
-    _id: int | None = None
+    family: int = internal(default=4)
+    flags: tuple[str, ...] = internal(default=())
+    conntrack_id: int | None = internal(default=None)
 
     @property
     def label(self) -> str:

@@ -1,14 +1,16 @@
 """Results of probing and scanning ports: plain, frozen data.
 
 Field names are the JSON contract of ``portkit check --json`` and ``portkit scan --json``;
-fields starting with ``_`` carry extra detail (used by the nmap XML writer) and are left
-out of JSON. States and reasons use nmap's vocabulary (``portreasons.cc``).
+fields declared ``internal`` (``model/fields.py``) carry extra detail (used by the nmap XML
+writer) and are left out of JSON. States and reasons use nmap's vocabulary (``portreasons.cc``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+from portkit.model.fields import internal
 
 
 class PortState(StrEnum):
@@ -93,8 +95,8 @@ class PortResult:
     state: PortState
     reason: Reason
     service: str | None
-    _reason_from: str | None = None
-    _rtt_ms: float | None = None
+    reason_from: str | None = internal(default=None)
+    rtt_ms: float | None = internal(default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +106,9 @@ class NotShown:
     state: PortState
     reason: Reason
     count: int
-    _proto: str = "tcp"
-    _ports: str = ""  # the ports, compacted ("1-21,23-79"), as nmap's XML extrareasons has them
+    proto: str = internal(default="tcp")
+    # the ports, compacted ("1-21,23-79"), as nmap's XML extrareasons has them
+    ports: str = internal(default="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +117,9 @@ class HostResult:
     address: str
     ports: tuple[PortResult, ...]
     not_shown: tuple[NotShown, ...]
-    _status: str = "up"  # "up" | "down" (discovery found nothing) | "skipped"
-    _status_reason: str = "user-set"
-    _scanned: int = 0
+    status: str = internal(default="up")  # "up" | "down" (discovery found nothing) | "skipped"
+    status_reason: str = internal(default="user-set")
+    scanned: int = internal(default=0)
 
     def open_ports(self) -> tuple[PortResult, ...]:
         return tuple(p for p in self.ports if p.state is PortState.OPEN)
@@ -135,11 +138,11 @@ class ScanReport:
     hosts: tuple[HostResult, ...]
     elapsed_s: float
     interrupted: bool
-    _errors: tuple[TargetProblem, ...] = ()
-    _started: float = 0.0
-    _scan_type: str = "connect"
-    _protocol: str = "tcp"
-    _args: str = ""
-    _ports_spec: str = ""  # "tcp:1-1000;udp:53" as nmap's scaninfo services
-    _down: tuple[str, ...] = ()
-    _warnings: tuple[str, ...] = ()  # one line each, for stderr (not in the JSON contract)
+    errors: tuple[TargetProblem, ...] = internal(default=())
+    started: float = internal(default=0.0)
+    scan_type: str = internal(default="connect")
+    protocol: str = internal(default="tcp")
+    args: str = internal(default="")
+    ports_spec: str = internal(default="")  # "tcp:1-1000;udp:53" as nmap's scaninfo services
+    down: tuple[str, ...] = internal(default=())
+    warnings: tuple[str, ...] = internal(default=())  # one line each, for stderr (not in the JSON contract)

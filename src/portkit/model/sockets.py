@@ -1,7 +1,7 @@
 """Sockets, their holders, and the facts about a port: the inspect domain's plain data.
 
 Field names are the JSON contract of ``report``/``ls``/``who``/``free``/``info`` (issue 2);
-fields whose name starts with ``_`` stay out of JSON.
+fields declared ``internal`` (``model/fields.py``) stay out of JSON.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from portkit.model.fields import internal
 from portkit.model.text import Localizable
 
 # Kernel TCP states (include/net/tcp_states.h), named without the TCP_ prefix.
@@ -83,24 +84,24 @@ class Holder(SocketEntry):
 
 @dataclass(frozen=True, slots=True)
 class Note:
-    """Something in the report worth a look; ``message`` is English, ``_message`` localizable."""
+    """Something in the report worth a look; ``message`` is English, ``message_text`` localizable."""
 
     code: str
     port: int
     proto: str
     message: str
-    _message: Localizable | None = None
+    message_text: Localizable | None = internal(default=None)
 
 
 @dataclass(frozen=True, slots=True)
 class SocketTable:
-    """Result of ``list_sockets``/``report``. ``_owners_incomplete`` is true when some
+    """Result of ``list_sockets``/``report``. ``owners_incomplete`` is true when some
     processes' file descriptors could not be read (not root), so some pids are missing."""
 
     sockets: tuple[SocketEntry, ...]
     notes: tuple[Note, ...] = ()
-    _owners_incomplete: bool = False
-    _backend: str = ""
+    owners_incomplete: bool = internal(default=False)
+    backend: str = internal(default="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,16 +132,17 @@ class WhoReport:
 
     port: int
     holders: tuple[Holder, ...]
-    _proto: str | None = None
-    _owners_incomplete: bool = False
-    _time_wait: int = 0  # TIME_WAIT connections on the port (no process, but they block bind)
+    proto: str | None = internal(default=None)
+    owners_incomplete: bool = internal(default=False)
+    # TIME_WAIT connections on the port (no process, but they block bind)
+    time_wait: int = internal(default=0)
 
 
 @dataclass(frozen=True, slots=True)
 class FreePorts:
     ports: tuple[int, ...]
-    _range: tuple[int, int] = (0, 0)
-    _proto: str = "tcp"
+    port_range: tuple[int, int] = internal(default=(0, 0))
+    proto: str = internal(default="tcp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,6 @@ class PortInfo:
     services: tuple[ServiceName, ...]
     ephemeral: bool
     note: str | None
-    _note: Localizable | None = None
-    _ephemeral_range: tuple[int, int] = (32768, 60999)
-    _query: str = ""
+    note_text: Localizable | None = internal(default=None)
+    ephemeral_range: tuple[int, int] = internal(default=(32768, 60999))
+    query: str = internal(default="")

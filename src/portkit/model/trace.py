@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# What answered a probe at one TTL (kept out of JSON: names start with "_").
+from portkit.model.fields import internal
+
+# What answered a probe at one TTL (``TraceHop.kind``; internal fields stay out of JSON).
 HOP_TIME_EXCEEDED = "time-exceeded"  # a router on the way
 HOP_DESTINATION = "destination"  # the target itself answered (open or closed)
 HOP_UNREACHABLE = "unreachable"  # an ICMP destination-unreachable (its reason names the code)
@@ -23,8 +25,8 @@ class TraceHop:
     ttl: int
     address: str | None
     rtt_ms: float | None
-    _kind: str = HOP_SILENT
-    _reason: str | None = None  # e.g. "admin-prohibited", "syn-ack", "conn-refused"
+    kind: str = internal(default=HOP_SILENT)
+    reason: str | None = internal(default=None)  # e.g. "admin-prohibited", "syn-ack", "conn-refused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +39,10 @@ class TraceResult:
     state: str
     hops: tuple[TraceHop, ...]
     last_hop: str | None
-    _reason: str = "no-response"  # how the destination answered (nmap reason vocabulary)
-    _reason_from: str | None = None  # sender of an ICMP error that ended the trace
-    _method: str = "recverr"  # "recverr" (error queue of ordinary sockets), "raw", or "recverr+raw"
+    reason: str = internal(default="no-response")  # how the destination answered (nmap reason vocabulary)
+    reason_from: str | None = internal(default=None)  # sender of an ICMP error that ended the trace
+    # "recverr" (error queue of ordinary sockets), "raw", or "recverr+raw"
+    method: str = internal(default="recverr")
 
     @property
     def last_hop_ttl(self) -> int | None:

@@ -175,7 +175,7 @@ def firewall_status(path: str = DEFAULT_POLICY, *, netns: str | None = None, uni
     text = nftb.list_table_text(nftcompile.FAMILY, nftcompile.TABLE, netns=netns)
     rules = 0
     if text is not None:
-        from portkit.ops.nftlive import read_live
+        from portkit.backends.nftlive import read_live
 
         live, _load = read_live(netns=netns)  # the kernel's own rules, not lines of text
         rules = sum(len(c.rules) for c in live.chains if (c.family, c.table) == (nftcompile.FAMILY, nftcompile.TABLE))

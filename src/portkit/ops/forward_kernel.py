@@ -13,7 +13,6 @@ armed with the previous table *before* the new one is loaded: unless
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Sequence
 
 from portkit.backends import kernel_forward as host

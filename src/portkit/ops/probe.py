@@ -390,13 +390,13 @@ def scan(
         hosts=tuple(hosts),
         elapsed_s=round(time.monotonic() - t0, 3),
         interrupted=interrupted,
-        _errors=tuple(problems),
-        _started=started,
-        _scan_type="syn" if syn else "connect",
-        _protocol="+".join(protos),
-        _ports_spec=";".join(f"{proto}:{compact_ports(port_lists[proto])}" for proto in protos),
-        _down=tuple(down),
-        _warnings=tuple(warnings),
+        errors=tuple(problems),
+        started=started,
+        scan_type="syn" if syn else "connect",
+        protocol="+".join(protos),
+        ports_spec=";".join(f"{proto}:{compact_ports(port_lists[proto])}" for proto in protos),
+        down=tuple(down),
+        warnings=tuple(warnings),
     )
 
 

@@ -4,14 +4,39 @@ import portkit
 d = portkit.why("db.lab:3306")            # -> Diagnosis; d.findings[0] is the main cause
 d.reachable, d.findings[0].code, d.findings[0].fix
 t = portkit.trace("10.0.2.2:80")           # -> TraceResult; t.last_hop
+
+Gathering and reasoning are separate steps, and the facts in between are a snapshot that
+can be written down and reasoned over elsewhere (``portkit why --facts-out/--facts-in``)::
+
+f = portkit.why_facts("db.lab:3306")      # gathering: sockets, netlink, probes (I/O)
+portkit.dump_facts(f, "db.facts.json")    # {"schema": 1, "kind": "why-facts", "facts": {...}}
+d = portkit.diagnose_facts(portkit.read_facts("db.facts.json"))   # reasoning: no I/O
 """
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from portkit.model.diagnosis import Diagnosis, Facts
 from portkit.model.trace import TraceResult
 
-__all__: list[str] = ["trace", "why", "why_facts"]
+__all__: list[str] = [
+    "check_facts_out",
+    "check_snapshot_target",
+    "diagnose_facts",
+    "dump_facts",
+    "facts_document",
+    "parse_facts",
+    "read_facts",
+    "trace",
+    "why",
+    "why_facts",
+]
+
+#: The ``kind`` of a facts snapshot document, beside ``"schema": 1``.
+FACTS_KIND = "why-facts"
+_SNAPSHOT = "facts snapshot"
 
 
 def why_facts(
@@ -53,13 +78,151 @@ def why(
     send from it), or another host's (we are the server or a router between). A name that
     does not resolve is a finding (NAME_NOT_RESOLVED), not an error.
     """
-    from portkit.engine.diagnosis import diagnose
-    from portkit.i18n import Message
-
     facts = why_facts(
         target, from_addr=from_addr, timeout=timeout, retries=retries, trace=trace, family=family
     )
+    return diagnose_facts(facts)
+
+
+def diagnose_facts(facts: Facts) -> Diagnosis:
+    """The diagnosis of a recorded snapshot: the reasoning step alone, with no I/O."""
+    from portkit.engine.diagnosis import diagnose
+    from portkit.i18n import Message
+
     return diagnose(facts, Message)
+
+
+def facts_document(facts: Facts) -> dict[str, Any]:
+    """The snapshot as a JSON document: ``{"schema": 1, "kind": "why-facts", "facts": {...}}``,
+    with every field of the facts (internal ones too), so it reads back to an equal object."""
+    from portkit import SCHEMA_VERSION
+    from portkit.model.codec import to_json
+
+    return {"schema": SCHEMA_VERSION, "kind": FACTS_KIND, "facts": to_json(facts)}
+
+
+def check_facts_out(path: str) -> None:
+    """Refuse an output path for a snapshot before the gathering starts (a typo must not cost
+    a gathering); ``-`` is standard output."""
+    if path != "-":
+        from portkit.backends.files import check_user_file_writable
+
+        check_user_file_writable(path, _SNAPSHOT)
+
+
+def dump_facts(facts: Facts, path: str) -> None:
+    """Write the snapshot to ``path`` whole or not at all, or to standard output for ``-``."""
+    text = json.dumps(facts_document(facts), indent=2, ensure_ascii=False) + "\n"
+    if path == "-":
+        import sys
+
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    from portkit.backends.files import write_user_file
+
+    write_user_file(path, text, _SNAPSHOT)
+
+
+def parse_facts(text: str, source: str = "<snapshot>") -> Facts:
+    """Read a snapshot document (the text ``dump_facts`` writes); anything else is bad input
+    (:class:`~portkit.errors.FileFormatError`, naming ``source`` and what is wrong)."""
+    from portkit import SCHEMA_VERSION
+    from portkit.errors import FileFormatError
+    from portkit.model.codec import CodecError, from_json
+
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FileFormatError(source, f"not JSON ({exc.msg}); a {_SNAPSHOT} is JSON", line=exc.lineno) from None
+    except RecursionError:
+        raise FileFormatError(source, f"nested too deeply for a {_SNAPSHOT}") from None
+    if not isinstance(doc, dict):
+        raise FileFormatError(source, f"not a {_SNAPSHOT}: expected a JSON object")
+    if doc.get("kind") != FACTS_KIND or "facts" not in doc:
+        raise FileFormatError(
+            source,
+            f"not a {_SNAPSHOT}: expected \"kind\": \"{FACTS_KIND}\" and \"facts\" "
+            "(written by 'portkit why TARGET --facts-out FILE')",
+        )
+    schema = doc.get("schema")
+    if schema != SCHEMA_VERSION or isinstance(schema, bool):
+        raise FileFormatError(
+            source, f"{_SNAPSHOT} schema {json.dumps(schema)} is not supported; valid ones are: {SCHEMA_VERSION}"
+        )
+    extra = sorted(set(doc) - {"schema", "kind", "facts"})
+    if extra:
+        raise FileFormatError(source, f"unknown key {extra[0]!r}; valid ones are: facts, kind, schema")
+    try:
+        facts = from_json(Facts, doc["facts"])
+    except CodecError as exc:
+        where = "facts" + exc.path[1:]
+        raise FileFormatError(source, f"{where}: {exc.problem}") from None
+    except RecursionError:
+        raise FileFormatError(source, f"nested too deeply for a {_SNAPSHOT}") from None
+    problem = _implausible(facts)
+    if problem is not None:
+        raise FileFormatError(source, f"facts.{problem}")
+    return facts
+
+
+_ROLES = frozenset({"client", "router", "server"})
+
+
+def _implausible(facts: Facts) -> str | None:
+    """What no gathering writes at the top of a snapshot (the codec checked the types)."""
+    import ipaddress
+
+    if not 1 <= facts.port <= 65535:
+        return f"port: {facts.port} is not a port; valid ports are 1-65535"
+    if facts.proto not in ("tcp", "udp"):
+        return f"proto: invalid protocol {facts.proto!r}; valid ones are: tcp, udp"
+    if not facts.roles <= _ROLES:
+        bad = sorted(facts.roles - _ROLES)[0]
+        return f"roles: invalid role {bad!r}; valid ones are: client, router, server"
+    if facts.address is not None:
+        try:
+            ipaddress.ip_address(facts.address)
+        except ValueError:
+            return f"address: {facts.address!r} is not an IPv4 or IPv6 address"
+    return None
+
+
+def check_snapshot_target(facts: Facts, target: str) -> None:
+    """Refuse a TARGET given with a snapshot that names another one: the diagnosis is of the
+    snapshot's target, and answering a question about a different one would mislead."""
+    import ipaddress
+
+    from portkit.engine.endpoint import parse_endpoint
+    from portkit.errors import InputError
+
+    ep = parse_endpoint(target)
+    want, have = ep.host.strip("[]").lower(), facts.target.strip("[]").lower()
+    try:
+        same_host = ipaddress.ip_address(want) == ipaddress.ip_address(have)
+    except ValueError:
+        same_host = want == have
+    if not same_host or ep.port != facts.port or ep.proto != facts.proto:
+        recorded = f"{_host(facts.target)}:{facts.port}/{facts.proto}"
+        raise InputError(
+            f"target {target!r} is not the snapshot's {recorded}; give that target or leave TARGET out"
+        )
+
+
+def _host(target: str) -> str:
+    bare = target.strip("[]")
+    return f"[{bare}]" if ":" in bare else bare
+
+
+def read_facts(path: str) -> Facts:
+    """The snapshot in the file ``path``, or on standard input for ``-``."""
+    from portkit.backends.files import read_stdin_text, read_user_file
+
+    if path == "-":
+        return parse_facts(read_stdin_text(_SNAPSHOT), "<stdin>")
+    text = read_user_file(path, _SNAPSHOT)
+    assert text is not None  # missing_ok is False: a missing file raised
+    return parse_facts(text, path)
 
 
 def trace(

@@ -107,9 +107,9 @@ def parse_line(line: str) -> NatEntry | None:
         original=o,
         translated=translated,
         timeout_s=timeout,
-        _family=family,
-        _flags=tuple(flags),
-        _id=int(ident) if ident is not None and ident.isdigit() else None,
+        family=family,
+        flags=tuple(flags),
+        conntrack_id=int(ident) if ident is not None and ident.isdigit() else None,
     )
 
 
@@ -129,9 +129,9 @@ def _iter(lines: Iterable[str]) -> Iterator[NatEntry]:
 
 def format_line(e: NatEntry) -> str:
     """The inverse of :func:`parse_line` for translated flows (used by property tests)."""
-    fam = "ipv6" if e._family == 6 else "ipv4"
+    fam = "ipv6" if e.family == 6 else "ipv4"
     num = {"tcp": 6, "udp": 17, "icmp": 1, "sctp": 132}.get(e.proto, 255)
-    parts = [fam, "10" if e._family == 6 else "2", e.proto, str(num), str(e.timeout_s)]
+    parts = [fam, "10" if e.family == 6 else "2", e.proto, str(num), str(e.timeout_s)]
     if e.state:
         parts.append(e.state)
 
@@ -146,7 +146,7 @@ def format_line(e: NatEntry) -> str:
     tr = e.translated
     parts += tup(e.original)
     parts += tup(NatTuple(src=tr.dst, sport=tr.dport, dst=tr.src, dport=tr.sport))
-    parts += [f"[{f}]" for f in e._flags]
+    parts += [f"[{f}]" for f in e.flags]
     parts += ["mark=0", "use=1"]
     return " ".join(parts)
 

@@ -19,7 +19,7 @@ def info_document(info: PortInfo) -> dict[str, Any]:
 
 
 def info_text(info: PortInfo, *, color: bool, tr: Callable[[str], str]) -> str:
-    low, high = info._ephemeral_range
+    low, high = info.ephemeral_range
     lines = [
         style(tr("Port {port}").format(port=info.port), "bold", color),
         tr("  class:     {klass} ({range})").format(klass=info.port_class, range=CLASS_RANGES[info.port_class]),
@@ -32,8 +32,8 @@ def info_text(info: PortInfo, *, color: bool, tr: Callable[[str], str]) -> str:
         )
     else:
         lines.append(tr("  ephemeral: no (this OS's ephemeral range is {low}-{high})").format(low=low, high=high))
-    if info._note is not None:
-        lines.append(tr("  note:      {note}").format(note=info._note.render(tr)))
+    if info.note_text is not None:
+        lines.append(tr("  note:      {note}").format(note=info.note_text.render(tr)))
     if info.services:
         lines.append("")
         rows = [[s.name, s.proto, s.description or "-"] for s in info.services]

@@ -25,7 +25,7 @@ def _addrtype(address: str) -> str:
 
 def _host(parent: ET.Element, host: HostResult, start: int, end: int) -> None:
     h = ET.SubElement(parent, "host", starttime=str(start), endtime=str(end))
-    ET.SubElement(h, "status", state="up", reason=host._status_reason, reason_ttl="0")
+    ET.SubElement(h, "status", state="up", reason=host.status_reason, reason_ttl="0")
     ET.SubElement(h, "address", addr=host.address, addrtype=_addrtype(host.address))
     hn = ET.SubElement(h, "hostnames")
     if host.target != host.address and "/" not in host.target:
@@ -33,7 +33,7 @@ def _host(parent: ET.Element, host: HostResult, start: int, end: int) -> None:
     ports = ET.SubElement(h, "ports")
     by_state: dict[str, list[tuple[str, str, int, str]]] = defaultdict(list)
     for g in host.not_shown:
-        by_state[g.state.value].append((g.reason.value, g._proto, g.count, g._ports))
+        by_state[g.state.value].append((g.reason.value, g.proto, g.count, g.ports))
     for state, reasons in by_state.items():
         ep = ET.SubElement(ports, "extraports", state=state, count=str(sum(r[2] for r in reasons)))
         for reason, proto, count, spec in reasons:
@@ -44,15 +44,15 @@ def _host(parent: ET.Element, host: HostResult, start: int, end: int) -> None:
     for p in host.ports:
         pe = ET.SubElement(ports, "port", protocol=p.proto, portid=str(p.port))
         st = {"state": p.state.value, "reason": p.reason.value, "reason_ttl": "0"}
-        if p._reason_from:
-            st["reason_ip"] = p._reason_from
+        if p.reason_from:
+            st["reason_ip"] = p.reason_from
         ET.SubElement(pe, "state", st)
         if p.service:
             ET.SubElement(pe, "service", name=p.service, method="table", conf="3")
 
 
 def scan_xml(report: ScanReport, *, args: str = "portkit scan") -> str:
-    start = int(report._started or time.time())
+    start = int(report.started or time.time())
     end = int(start + report.elapsed_s)
     root = ET.Element(
         "nmaprun",
@@ -63,8 +63,8 @@ def scan_xml(report: ScanReport, *, args: str = "portkit scan") -> str:
         version=__version__,
         xmloutputversion=XML_OUTPUT_VERSION,
     )
-    specs = dict(part.split(":", 1) for part in report._ports_spec.split(";") if ":" in part)
-    for proto in report._protocol.split("+"):
+    specs = dict(part.split(":", 1) for part in report.ports_spec.split(";") if ":" in part)
+    for proto in report.protocol.split("+"):
         services = specs.get(proto, "")
         count = sum(
             int(b) - int(a) + 1
@@ -73,7 +73,7 @@ def scan_xml(report: ScanReport, *, args: str = "portkit scan") -> str:
         ET.SubElement(
             root,
             "scaninfo",
-            type=report._scan_type if proto == "tcp" else "udp",
+            type=report.scan_type if proto == "tcp" else "udp",
             protocol=proto,
             numservices=str(count),
             services=services,
@@ -84,7 +84,7 @@ def scan_xml(report: ScanReport, *, args: str = "portkit scan") -> str:
         _host(root, h, start, end)
     rs = ET.SubElement(root, "runstats")
     up = len(report.hosts)
-    down = len(report._down)
+    down = len(report.down)
     summary = f"portkit done at {time.ctime(end)}; {up + down} IP address(es) ({up} host(s) up) scanned in {report.elapsed_s:.2f} seconds"
     ET.SubElement(
         rs,

@@ -55,20 +55,20 @@ def summary_line(groups: tuple[NotShown, ...]) -> str:
     """``"65515 closed (conn-refused), 2000 filtered (no-response)"``."""
     parts = []
     for g in groups:
-        proto = f" {g._proto}" if g._proto != "tcp" else ""
+        proto = f" {g.proto}" if g.proto != "tcp" else ""
         parts.append(f"{g.count} {g.state.value}{proto} ({g.reason.value})")
     return ", ".join(parts)
 
 
 def host_table(host: HostResult, *, color: bool = False) -> str:
     title = host.address if host.target == host.address else f"{host.target} ({host.address})"
-    lines = [f"portkit scan of {title}: {host._scanned} port{'' if host._scanned == 1 else 's'}"]
+    lines = [f"portkit scan of {title}: {host.scanned} port{'' if host.scanned == 1 else 's'}"]
     if host.ports:
         rows: list[list[str | Cell]] = [
             [
                 f"{p.port}/{p.proto}",
                 Cell(p.state.value, STATE_STYLE[p.state]),
-                _reason(p.reason.value, p._reason_from, host.address),
+                _reason(p.reason.value, p.reason_from, host.address),
                 p.service or "",
             ]
             for p in host.ports
@@ -85,9 +85,9 @@ def host_table(host: HostResult, *, color: bool = False) -> str:
 
 def scan_table(report: ScanReport, *, color: bool = False) -> str:
     blocks = [host_table(h, color=color) for h in report.hosts]
-    if report._down:
+    if report.down:
         blocks.append(
-            f"{len(report._down)} address(es) did not answer discovery (use -Pn to scan them anyway)"
+            f"{len(report.down)} address(es) did not answer discovery (use -Pn to scan them anyway)"
         )
     tail = f"{len(report.hosts)} host(s) scanned in {report.elapsed_s:.2f} s"
     if report.interrupted:

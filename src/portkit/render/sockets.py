@@ -110,7 +110,7 @@ def notes_text(notes: Sequence[Note], *, color: bool, tr: Callable[[str], str]) 
         return ""
     lines = ["", "", style(tr("Notes:"), "bold", color)]
     for n in notes:
-        text = n._message.render(tr) if n._message is not None else n.message
+        text = n.message_text.render(tr) if n.message_text is not None else n.message
         lines.append(f"  {style('!', 'yellow', color)} {text} [{n.code}]")
     return "\n".join(lines)
 
@@ -193,14 +193,14 @@ def who_document(report: WhoReport, outcomes: Sequence[KillOutcome] | None = Non
 
 
 def who_text(report: WhoReport, *, color: bool, tr: Callable[[str], str]) -> str:
-    port = f"{report.port}/{report._proto}" if report._proto else str(report.port)
+    port = f"{report.port}/{report.proto}" if report.proto else str(report.port)
     if not report.holders:
         text = tr("Nobody holds port {port}.").format(port=port)
-        if report._time_wait:
+        if report.time_wait:
             text += " " + tr(
                 "{count} closed connection(s) on it wait in TIME_WAIT (up to 60 s): a server "
                 "binding it without SO_REUSEADDR fails with 'address already in use' until then."
-            ).format(count=report._time_wait)
+            ).format(count=report.time_wait)
         return text
     headers = ["PROTO", "LOCAL ADDRESS:PORT", "STATE", "PID", "USER", "STARTED", "COMMAND"]
     # A server's accepted connections share its port: one line per (socket kind, process)

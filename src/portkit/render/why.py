@@ -77,22 +77,22 @@ def why_json(d: Diagnosis) -> dict[str, Any]:
 
 def _finding_lines(f: Finding, tr: Translator, color: bool, *, main: bool) -> list[str]:
     mark, colour = (
-        ("✓", "green") if f.code == "REACHABLE" else (("✗", "red") if f._blocking else ("!", "yellow"))
+        ("✓", "green") if f.code == "REACHABLE" else (("✗", "red") if f.blocking else ("!", "yellow"))
     )
-    head = f"{style(mark, colour, color)} {style(f.code, 'bold ' + colour if main else colour, color)}: {f._message_text.render(tr)}"
+    head = f"{style(mark, colour, color)} {style(f.code, 'bold ' + colour if main else colour, color)}: {f.message_text.render(tr)}"
     lines = [head]
-    if f._evidence_text:
+    if f.evidence_text:
         lines.append("    " + style(tr(N_("evidence:")), "dim", color))
-        lines.extend(f"      {e.render(tr)}" for e in f._evidence_text)
-    if f._fix_text is not None:
-        lines.append("    " + style(tr(N_("fix:")), "bold", color) + " " + f._fix_text.render(tr))
+        lines.extend(f"      {e.render(tr)}" for e in f.evidence_text)
+    if f.fix_text is not None:
+        lines.append("    " + style(tr(N_("fix:")), "bold", color) + " " + f.fix_text.render(tr))
     return lines
 
 
 def why_text(d: Diagnosis, tr: Translator, *, color: bool = False, verbose: bool = False) -> str:
     """The story: checks (ticks and crosses), then the verdict and fix, then other findings."""
     target = f"[{d.address}]" if d.address and ":" in d.address else (d.address or d.target)
-    roles = ", ".join(tr(ROLE_LABELS[r]) for r in ("client", "router", "server") if r in d._roles)
+    roles = ", ".join(tr(ROLE_LABELS[r]) for r in ("client", "router", "server") if r in d.roles)
     title = tr(N_("why {target}:{port}/{proto} (this host: {roles})")).format(
         target=target, port=d.port, proto=d.proto, roles=roles or "-"
     )
@@ -102,10 +102,10 @@ def why_text(d: Diagnosis, tr: Translator, *, color: bool = False, verbose: bool
     for c in shown:
         mark, colour = MARKS.get(c.status, ("?", "yellow"))
         label = tr(CHECK_LABELS.get(c.name, c.name))
-        out.append(f"  {style(mark, colour, color)} {pad(label, cols)}  {c._detail_text.render(tr)}")
-    if d._trace is not None and verbose:
+        out.append(f"  {style(mark, colour, color)} {pad(label, cols)}  {c.detail_text.render(tr)}")
+    if d.trace is not None and verbose:
         out.append("")
-        out.append(trace_table(d._trace, tr, color=color))
+        out.append(trace_table(d.trace, tr, color=color))
     out.append("")
     verdict = tr(N_("verdict: reachable")) if d.reachable else tr(N_("verdict: not reachable"))
     out.append(style(verdict, "bold green" if d.reachable else "bold red", color))
@@ -136,13 +136,13 @@ def trace_table(t: TraceResult, tr: Translator, *, color: bool = False) -> str:
         if h.address is None:
             rows.append([str(h.ttl), "*", "", tr(N_("no answer"))])
             continue
-        note = h._reason or ""
-        if h._kind == "time-exceeded":
+        note = h.reason or ""
+        if h.kind == "time-exceeded":
             note = tr(N_("time exceeded"))
-        elif h._kind == "destination":
-            note = tr(N_("destination: {reason}")).format(reason=h._reason or "")
-        elif h._kind == "unreachable":
-            note = tr(N_("unreachable: {reason}")).format(reason=h._reason or "")
+        elif h.kind == "destination":
+            note = tr(N_("destination: {reason}")).format(reason=h.reason or "")
+        elif h.kind == "unreachable":
+            note = tr(N_("unreachable: {reason}")).format(reason=h.reason or "")
         rtt = "" if h.rtt_ms is None else f"{h.rtt_ms:.2f} ms"
         rows.append([str(h.ttl), h.address, rtt, note])
     headers = [tr(N_("TTL")), tr(N_("ADDRESS")), tr(N_("RTT")), tr(N_("ANSWER"))]
@@ -165,12 +165,12 @@ def trace_text(t: TraceResult, tr: Translator, *, color: bool = False) -> str:
     out.append("")
     if t.reached:
         msg = tr(N_("reached {address} in {hops} hops: {state} ({reason})")).format(
-            address=t.address, hops=len(t.hops), state=t.state, reason=t._reason
+            address=t.address, hops=len(t.hops), state=t.state, reason=t.reason
         )
         out.append(style(msg, "green" if t.state == "open" else "yellow", color))
-    elif t._reason_from is not None:
+    elif t.reason_from is not None:
         msg = tr(N_("{sender} answered {reason}: the port is filtered there")).format(
-            sender=t._reason_from, reason=t._reason
+            sender=t.reason_from, reason=t.reason
         )
         out.append(style(msg, "red", color))
     elif t.last_hop is not None:
