@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IS_ROOT, needs_root, needs_tool
+from tests.conftest import IS_ROOT, needs_tool
 
-pytestmark = [needs_root, needs_tool("ip")]
+pytestmark = [pytest.mark.root, needs_tool("ip")]
 
 LISTENER = r"""
 import os, socket, sys
