@@ -82,16 +82,18 @@ def run_cli(
     timeout: float = 60,
     prefix: Sequence[str] = (),
     cwd: str | None = None,
+    start_new_session: bool = False,
 ) -> CliResult:
     """Run ``portkit ARGS`` as a user would (``prefix`` goes in front: setpriv, ip netns exec).
 
     Standard input is empty unless ``input`` is given, so a command never waits on the
-    terminal of the test run.
+    terminal of the test run (``start_new_session`` also takes away the controlling terminal).
     """
     proc = subprocess.run(
         [*prefix, sys.executable, "-m", "portkit", *args],
         input=input, stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=timeout, env=None if env is None else dict(env), cwd=cwd, check=False,
+        capture_output=True, text=True, timeout=timeout, env=None if env is None else dict(env), cwd=cwd,
+        start_new_session=start_new_session, check=False,
     )  # fmt: skip
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 

@@ -77,7 +77,7 @@ def test_kernel_forward_flow_nat_table_list_remove(port_forward: Any) -> None:
     # the same from inside the namespace, through the conntrack tool, as a table
     r = h.portkit("router", "nat", "--port", "9090", "--source", "tool")
     assert (
-        r.code == 0
+        r.returncode == 0
         and "SNAT+DNAT" in r.stdout
         and f"{client}:41234 -> {router_wan}:9090 =>" in r.stdout
     )
