@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 
-
-
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 PATH_LAB: dict[str, Any] = {

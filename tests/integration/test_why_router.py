@@ -16,8 +16,6 @@ from typing import Any
 
 import pytest
 
-
-
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "labs"
