@@ -190,3 +190,33 @@ def test_binary_config_file_is_one_line_exit_2(tmp_path: pathlib.Path) -> None:
         r.code == 2
         and r.stderr == f"portkit: {blob}: not a text file; a forward config is YAML text (UTF-8)\n"
     )
+
+
+def test_signals_while_starting_and_once_serving() -> None:
+    """The handlers are in place before the "forwarding" line (a supervisor may signal right
+    after it), yet Ctrl-C during a slow start still stops at once."""
+    import signal
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+
+    def slow_resolver(host: str, port: int, kind: int) -> list[tuple[int, tuple[str, int]]]:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the target is being resolved
+        return [(socket.AF_INET, ("127.0.0.1", port))]
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        starting = Forwarder([parse_spec(f"{port}:slow.test:1")], resolver=slow_resolver)  # type: ignore[arg-type]
+        starting.install_signal_handlers()
+        with pytest.raises(KeyboardInterrupt):
+            starting.start()
+        serving = Forwarder([parse_spec(f"{port}:127.0.0.1:1")])
+        serving.install_signal_handlers()
+        serving.start()
+        os.kill(os.getpid(), signal.SIGTERM)  # the default action would end pytest itself
+        serving.run()  # returns: the SIGTERM drained and stopped it
+        assert not serving.interrupted
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
