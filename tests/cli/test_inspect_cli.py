@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import pwd
 import secrets
 import socket
 import subprocess
@@ -19,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IS_ROOT, needs_root, needs_tool
+from tests.conftest import IS_ROOT, CliResult, needs_tool
+from tests.conftest import run_cli as portkit
 
-pytestmark = [needs_root, needs_tool("ip")]
+pytestmark = [needs_tool("ip")]  # tests that look into a namespace of their own are marked root
 
 LISTENER = r"""
 import os, socket, sys
@@ -49,14 +51,7 @@ SOCKET_KEYS: dict[str, Any] = {
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
-def portkit(*args: str, env: dict[str, str] | None = None, prefix: Sequence[str] = (), **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "portkit", *args],
-        capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL, **kw,
-    )  # fmt: skip
-
-
-def as_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+def as_json(proc: CliResult) -> dict[str, Any]:
     assert proc.stderr == "" or "warning" in proc.stderr, proc.stderr
     doc: dict[str, Any] = json.loads(proc.stdout)
     assert doc["schema"] == 1
@@ -123,6 +118,7 @@ def by_port(doc: dict[str, Any]) -> dict[tuple[str, int, str], dict[str, Any]]:
     return {(s["proto"], s["local_port"], s["family"]): s for s in doc["sockets"]}
 
 
+@pytest.mark.root
 def test_ls_sees_the_namespace(ns: Namespace) -> None:
     doc = as_json(portkit("ls", "--json", "--netns", ns.name))
     for s in doc["sockets"]:
@@ -148,6 +144,7 @@ def test_ls_sees_the_namespace(ns: Namespace) -> None:
     assert other["pid"] == ns.procs[9].pid
 
 
+@pytest.mark.root
 def test_ls_filters(ns: Namespace) -> None:
     def ports(*args: str) -> set[int]:
         return {s["local_port"] for s in as_json(portkit("ls", "--json", "--netns", ns.name, *args))["sockets"]}
@@ -162,17 +159,19 @@ def test_ls_filters(ns: Namespace) -> None:
     assert ports("--state", "UNCONN") == {53, 5353}
 
 
+@pytest.mark.root
 def test_netns_pid_and_table(ns: Namespace) -> None:
     doc = as_json(portkit("ls", "--json", "--netns-pid", str(ns.procs[0].pid), "--port", "9000"))
     assert [s["local_port"] for s in doc["sockets"]] == [9000]
     text = portkit("ls", "--netns", ns.name, "--color", "never")
-    assert text.returncode == 0 and "\x1b" not in text.stdout
+    assert text.code == 0 and "\x1b" not in text.stdout
     assert "[::1]:9000" in text.stdout and "0.0.0.0:7070" in text.stdout and "python" in text.stdout
 
 
+@pytest.mark.root
 def test_report_sorted_with_notes(ns: Namespace) -> None:
     proc = portkit("report", "--json", "--netns", ns.name)
-    assert proc.returncode == 0
+    assert proc.code == 0
     doc = as_json(proc)
     ports = [s["local_port"] for s in doc["sockets"]]
     assert ports == sorted(ports)
@@ -188,6 +187,7 @@ def test_report_sorted_with_notes(ns: Namespace) -> None:
     assert "\x1b[" in portkit("report", "--netns", ns.name, "--color", "always").stdout
 
 
+@pytest.mark.root
 def test_ls_all_shows_connections(ns: Namespace) -> None:
     code = (
         "import socket,sys; c=socket.create_connection(('127.0.0.1',8080)); "
@@ -212,9 +212,10 @@ def test_ls_all_shows_connections(ns: Namespace) -> None:
         p.wait()
 
 
+@pytest.mark.root
 def test_who(ns: Namespace) -> None:
     proc = portkit("who", "7070/tcp", "--json", "--netns", ns.name)
-    assert proc.returncode == 0
+    assert proc.code == 0
     doc = as_json(proc)
     assert doc["port"] == 7070 and len(doc["holders"]) == 1
     h = doc["holders"][0]
@@ -226,23 +227,24 @@ def test_who(ns: Namespace) -> None:
     udp = as_json(portkit("who", "53", "--json", "--netns", ns.name))
     assert [x["proto"] for x in udp["holders"]] == ["udp"]
     nobody = portkit("who", "7171/udp", "--netns", ns.name)
-    assert nobody.returncode == 1 and "Nobody holds port 7171/udp" in nobody.stdout
+    assert nobody.code == 1 and "Nobody holds port 7171/udp" in nobody.stdout
     text = portkit("who", "9000", "--netns", ns.name)
-    assert text.returncode == 0 and "[::1]:9000" in text.stdout and "LISTEN" in text.stdout
+    assert text.code == 0 and "[::1]:9000" in text.stdout and "LISTEN" in text.stdout
 
 
+@pytest.mark.root
 def test_who_kill(ns: Namespace) -> None:
     victim = ns.start("tcp", "127.0.0.1", "7272")
     # No terminal to ask on and no --yes: refuse, kill nothing.
     refused = portkit("who", "7272", "--kill", "--netns", ns.name, start_new_session=True)
-    assert refused.returncode == 2 and "refusing to kill" in refused.stderr and "--yes" in refused.stderr
+    assert refused.code == 2 and "refusing to kill" in refused.stderr and "--yes" in refused.stderr
     assert victim.poll() is None
     killed = portkit("who", "7272", "--kill", "--yes", "--timeout", "5", "--netns", ns.name, "--json")
-    assert killed.returncode == 0, killed.stderr
+    assert killed.code == 0, killed.stderr
     doc = json.loads(killed.stdout)
     assert doc["signals"] == [{"pid": victim.pid, "signal": "SIGTERM", "exited": True}]
     assert victim.wait(timeout=5) == -15
-    assert portkit("who", "7272", "--netns", ns.name).returncode == 1
+    assert portkit("who", "7272", "--netns", ns.name).code == 1
 
 
 def test_who_kill_force() -> None:
@@ -252,9 +254,9 @@ def test_who_kill_force() -> None:
         assert p.stdout is not None
         port = p.stdout.readline().strip()
         stubborn = portkit("who", port, "--kill", "--yes", "--timeout", "0.3")
-        assert stubborn.returncode == 1 and "still running" in stubborn.stdout
+        assert stubborn.code == 1 and "still running" in stubborn.stdout
         forced = portkit("who", port, "--kill", "--yes", "--timeout", "0.3", "--force")
-        assert forced.returncode == 0 and "SIGKILL" in forced.stdout
+        assert forced.code == 0 and "SIGKILL" in forced.stdout
         assert p.wait(timeout=5) == -9
     finally:
         if p.poll() is None:
@@ -279,7 +281,7 @@ def test_who_kill_force() -> None:
 )
 def test_bad_input(args: list[str], needle: str) -> None:
     proc = portkit(*args)
-    assert proc.returncode == 2
+    assert proc.code == 2
     assert needle in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert proc.stdout == ""
@@ -314,9 +316,9 @@ def test_free() -> None:
         held.listen()
         port = held.getsockname()[1]
         none = portkit("free", "--range", f"{port}-{port}")
-        assert none.returncode == 1 and "only 0 of 1" in none.stderr and none.stdout == ""
+        assert none.code == 1 and "only 0 of 1" in none.stderr and none.stdout == ""
     plain = portkit("free")
-    assert plain.returncode == 0 and plain.stdout.strip().isdigit()
+    assert plain.code == 0 and plain.stdout.strip().isdigit()
 
 
 def test_info() -> None:
@@ -341,12 +343,13 @@ def test_host_namespace_and_unprivileged_view() -> None:
         s.listen()
         port = str(s.getsockname()[1])
         root = as_json(portkit("ls", "--json", "--port", port))
-        assert [(x["pid"], x["user"], x["exposure"]) for x in root["sockets"]] == [(os.getpid(), "root", "loopback")]
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        assert [(x["pid"], x["user"], x["exposure"]) for x in root["sockets"]] == [(os.getpid(), me, "loopback")]
         if not IS_ROOT:
             return
         env = dict(os.environ, HOME="/")
         seen = portkit("ls", "--json", "--port", port, prefix=NOBODY, env=env, cwd="/")
-        assert seen.returncode == 0, seen.stderr
+        assert seen.code == 0, seen.stderr
         doc = json.loads(seen.stdout)
         assert [(x["pid"], x["process"], x["user"]) for x in doc["sockets"]] == [(None, None, "root")]
         assert seen.stderr.count("need root") == 1
@@ -354,10 +357,11 @@ def test_host_namespace_and_unprivileged_view() -> None:
 
 def test_who_nobody_json() -> None:
     proc = portkit("who", "1", "--json")
-    assert proc.returncode == 1 and json.loads(proc.stdout) == {"schema": 1, "port": 1, "holders": []}
+    assert proc.code == 1 and json.loads(proc.stdout) == {"schema": 1, "port": 1, "holders": []}
 
 
 @pytest.mark.parametrize(("answer", "ends"), [("y\n", True), ("n\n", False)])
+@pytest.mark.root
 def test_who_kill_asks_on_a_terminal(ns: Namespace, answer: str, ends: bool) -> None:
     import pty
 
@@ -384,6 +388,7 @@ def test_who_kill_asks_on_a_terminal(ns: Namespace, answer: str, ends: bool) -> 
         victim.wait()
 
 
+@pytest.mark.root
 def test_psutil_fallback_through_the_cli(ns: Namespace) -> None:
     env = dict(os.environ, PORTKIT_SOCKET_BACKEND="psutil")
     with socket.socket(socket.AF_INET6) as s:
@@ -396,10 +401,11 @@ def test_psutil_fallback_through_the_cli(ns: Namespace) -> None:
         check_socket_shape(entry)
         assert (entry["local_address"], entry["exposure"], entry["pid"], entry["user"]) == ("::", "all", os.getpid(), "root")
     refused = portkit("ls", "--netns", ns.name, env=env)
-    assert refused.returncode == 4 and "psutil socket backend cannot look into another network namespace" in refused.stderr
+    assert refused.code == 4 and "psutil socket backend cannot look into another network namespace" in refused.stderr
 
 
 @needs_tool("nft")
+@pytest.mark.root
 def test_new_syn_recv_state(ns: Namespace) -> None:
     """A handshake whose last ACK is dropped (by a rule inside our namespace only) leaves a
     request socket (NEW_SYN_RECV in the kernel) on the server side, with no process."""
@@ -433,6 +439,7 @@ table inet pkinsp {
         subprocess.run(["ip", "netns", "exec", ns.name, "nft", "delete", "table", "inet", "pkinsp"], check=False)
 
 
+@pytest.mark.root
 def test_who_explains_time_wait(ns: Namespace) -> None:
     """Nobody holds the port, yet bind() fails: the closed connection waits in TIME_WAIT."""
     code = (
@@ -441,6 +448,12 @@ def test_who_explains_time_wait(ns: Namespace) -> None:
     )
     subprocess.run(["ip", "netns", "exec", ns.name, sys.executable, "-c", code], check=True)
     proc = portkit("who", "7676", "--netns", ns.name)
-    assert proc.returncode == 1
+    assert proc.code == 1
     assert "Nobody holds port 7676." in proc.stdout and "TIME_WAIT" in proc.stdout
     assert json.loads(portkit("who", "7676", "--json", "--netns", ns.name).stdout)["holders"] == []
+
+
+def test_who_trailing_slash_is_one_line_exit_2() -> None:
+    r = portkit("who", "80/")
+    assert r.code == 2 and r.stdout == ""
+    assert r.stderr == "portkit: invalid protocol '' in '80/'; valid protocols are: tcp, udp\n"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from portkit.cli.main import COMMAND_OWNERS, build_parser
+from tests.conftest import run_cli
 
 
 def _commands(parser: argparse.ArgumentParser) -> set[str]:
@@ -30,6 +31,6 @@ def test_a_named_command_imports_only_its_module() -> None:
 
 
 def test_unknown_command_still_lists_them_all() -> None:
-    proc = subprocess.run([sys.executable, "-m", "portkit", "nosuch"], capture_output=True, text=True, check=False)
-    assert proc.returncode == 2
+    proc = run_cli("nosuch")
+    assert proc.code == 2
     assert "lab" in proc.stderr and "scan" in proc.stderr

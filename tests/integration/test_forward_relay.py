@@ -380,3 +380,37 @@ def test_many_forwards_tcp_and_udp_in_one_process() -> None:
         assert u.recvfrom(10)[0] == b"udp"
         u.close()
         assert fwd.log().count(" forwarding ") == 3
+
+
+def test_ctrl_c_exits_130_after_draining_and_sigterm_exits_0() -> None:
+    port = free_port()
+    with echo_target() as (tport, _), forwarder(f"{port}:{tport}") as fwd:
+        fwd.proc.send_signal(signal.SIGINT)
+        assert fwd.proc.wait(15) == 130
+        log = fwd.wait_log("portkit: interrupted")
+        assert "Traceback" not in log and "KeyboardInterrupt" not in log
+        assert log.strip().splitlines()[-1] == "portkit: interrupted: stopped forwarding"
+    with echo_target() as (tport, _), forwarder(f"{port}:{tport}") as fwd:
+        fwd.proc.send_signal(signal.SIGTERM)
+        assert fwd.proc.wait(15) == 0
+        assert "interrupted" not in fwd.log()
+
+
+def test_second_ctrl_c_closes_open_connections_without_waiting_for_the_drain() -> None:
+    port = free_port()
+    with echo_target() as (tport, _), forwarder(f"{port}:{tport}", "--drain", "600") as fwd:
+        c = socket.create_connection((HOST, port), timeout=5)
+        try:
+            c.sendall(b"a")
+            assert c.recv(1) == b"a"
+            fwd.proc.send_signal(signal.SIGINT)
+            fwd.wait_log("draining 1 open connections")
+            assert fwd.proc.poll() is None  # the first Ctrl-C drains
+            fwd.proc.send_signal(signal.SIGINT)
+            # Well inside the 600 s drain: only the second Ctrl-C can end it this soon.
+            assert fwd.proc.wait(30) == 130
+            log = fwd.log()
+            assert "interrupted again: closing open connections now" in log
+            assert "Traceback" not in log
+        finally:
+            c.close()

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,9 +17,10 @@ import pytest
 from portkit.engine.nftcompile import CompiledPolicy
 from portkit.errors import InputError, SystemRefused
 from portkit.ops import firewall as fw
-from tests.conftest import needs_root, needs_tool
+from tests.conftest import needs_tool, rollback_timers, wait_until
+from tests.conftest import run_cli as cli
 
-pytestmark = [pytest.mark.root, needs_root, needs_tool("nft")]
+pytestmark = [pytest.mark.root, needs_tool("nft")]
 
 SCENARIO: dict[str, Any] = {
     "name": "fwapply",
@@ -29,10 +29,6 @@ SCENARIO: dict[str, Any] = {
 }
 POLICY_A = "default: {in: deny, out: allow}\nrules:\n  - {action: allow, proto: tcp, port: 22, from: 10.78.0.0/24}\n"
 POLICY_B = "default: {in: deny, out: allow}\nrules:\n  - {action: allow, proto: tcp, port: 8080}\n"
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "portkit", *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 @pytest.fixture
@@ -57,52 +53,53 @@ def test_apply_check_show_status_reset(server: tuple[Any, str, pathlib.Path]) ->
     h.nft("server", "table inet other {\n chain c {\n type filter hook input priority 10; policy accept;\n }\n}\n")
     h.nft("server", "table inet portkit_forward {\n chain prerouting {\n type nat hook prerouting priority dstnat; policy accept;\n }\n}\n")
     r = cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force")
-    assert r.returncode == 0, r.stderr
+    assert r.code == 0, r.stderr
     assert "table inet portkit" in table(ns)
     st = json.loads(cli("fw", "status", "--policy", str(pol), "--netns", ns, "--json").stdout)
     assert st["active"] and st["in_sync"] is True and not st["pending_rollback"]
     ok = cli("fw", "check", "--netns", ns, "--src", "10.78.0.2", "--dst", "10.78.0.1", "--dport", "22", "--json")
     doc = json.loads(ok.stdout)
-    assert ok.returncode == 0 and doc["verdict"] == "accept" and doc["decided_by"]["table"] == "inet portkit"
+    assert ok.code == 0 and doc["verdict"] == "accept" and doc["decided_by"]["table"] == "inet portkit"
     no = cli("fw", "check", "--netns", ns, "--src", "10.78.0.2", "--dst", "10.78.0.1", "--dport", "23", "--json")
-    assert no.returncode == 1 and json.loads(no.stdout)["decided_by"]["rule"] == "policy drop"
+    assert no.code == 1 and json.loads(no.stdout)["decided_by"]["rule"] == "policy drop"
     assert h.probe("client", "10.78.0.1", 23, timeout=0.3).state == "timeout"
     show = cli("fw", "show", "--netns", ns)
-    assert show.returncode == 0 and "inet portkit input" in show.stdout and "inet other c" in show.stdout
+    assert show.code == 0 and "inet portkit input" in show.stdout and "inet other c" in show.stdout
     pol.write_text(POLICY_B)
     st = json.loads(cli("fw", "status", "--policy", str(pol), "--netns", ns, "--json").stdout)
     assert st["in_sync"] is False
-    assert cli("fw", "reset", "--netns", ns).returncode == 0
+    assert cli("fw", "reset", "--netns", ns).code == 0
     after = table(ns)
     assert "table inet portkit {" not in after and "table inet other" in after and "table inet portkit_forward {" in after
-    assert cli("fw", "reset", "--netns", ns).returncode == 1
+    assert cli("fw", "reset", "--netns", ns).code == 1
     assert "table inet portkit_forward {" in table(ns)
 
 
 def test_confirm_window_rolls_back_by_itself(server: tuple[Any, str, pathlib.Path]) -> None:
     _h, ns, pol = server
-    assert cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force").returncode == 0
+    assert cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force").code == 0
     pol.write_text(POLICY_B)
     r = cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force", "--confirm", "1.5")
-    assert r.returncode == 0 and "fw confirm" in r.stdout
+    assert r.code == 0 and "fw confirm" in r.stdout
     assert "dport 8080" in table(ns)
     assert json.loads(cli("fw", "status", "--policy", str(pol), "--netns", ns, "--json").stdout)["pending_rollback"]
-    deadline = time.monotonic() + 10
-    while "dport 8080" in table(ns) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: "dport 8080" not in table(ns), timeout=10)
     text = table(ns)
     assert "dport 8080" not in text and "tcp dport 22 accept" in text  # policy A is back
     st = json.loads(cli("fw", "status", "--policy", str(pol), "--netns", ns, "--json").stdout)
     assert not st["pending_rollback"] and st["last_rollback"] == "rolled back"
     assert st["in_sync"] is False  # the kernel has policy A again, the file says B
-    assert cli("fw", "confirm", "--netns", ns).returncode == 1  # too late: nothing pending
+    assert cli("fw", "confirm", "--netns", ns).code == 1  # too late: nothing pending
 
 
 def test_confirm_keeps_the_rules(server: tuple[Any, str, pathlib.Path]) -> None:
     _h, ns, pol = server
-    assert cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force", "--confirm", "2").returncode == 0
-    assert cli("fw", "confirm", "--netns", ns).returncode == 0
-    time.sleep(2.5)
+    before = rollback_timers()
+    assert cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force", "--confirm", "2").code == 0
+    ours = rollback_timers() - before
+    assert ours
+    assert cli("fw", "confirm", "--netns", ns).code == 0
+    wait_until(lambda: not ours & rollback_timers(), timeout=20)  # the timer is gone: nothing can fire
     assert "tcp dport 22 accept" in table(ns)
 
 
@@ -169,13 +166,13 @@ def test_binding_and_binary_read_the_same_ruleset(server: tuple[Any, str, pathli
 
 def test_apply_while_a_rollback_is_pending_says_so(server: tuple[Any, str, pathlib.Path]) -> None:
     _h, ns, pol = server
-    assert cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force", "--confirm", "30").returncode == 0
+    assert cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force", "--confirm", "30").code == 0
     pol.write_text(POLICY_B)
     r = cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force", "--json")
     doc = json.loads(r.stdout)
-    assert r.returncode == 0 and doc["confirm_deadline"] is not None  # the earlier timer still rolls back
+    assert r.code == 0 and doc["confirm_deadline"] is not None  # the earlier timer still rolls back
     assert "fw confirm" in cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force").stdout
-    assert cli("fw", "confirm", "--netns", ns).returncode == 0
+    assert cli("fw", "confirm", "--netns", ns).code == 0
     assert json.loads(cli("fw", "apply", "--policy", str(pol), "--netns", ns, "--force", "--json").stdout)["confirm_deadline"] is None
 
 
@@ -197,7 +194,7 @@ def test_a_bad_policy_applies_nothing(server: tuple[Any, str, pathlib.Path], tex
     bad.write_text(text)
     bad.chmod(0o600)
     r = cli("fw", "apply", "--policy", str(bad), "--netns", ns, "--force", "--confirm", "5")
-    assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.code == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert table(ns) == before
     assert not json.loads(cli("fw", "status", "--policy", str(pol), "--netns", ns, "--json").stdout)["pending_rollback"]
 

@@ -34,10 +34,10 @@ from portkit.engine.nfteval import Evaluator
 from portkit.model.firewall import Packet
 from portkit.ops.firewall import apply_policy, forget_state
 from portkit.parse.policy_yaml import dump_policy
-from tests.conftest import needs_root, needs_tool
+from tests.conftest import needs_tool
 from tests.fwgen import Universe, random_nft_ruleset, random_policy
 
-pytestmark = [pytest.mark.root, needs_root, needs_tool("nft")]
+pytestmark = [pytest.mark.root, needs_tool("nft")]
 
 CLIENTS4 = tuple(f"10.77.0.{i}" for i in range(2, 7))
 CLIENTS6 = tuple(f"fd77::{i}" for i in range(2, 7))

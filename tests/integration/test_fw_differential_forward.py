@@ -18,10 +18,10 @@ import pytest
 from portkit.engine.nfteval import Evaluator
 from portkit.model.firewall import Packet
 from portkit.ops.firewall import live_ruleset
-from tests.conftest import needs_root, needs_tool
+from tests.conftest import needs_tool
 from tests.integration.test_fw_differential import LISTEN, ProbeSpec, _expected, _listeners, _run_probes
 
-pytestmark = [pytest.mark.root, needs_root, needs_tool("nft")]
+pytestmark = [pytest.mark.root, needs_tool("nft")]
 
 CLIENTS = ("10.80.1.2", "10.80.1.3", "10.80.1.4")
 ROUTER_LAN, ROUTER_WAN, SERVER = "10.80.1.1", "10.80.2.1", "10.80.2.2"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from portkit.ops.firewall import check_packet
-from tests.conftest import needs_root, needs_tool
+from tests.conftest import needs_tool
 from tests.integration.test_fw_differential import (
     CLIENTS4,
     CLIENTS6,
@@ -29,7 +29,7 @@ from tests.integration.test_fw_differential import (
 )
 from tests.integration.test_fw_differential import fwlab as _fwlab
 
-pytestmark = [pytest.mark.root, needs_root, needs_tool("nft")]
+pytestmark = [pytest.mark.root, needs_tool("nft")]
 
 fwlab = _fwlab  # the two-host lab of the differential test: client -> server over "lan"
 

@@ -28,10 +28,10 @@ from portkit.engine.nftcompile import compile_policy
 from portkit.engine.nfteval import Evaluator
 from portkit.model.firewall import FwCheckResult, NftRuleset, NftSet, Packet
 from portkit.syntax.nfttext import rule_text
-from tests.conftest import needs_root, needs_tool
+from tests.conftest import needs_tool
 from tests.fwgen import Universe, random_nft_ruleset, random_packet, random_policy
 
-pytestmark = [pytest.mark.root, needs_root, needs_tool("nft")]
+pytestmark = [pytest.mark.root, needs_tool("nft")]
 
 CLIENTS4 = tuple(f"10.78.0.{i}" for i in range(2, 7))
 CLIENTS6 = tuple(f"fd78::{i}" for i in range(2, 7))

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from portkit.ops.firewall import apply_policy, forget_state
-from tests.conftest import needs_root, needs_tool
+from tests.conftest import needs_tool
 
-pytestmark = [pytest.mark.root, needs_root, needs_tool("nft")]
+pytestmark = [pytest.mark.root, needs_tool("nft")]
 
 SCENARIO: dict[str, Any] = {
     "name": "fwreport",

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from portkit.backends import rollback
-from tests.conftest import needs_root, needs_tool
+from tests.conftest import needs_tool, rollback_timers, wait_until
 
-pytestmark = [pytest.mark.root, needs_root, needs_tool("nft")]
+pytestmark = [pytest.mark.root, needs_tool("nft")]
 
 
 @pytest.fixture
@@ -38,19 +37,18 @@ def test_fires_restores_and_keeps_the_oldest_script(ns: str) -> None:
     assert st.armed and st.netns == ns and st.seconds_left is not None and st.seconds_left > 20
     # re-arming keeps the older (known good) restore script and restarts the clock
     rollback.arm(name, "add table inet restored_second\n", 1, netns=ns)
-    deadline = time.monotonic() + 10
-    while rollback.status(name).armed and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: not rollback.status(name).armed, timeout=10)
     assert "restored_first" in tables(ns) and "restored_second" not in tables(ns)
     assert rollback.status(name).last_result == "rolled back"
 
 
 def test_confirm_disarms(ns: str) -> None:
     name = f"t-{ns}"
-    rollback.arm(name, "add table inet should_not_appear\n", 1, netns=ns)
+    timer = rollback.arm(name, "add table inet should_not_appear\n", 1, netns=ns).pid
+    assert timer is not None
     assert rollback.confirm(name)
     assert not rollback.confirm(name)
-    time.sleep(1.5)
+    wait_until(lambda: timer not in rollback_timers(), timeout=20)  # gone: nothing can fire
     assert "should_not_appear" not in tables(ns)
     assert not rollback.status(name).armed
 

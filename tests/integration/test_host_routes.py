@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from portkit.backends import host
-from tests.conftest import needs_root, needs_tool
+from tests.conftest import needs_tool
 
-pytestmark = [pytest.mark.root, needs_root, needs_tool("ip")]
+pytestmark = [pytest.mark.root, needs_tool("ip")]
 
 
 def ip(ns: str, *args: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from portkit.backends import netns as netns_mod
 from portkit.backends.sockets import BACKEND_NAMES, SocketBackend, default_backend_name, make_backend
-from tests.conftest import needs_root, needs_tool
+from tests.conftest import needs_tool
 
 LISTEN_MASKS = {"tcp": 1 << 10, "udp": 1 << 7}
 ALL_MASKS = {"tcp": (1 << 14) - 2, "udp": (1 << 7) | (1 << 1)}
@@ -78,7 +78,7 @@ def test_default_backend_is_netlink_on_linux() -> None:
     assert default_backend_name() == "netlink"
 
 
-@needs_root
+@pytest.mark.root
 @needs_tool("ip")
 @pytest.mark.parametrize("name", [n for n in BACKEND_NAMES if n != "psutil"])
 def test_backends_look_into_a_namespace(name: str) -> None:

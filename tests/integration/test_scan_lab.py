@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from portkit.engine.endpoint import parse_ports
-from tests.conftest import needs_root, needs_tool
+from tests.conftest import needs_tool
 
-pytestmark = [needs_root, pytest.mark.root]
+pytestmark = [pytest.mark.root]
 
 FIREWALL = """\
 table inet pkscan {

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import needs_root, needs_tool
+from tests.conftest import needs_tool
 
-pytestmark = [pytest.mark.root, needs_root, needs_tool("setpriv"), needs_tool("nft")]
+pytestmark = [pytest.mark.root, needs_tool("setpriv"), needs_tool("nft")]
 
 AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 

@@ -14,9 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import needs_root
-
-pytestmark = [needs_root, pytest.mark.slow]
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 PATH_LAB: dict[str, Any] = {
     "name": "why-path",

@@ -16,9 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import needs_root
-
-pytestmark = [needs_root, pytest.mark.slow]
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "labs"
 

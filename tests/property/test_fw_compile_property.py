@@ -21,10 +21,10 @@ from portkit.engine.nftcompile import compile_policy
 from portkit.engine.nfteval import Evaluator
 from portkit.engine.policy import evaluate_policy
 from portkit.parse.nftjson import has_ambiguous, hidden_nfproto, parse_ruleset, resolve_hidden
-from tests.conftest import needs_root, needs_tool
+from tests.conftest import needs_tool
 from tests.fwgen import Universe, random_packet, random_policy
 
-pytestmark = [pytest.mark.root, needs_root, needs_tool("nft")]
+pytestmark = [pytest.mark.root, needs_tool("nft")]
 
 U = Universe(
     clients4=("10.1.0.2", "10.1.0.3", "10.1.1.9", "192.0.2.7"),

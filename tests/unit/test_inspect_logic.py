@@ -94,7 +94,8 @@ def test_list_sockets_rejects_bad_input(kwargs: dict[str, Any], text: str) -> No
 def test_port_proto_and_range_and_signal() -> None:
     assert ops.parse_port_proto("53/UDP") == (53, "udp")
     assert ops.parse_port_proto("8080") == (8080, None)
-    for bad in ("abc", "0", "70000", "80/sctp", ""):
+    assert ops.parse_port_proto("8080/TCP") == (8080, "tcp") and ops.parse_port_proto(" 22 ") == (22, None)
+    for bad in ("abc", "0", "70000", "65536", "80/sctp", "", "80/", "/tcp", "80//tcp"):
         with pytest.raises(PortSpecError):
             ops.parse_port_proto(bad)
     assert free.parse_range("8000-8100") == (8000, 8100)

@@ -158,6 +158,7 @@ class Forwarder:
         self._cut_requested = False
         self._stopping = False
         self.interrupted = False  # stopped by SIGINT (Ctrl-C): the CLI exits 130
+        self._serving = False  # start() has bound the listeners (and said so)
         self._next_stats = 0.0
         self._closed = False
         self._rr = 0
@@ -209,6 +210,7 @@ class Forwarder:
         except BaseException:
             self._close_workers()
             raise
+        self._serving = True  # before the "forwarding" lines: a signal after them drains
         for item in opened:
             self._serve(item)
 
@@ -248,6 +250,8 @@ class Forwarder:
         # what is still open at once (a user at a terminal should not wait --drain s).
         # Worker 0 may have finished its own drain already (the main thread then waits in
         # join() for the others), so each worker is told directly, not through _tick.
+        if not self._serving:
+            raise KeyboardInterrupt  # still resolving and binding in start(): stop at once
         if self.interrupted:
             if self._stopping and not self._cut_requested:
                 self._cut_requested = True

@@ -197,9 +197,9 @@ def run_forwarder(
         workers=workers or default_workers(),
         bulk_threads=DEFAULT_BULK_THREADS if bulk_threads is None else bulk_threads,
     )
-    fwd.start()
-    if signals:
+    if signals:  # before start(): its "forwarding ..." line tells a supervisor it may signal us
         fwd.install_signal_handlers()
+    fwd.start()
     if on_started is not None:
         on_started()
     fwd.run()
