@@ -11,6 +11,20 @@ Forms accepted:
 * endpoint: ``host:port``, ``host:port/udp``, ``[v6]:port[/proto]``, ``10.0.0.2:22``
 * ports: ``22``, ``22,80,8000-8100``, ``-`` or ``1-65535`` (all), spaces ignored
 * targets: a host name, an IPv4/IPv6 address, or a CIDR block (``10.0.0.0/24``)
+
+Strict input (one place per kind of value; the CLI, the policy reader and the forward specs
+all call these):
+
+* a port is 1-5 ASCII digits (``str.isdigit`` would take ``'²'``, Arabic-Indic and
+  full-width digits, and ``int()`` of a 4,300-digit string raises): :func:`parse_port`;
+* an IPv4 literal is a dotted quad of decimal bytes; ``1.2.3``, ``0x7f.1`` and
+  ``2130706433`` are refused as malformed addresses, never resolved as names (the C
+  library's ``inet_aton`` would read them as 1.2.0.3 and 127.0.0.1): :func:`check_name`;
+* an IPv6 link-local address (fe80::/10) needs its interface, ``fe80::1%eth0``:
+  :func:`parse_address`;
+* an interface name follows the kernel's ``dev_valid_name`` (1-15 bytes, not ``.`` or
+  ``..``) with a conservative character set ``[A-Za-z0-9_.@-]``; a pattern may end in
+  ``*``: :func:`check_ifname`.
 """
 
 from __future__ import annotations
@@ -20,14 +34,21 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from portkit.errors import PortSpecError, ResolveError, TargetError
+from portkit.errors import InputError, PortSpecError, ResolveError, TargetError
 from portkit.model.probe import Endpoint
 
 __all__ = [
+    "IFNAME_MAX",
     "MAX_CIDR_ADDRESSES",
+    "MAX_PORT_DIGITS",
     "Endpoint",
     "Resolver",
     "Target",
+    "check_ifname",
+    "check_name",
+    "is_ascii_number",
+    "parse_address",
+    "parse_ipv4",
     "parse_endpoint",
     "parse_port",
     "parse_ports",
@@ -43,19 +64,123 @@ MAX_CIDR_ADDRESSES = 65536  # a /16 of IPv4; larger blocks are almost surely a t
 Resolver = Callable[[str, int | None], Sequence[tuple[int, str]]]
 
 _NAME_RE = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?$"
+    r"^(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?\Z"
 )
 
 
-def parse_port(text: str, *, where: str = "") -> int:
-    """``"80"`` -> 80. Ports are 1-65535. ``where`` names the context in errors."""
-    t = text.strip()
-    if not t.isdigit():
-        raise PortSpecError(f"invalid port {text!r}{where}: a port is a number from 1 to 65535")
+MAX_PORT_DIGITS = 5  # "65535"; "00080" is still a port, "000080" is refused unread
+IFNAME_MAX = 15  # IFNAMSIZ (16) less the terminating NUL
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+_DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+# What inet_aton/getaddrinfo would read as an IPv4 address: 1-4 parts, each decimal,
+# octal (leading 0) or hex (0x...). A name made only of such parts is no host name.
+_INET_ATON_PART = re.compile(r"(?:0[xX][0-9A-Fa-f]*|[0-9]+)")
+_IFNAME_RE = re.compile(r"[A-Za-z0-9_.@-]{1,15}")
+
+
+def is_ascii_number(text: str) -> bool:
+    """True for ``"0"``-``"9"`` digits only: no sign, no space, no Unicode digits."""
+    return _ASCII_DIGITS.fullmatch(text) is not None
+
+
+def parse_port(text: str, *, where: str = "", allow_zero: bool = False) -> int:
+    """``"80"`` -> 80. Ports are 1-65535 (0-65535 with ``allow_zero``), written in ASCII
+    digits, at most :data:`MAX_PORT_DIGITS` of them. Only surrounding spaces are stripped.
+    ``where`` names the context in errors."""
+    low = 0 if allow_zero else 1
+    t = text.strip(" ")
+    if not is_ascii_number(t) or len(t) > MAX_PORT_DIGITS:
+        shown = text if len(text) <= 40 else text[:20] + "..." + f" ({len(text)} characters)"
+        raise PortSpecError(f"invalid port {shown!r}{where}: a port is a number from {low} to 65535 (ASCII digits)")
     n = int(t)
-    if not 1 <= n <= 65535:
-        raise PortSpecError(f"invalid port {n}{where}: ports are 1-65535")
+    if not low <= n <= 65535:
+        raise PortSpecError(f"invalid port {n}{where}: ports are {low}-65535")
     return n
+
+
+def parse_ipv4(text: str) -> ipaddress.IPv4Address | None:
+    """A dotted quad (``"10.0.0.2"``) as an address; None when ``text`` is no dotted quad.
+
+    Raises TargetError for a dotted quad that is no address (a byte above 255, a leading 0).
+    """
+    if _DOTTED_QUAD.fullmatch(text) is None:
+        return None
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        raise TargetError(
+            f"{text!r} is not an IPv4 or IPv6 address: the four parts of a dotted quad are 0-255, "
+            "without leading zeros"
+        ) from None
+
+
+def parse_address(text: str, *, what: str = "address") -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An IPv4 dotted quad or an IPv6 literal (brackets allowed) -> the address, or None when
+    ``text`` is not written as an address at all (it may be a host name).
+
+    Refused (TargetError): a numeric form that is no dotted quad (``1.2.3``, ``0x7f.1``), an
+    IPv6 link-local address without ``%iface``, a bad scope.
+    """
+    t = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    v4 = parse_ipv4(t)
+    if v4 is not None:
+        return v4
+    if ":" in t:
+        try:
+            v6 = ipaddress.IPv6Address(t)
+        except ValueError:
+            raise TargetError(f"invalid IPv6 {what} {text!r}: expected e.g. fd00::2 or fe80::1%eth0") from None
+        if "." in t.rpartition(":")[2] and parse_ipv4(t.rpartition(":")[2]) is None:
+            raise TargetError(f"invalid IPv6 {what} {text!r}: an embedded IPv4 address is a dotted quad")
+        scope = v6.scope_id
+        if scope is not None and not (is_ascii_number(scope) or _IFNAME_RE.fullmatch(scope)):
+            raise TargetError(f"invalid scope {scope!r} in {what} {text!r}: give an interface name, e.g. %eth0")
+        if v6.is_link_local and not scope:
+            raise TargetError(
+                f"link-local {what} {text!r} needs its interface: write e.g. {t}%eth0"
+            )
+        return v6
+    if _looks_numeric(t):
+        raise TargetError(f"invalid IPv4 {what} {text!r}: write IPv4 addresses as four numbers, e.g. 10.0.0.2")
+    return None
+
+
+def _looks_numeric(text: str) -> bool:
+    """Digits and dots only (any script), or what inet_aton would take as an address."""
+    if text and all(c == "." or c.isdigit() for c in text):
+        return True
+    parts = text.split(".")
+    if parts and parts[-1] == "":
+        parts = parts[:-1]
+    return 1 <= len(parts) <= 4 and all(_INET_ATON_PART.fullmatch(p) for p in parts)
+
+
+def check_name(name: str, *, what: str = "host", where: str = "") -> str:
+    """A DNS host name (ASCII letters, digits, '-', '_', dots; 1-253 characters), not a
+    numeric address in disguise (its last label is not all digits); TargetError otherwise.
+    ``where`` names the context in errors (" in 'x:80'")."""
+    if _looks_numeric(name) or (name.rstrip(".").rpartition(".")[2].isdigit()):
+        raise TargetError(
+            f"invalid {what} {name!r}{where}: write IPv4 addresses as four numbers, e.g. 10.0.0.2"
+        )
+    if not _NAME_RE.match(name) or not name.isascii():
+        raise TargetError(
+            f"invalid {what} {name!r}{where}: give a host name (letters, digits, '-', '.') or an IP address"
+        )
+    return name
+
+
+def check_ifname(text: str, *, what: str = "interface name", pattern: bool = False) -> str:
+    """An interface name as the kernel takes it (``dev_valid_name``): 1-15 characters of
+    ``[A-Za-z0-9_.@-]``, not ``.`` or ``..``. With ``pattern``, a trailing ``*`` matches
+    every name with that prefix (``veth*``)."""
+    stem = text[:-1] if pattern and text.endswith("*") else text
+    if _IFNAME_RE.fullmatch(stem) is not None and stem not in (".", ".."):
+        return text
+    star = " (a trailing * matches a prefix)" if pattern else ""
+    raise InputError(
+        f"invalid {what} {text!r}: 1-{IFNAME_MAX} characters of letters, digits, '_', '.', '@', '-'{star}"
+    )
 
 
 def parse_ports(spec: str) -> tuple[int, ...]:
@@ -97,13 +222,10 @@ def _check_host(host: str, original: str) -> str:
         raise TargetError(
             f"invalid endpoint {original!r}: the host is missing (e.g. 10.0.0.2:22 or [fd00::2]:80)"
         )
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    if not _NAME_RE.match(host):
-        raise TargetError(f"invalid host {host!r} in {original!r}: give a host name or an IPv4/IPv6 address")
-    return host
+    ip = parse_address(host)
+    if ip is not None:
+        return str(ip)
+    return check_name(host, where=f" in {original!r}")
 
 
 def parse_endpoint(text: str, default_proto: str = "tcp") -> Endpoint:
@@ -112,7 +234,7 @@ def parse_endpoint(text: str, default_proto: str = "tcp") -> Endpoint:
     >>> parse_endpoint("[fd00::2]:53/udp")
     Endpoint(host='fd00::2', port=53, proto='udp')
     """
-    t = text.strip()
+    t = text.strip(" ")
     proto = default_proto
     if "/" in t:
         t, _, proto = t.rpartition("/")
@@ -124,10 +246,8 @@ def parse_endpoint(text: str, default_proto: str = "tcp") -> Endpoint:
         if close < 0 or t[close + 1 : close + 2] != ":":
             raise TargetError(f"invalid endpoint {text!r}: write an IPv6 endpoint as [fd00::2]:80")
         host, port_s = t[1:close], t[close + 2 :]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise TargetError(f"invalid IPv6 address {host!r} in {text!r}") from None
+        if ":" not in host or parse_address(host, what=f"IPv6 address in {text!r}") is None:
+            raise TargetError(f"invalid IPv6 address {host!r} in {text!r}: brackets hold an IPv6 address")
     else:
         if t.count(":") > 1:
             raise TargetError(
@@ -163,18 +283,17 @@ class Target:
 
 def parse_target(text: str) -> Target:
     """A host name, an address (``[v6]`` allowed) or a CIDR block; TargetError otherwise."""
-    t = text.strip()
+    t = text.strip(" ")
     if not t:
         raise TargetError("empty target: give a host name, an address or a CIDR block such as 10.0.0.0/24")
     if "/" in t:
         addr, _, plen = t.partition("/")
         addr = _strip_brackets(addr)
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            raise TargetError(f"invalid CIDR block {t!r}: {addr!r} is not an IPv4 or IPv6 address") from None
+        ip = parse_address(addr, what=f"network in {t!r}") if "%" not in addr else None
+        if ip is None:
+            raise TargetError(f"invalid CIDR block {t!r}: {addr!r} is not an IPv4 or IPv6 address")
         maxlen = ip.max_prefixlen
-        if not plen.isdigit() or not 0 <= int(plen) <= maxlen:
+        if not is_ascii_number(plen) or len(plen) > 3 or not 0 <= int(plen) <= maxlen:
             raise TargetError(
                 f"invalid CIDR block {t!r}: the prefix length must be 0-{maxlen} for IPv{ip.version}"
             )
@@ -186,13 +305,12 @@ def parse_target(text: str) -> Target:
             )
         return Target(t, "network", net)
     bare = _strip_brackets(t)
-    try:
-        return Target(str(ipaddress.ip_address(bare)), "address")
-    except ValueError:
-        pass
+    ip = parse_address(bare, what="target")
+    if ip is not None:
+        return Target(str(ip), "address")
     if not _NAME_RE.match(t):
         raise TargetError(f"invalid target {t!r}: give a host name, an IPv4/IPv6 address or a CIDR block")
-    return Target(t, "name")
+    return Target(check_name(t, what="target"), "name")
 
 
 def resolve_addresses(name: str, resolver: Resolver, family: int | None = None) -> list[str]:
@@ -200,10 +318,9 @@ def resolve_addresses(name: str, resolver: Resolver, family: int | None = None) 
 
     Addresses need no resolver. ResolveError when nothing usable comes back.
     """
-    try:
-        ip = ipaddress.ip_address(_strip_brackets(name))
-    except ValueError:
-        pass
+    ip = parse_address(_strip_brackets(name))
+    if ip is None:
+        check_name(name)
     else:
         if family is not None and ip.version != family:
             raise TargetError(f"{name} is an IPv{ip.version} address but -{family} asks for IPv{family} only")
