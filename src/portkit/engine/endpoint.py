@@ -48,8 +48,9 @@ __all__ = [
     "check_name",
     "is_ascii_number",
     "parse_address",
-    "parse_ipv4",
     "parse_endpoint",
+    "parse_ipv4",
+    "parse_number",
     "parse_port",
     "parse_ports",
     "parse_target",
@@ -96,6 +97,45 @@ def parse_port(text: str, *, where: str = "", allow_zero: bool = False) -> int:
     if not low <= n <= 65535:
         raise PortSpecError(f"invalid port {n}{where}: ports are {low}-65535")
     return n
+
+
+_DECIMAL = re.compile(r"[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20}")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if x == int(x) else f"{x:g}"
+
+
+def parse_number(
+    text: str,
+    *,
+    what: str,
+    low: float,
+    high: float,
+    integer: bool = False,
+    low_open: bool = False,
+    unit: str = "",
+) -> float:
+    """A number the user typed, within [low, high] (``low_open``: above ``low``).
+
+    ASCII digits only (with one '.' unless ``integer``): no sign, no exponent, no NaN or
+    infinity, no Unicode digits, at most 20 digits on each side of the point. The error
+    names the value and the valid range.
+    """
+    t = text.strip(" ")
+    sep = ">" if low_open else ">="
+    span = f"above {_num(low)}" if low_open else _num(low)
+    rng = f"{span} and at most {_num(high)}" if low_open else f"{span}-{_num(high)}"
+    suffix = f" {unit}" if unit else ""
+    kind = "a whole number" if integer else "a number"
+    ok = is_ascii_number(t) and len(t) <= 20 if integer else _DECIMAL.fullmatch(t) is not None
+    shown = text if len(text) <= 40 else text[:20] + f"... ({len(text)} characters)"
+    if not ok:
+        raise InputError(f"invalid {what} {shown!r}: give {kind} {rng}{suffix}")
+    value = float(int(t)) if integer else float(t)
+    if not (value > low if sep == ">" else value >= low) or value > high:
+        raise InputError(f"invalid {what} {shown!r}: must be {rng}{suffix}")
+    return value
 
 
 def parse_ipv4(text: str) -> ipaddress.IPv4Address | None:
