@@ -108,7 +108,7 @@ def test_config_file() -> None:
         ("forward: [1:2]", "unknown key 'forward'"),
         ("forwards: []", "non-empty list"),
         ("forwards: [1:2, 1:3]", "already used by forwards[1]"),
-        ("forwards: [1:2]\nconnect_timeout: soon", "'connect_timeout' must be a number"),
+        ("forwards: [1:2]\nconnect_timeout: soon", "invalid connect_timeout 'soon': give a number above 0"),
         ("forwards: [{spec: '1:2', alow: x}]", "unknown key 'alow'"),
         ("forwards: [1:2\n  - x", "f.yaml:"),
         ("", "empty config"),

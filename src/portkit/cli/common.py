@@ -73,8 +73,13 @@ def seconds_arg(what: str, high: float, *, low: float = 0.0, allow_zero: bool = 
 
 def _port(text: str) -> int:
     from portkit.engine.endpoint import parse_port
+    from portkit.errors import PortSpecError
 
-    return parse_port(text)
+    try:
+        return parse_port(text)
+    except PortSpecError:
+        shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
+        raise PortSpecError(f"invalid port {shown!r}; valid ports are 1-65535 (ASCII digits)") from None
 
 
 def _pid(text: str) -> int:

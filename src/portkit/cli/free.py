@@ -47,7 +47,13 @@ def _info_query(text: str) -> str:
 
     t = text.strip(" ")
     if any(c.isdigit() for c in t) and all(c.isdigit() for c in t):
-        return str(parse_port(t, allow_zero=True))
+        try:
+            return str(parse_port(t, allow_zero=True))
+        except InputError:
+            shown = t if len(t) <= 40 else f"{t[:20]}... ({len(t)} characters)"
+            raise InputError(
+                f"invalid port {shown!r}; valid ports are 0-65535 (or a service name such as ssh)"
+            ) from None
     if not t.isascii() or not t.isprintable():
         raise InputError(f"invalid port or service {text!r}: give a port number 0-65535 or a service name such as ssh")
     return t

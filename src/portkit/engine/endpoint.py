@@ -79,6 +79,11 @@ _INET_ATON_PART = re.compile(r"(?:0[xX][0-9A-Fa-f]*|[0-9]+)")
 _IFNAME_RE = re.compile(r"[A-Za-z0-9_.@-]{1,15}")
 
 
+def shown(text: str, limit: int = 64) -> str:
+    """``text`` for an error message: cut to ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[: limit // 2]}... ({len(text)} characters)"
+
+
 def is_ascii_number(text: str) -> bool:
     """True for ``"0"``-``"9"`` digits only: no sign, no space, no Unicode digits."""
     return _ASCII_DIGITS.fullmatch(text) is not None
@@ -91,8 +96,7 @@ def parse_port(text: str, *, where: str = "", allow_zero: bool = False) -> int:
     low = 0 if allow_zero else 1
     t = text.strip(" ")
     if not is_ascii_number(t) or len(t) > MAX_PORT_DIGITS:
-        shown = text if len(text) <= 40 else text[:20] + "..." + f" ({len(text)} characters)"
-        raise PortSpecError(f"invalid port {shown!r}{where}: a port is a number from {low} to 65535 (ASCII digits)")
+        raise PortSpecError(f"invalid port {shown(text)!r}{where}: a port is a number from {low} to 65535 (ASCII digits)")
     n = int(t)
     if not low <= n <= 65535:
         raise PortSpecError(f"invalid port {n}{where}: ports are {low}-65535")
@@ -129,16 +133,15 @@ def parse_number(
     suffix = f" {unit}" if unit else ""
     kind = "a whole number" if integer else "a number"
     ok = is_ascii_number(t) and len(t) <= 20 if integer else _DECIMAL.fullmatch(t) is not None
-    shown = text if len(text) <= 40 else text[:20] + f"... ({len(text)} characters)"
     if not ok:
-        raise InputError(f"invalid {what} {shown!r}: give {kind} {rng}{suffix}")
+        raise InputError(f"invalid {what} {shown(text)!r}: give {kind} {rng}{suffix}")
     value = float(int(t)) if integer else float(t)
     if not (value > low if sep == ">" else value >= low) or value > high:
-        raise InputError(f"invalid {what} {shown!r}: must be {rng}{suffix}")
+        raise InputError(f"invalid {what} {shown(text)!r}: must be {rng}{suffix}")
     return value
 
 
-def parse_ipv4(text: str) -> ipaddress.IPv4Address | None:
+def parse_ipv4(text: str, *, what: str = "address", where: str = "") -> ipaddress.IPv4Address | None:
     """A dotted quad (``"10.0.0.2"``) as an address; None when ``text`` is no dotted quad.
 
     Raises TargetError for a dotted quad that is no address (a byte above 255, a leading 0).
@@ -149,39 +152,43 @@ def parse_ipv4(text: str) -> ipaddress.IPv4Address | None:
         return ipaddress.IPv4Address(text)
     except ValueError:
         raise TargetError(
-            f"{text!r} is not an IPv4 or IPv6 address: the four parts of a dotted quad are 0-255, "
-            "without leading zeros"
+            f"invalid {what} {shown(text)!r}{where}: not a valid IPv4 address (four numbers 0-255, without leading zeros)"
         ) from None
 
 
-def parse_address(text: str, *, what: str = "address") -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def parse_address(
+    text: str, *, what: str = "address", where: str = "", require_scope: bool = True
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """An IPv4 dotted quad or an IPv6 literal (brackets allowed) -> the address, or None when
     ``text`` is not written as an address at all (it may be a host name).
 
     Refused (TargetError): a numeric form that is no dotted quad (``1.2.3``, ``0x7f.1``), an
-    IPv6 link-local address without ``%iface``, a bad scope.
+    IPv6 link-local address without ``%iface`` (unless ``require_scope`` is False: a scan
+    reports that per target and goes on with the others), a bad scope.
     """
     t = text[1:-1] if text.startswith("[") and text.endswith("]") else text
-    v4 = parse_ipv4(t)
+    v4 = parse_ipv4(t, what=what, where=where)
     if v4 is not None:
         return v4
     if ":" in t:
         try:
             v6 = ipaddress.IPv6Address(t)
         except ValueError:
-            raise TargetError(f"invalid IPv6 {what} {text!r}: expected e.g. fd00::2 or fe80::1%eth0") from None
+            raise TargetError(f"invalid IPv6 {what} {shown(text)!r}{where}: expected e.g. fd00::2 or fe80::1%eth0") from None
         if "." in t.rpartition(":")[2] and parse_ipv4(t.rpartition(":")[2]) is None:
-            raise TargetError(f"invalid IPv6 {what} {text!r}: an embedded IPv4 address is a dotted quad")
+            raise TargetError(f"invalid IPv6 {what} {shown(text)!r}{where}: an embedded IPv4 address is a dotted quad")
         scope = v6.scope_id
         if scope is not None and not (is_ascii_number(scope) or _IFNAME_RE.fullmatch(scope)):
-            raise TargetError(f"invalid scope {scope!r} in {what} {text!r}: give an interface name, e.g. %eth0")
-        if v6.is_link_local and not scope:
+            raise TargetError(f"invalid scope {scope!r} in {what} {shown(text)!r}{where}: give an interface name, e.g. %eth0")
+        if v6.is_link_local and not scope and require_scope:
             raise TargetError(
-                f"link-local {what} {text!r} needs its interface: write e.g. {t}%eth0"
+                f"invalid {what} {shown(text)!r}{where}: a link-local address: name its interface, e.g. {t}%eth0"
             )
         return v6
     if _looks_numeric(t):
-        raise TargetError(f"invalid IPv4 {what} {text!r}: write IPv4 addresses as four numbers, e.g. 10.0.0.2")
+        raise TargetError(
+            f"invalid {what} {shown(text)!r}{where}: not a valid IPv4 address (write four numbers, e.g. 10.0.0.2)"
+        )
     return None
 
 
@@ -201,11 +208,11 @@ def check_name(name: str, *, what: str = "host", where: str = "") -> str:
     ``where`` names the context in errors (" in 'x:80'")."""
     if _looks_numeric(name) or (name.rstrip(".").rpartition(".")[2].isdigit()):
         raise TargetError(
-            f"invalid {what} {name!r}{where}: write IPv4 addresses as four numbers, e.g. 10.0.0.2"
+            f"invalid {what} {shown(name)!r}{where}: write IPv4 addresses as four numbers, e.g. 10.0.0.2"
         )
     if not _NAME_RE.match(name) or not name.isascii():
         raise TargetError(
-            f"invalid {what} {name!r}{where}: give a host name (letters, digits, '-', '.') or an IP address"
+            f"invalid {what} {shown(name)!r}{where}: give a host name (letters, digits, '-', '.') or an IP address"
         )
     return name
 
@@ -219,7 +226,7 @@ def check_ifname(text: str, *, what: str = "interface name", pattern: bool = Fal
         return text
     star = " (a trailing * matches a prefix)" if pattern else ""
     raise InputError(
-        f"invalid {what} {text!r}: 1-{IFNAME_MAX} characters of letters, digits, '_', '.', '@', '-'{star}"
+        f"invalid {what} {shown(text)!r}: 1-{IFNAME_MAX} characters of letters, digits, '_', '.', '@', '-'{star}"
     )
 
 
@@ -236,12 +243,12 @@ def parse_ports(spec: str) -> tuple[int, ...]:
     ports: set[int] = set()
     for part in s.split(","):
         if not part:
-            raise PortSpecError(f"invalid port specification {spec!r}: empty item between commas")
+            raise PortSpecError(f"invalid port specification {shown(spec)!r}: empty item between commas")
         if "-" in part:
             lo_s, _, hi_s = part.partition("-")
             if not lo_s or not hi_s:
                 raise PortSpecError(
-                    f"invalid port range {part!r} in {spec!r}: a range needs both ends, e.g. 5-100 (or - for all ports)"
+                    f"invalid port range {part!r} in {shown(spec)!r}: a range needs both ends, e.g. 5-100 (or - for all ports)"
                 )
             lo = parse_port(lo_s, where=f" in range {part!r}")
             hi = parse_port(hi_s, where=f" in range {part!r}")
@@ -260,12 +267,12 @@ def _strip_brackets(host: str) -> str:
 def _check_host(host: str, original: str) -> str:
     if not host:
         raise TargetError(
-            f"invalid endpoint {original!r}: the host is missing (e.g. 10.0.0.2:22 or [fd00::2]:80)"
+            f"invalid endpoint {shown(original)!r}: the host is missing (e.g. 10.0.0.2:22 or [fd00::2]:80)"
         )
-    ip = parse_address(host)
+    ip = parse_address(host, what="host", where=f" in {shown(original)!r}")
     if ip is not None:
         return str(ip)
-    return check_name(host, where=f" in {original!r}")
+    return check_name(host, where=f" in {shown(original)!r}")
 
 
 def parse_endpoint(text: str, default_proto: str = "tcp") -> Endpoint:
@@ -280,23 +287,23 @@ def parse_endpoint(text: str, default_proto: str = "tcp") -> Endpoint:
         t, _, proto = t.rpartition("/")
         proto = proto.lower()
         if proto not in PROTOS:
-            raise TargetError(f"invalid protocol {proto!r} in {text!r}: valid ones are tcp, udp")
+            raise TargetError(f"invalid protocol {proto!r} in {shown(text)!r}: valid ones are tcp, udp")
     if t.startswith("["):
         close = t.find("]")
         if close < 0 or t[close + 1 : close + 2] != ":":
-            raise TargetError(f"invalid endpoint {text!r}: write an IPv6 endpoint as [fd00::2]:80")
+            raise TargetError(f"invalid endpoint {shown(text)!r}: write an IPv6 endpoint as [fd00::2]:80")
         host, port_s = t[1:close], t[close + 2 :]
-        if ":" not in host or parse_address(host, what=f"IPv6 address in {text!r}") is None:
-            raise TargetError(f"invalid IPv6 address {host!r} in {text!r}: brackets hold an IPv6 address")
+        if ":" not in host or parse_address(host, what="IPv6 address", where=f" in {shown(text)!r}") is None:
+            raise TargetError(f"invalid IPv6 address {shown(host)!r} in {shown(text)!r}: brackets hold an IPv6 address")
     else:
         if t.count(":") > 1:
             raise TargetError(
-                f"invalid endpoint {text!r}: put an IPv6 address in brackets, e.g. [fd00::2]:80"
+                f"invalid endpoint {shown(text)!r}: put an IPv6 address in brackets, e.g. [fd00::2]:80"
             )
         host, sep, port_s = t.rpartition(":")
         if not sep:
-            raise TargetError(f"invalid endpoint {text!r}: missing :PORT (e.g. {t}:22, or use -p 22)")
-    port = parse_port(port_s, where=f" in {text!r}")
+            raise TargetError(f"invalid endpoint {shown(text)!r}: missing :PORT (e.g. {t}:22, or use -p 22)")
+    port = parse_port(port_s, where=f" in {shown(text)!r}")
     return Endpoint(_check_host(host, text), port, proto)
 
 
@@ -329,27 +336,32 @@ def parse_target(text: str) -> Target:
     if "/" in t:
         addr, _, plen = t.partition("/")
         addr = _strip_brackets(addr)
-        ip = parse_address(addr, what=f"network in {t!r}") if "%" not in addr else None
+        try:
+            ip = parse_address(addr, what="network", where=f" in {shown(t)!r}") if "%" not in addr else None
+        except TargetError as exc:
+            if "link-local" in str(exc):
+                raise
+            ip = None
         if ip is None:
-            raise TargetError(f"invalid CIDR block {t!r}: {addr!r} is not an IPv4 or IPv6 address")
+            raise TargetError(f"invalid CIDR block {shown(t)!r}: {shown(addr)!r} is not an IPv4 or IPv6 address")
         maxlen = ip.max_prefixlen
         if not is_ascii_number(plen) or len(plen) > 3 or not 0 <= int(plen) <= maxlen:
             raise TargetError(
-                f"invalid CIDR block {t!r}: the prefix length must be 0-{maxlen} for IPv{ip.version}"
+                f"invalid CIDR block {shown(t)!r}: the prefix length must be 0-{maxlen} for IPv{ip.version}"
             )
         net = ipaddress.ip_network(f"{addr}/{plen}", strict=False)
         if net.num_addresses > MAX_CIDR_ADDRESSES:
             raise TargetError(
-                f"CIDR block {t!r} has {net.num_addresses} addresses; portkit scans at most {MAX_CIDR_ADDRESSES} "
+                f"CIDR block {shown(t)!r} has {net.num_addresses} addresses; portkit scans at most {MAX_CIDR_ADDRESSES} "
                 "per block (split it, e.g. into /16s)"
             )
         return Target(t, "network", net)
     bare = _strip_brackets(t)
-    ip = parse_address(bare, what="target")
+    ip = parse_address(bare, what="target", require_scope=False)
     if ip is not None:
         return Target(str(ip), "address")
     if not _NAME_RE.match(t):
-        raise TargetError(f"invalid target {t!r}: give a host name, an IPv4/IPv6 address or a CIDR block")
+        raise TargetError(f"invalid target {shown(t)!r}: give a host name, an IPv4/IPv6 address or a CIDR block")
     return Target(check_name(t, what="target"), "name")
 
 

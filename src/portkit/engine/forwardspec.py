@@ -21,7 +21,14 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from portkit.engine.endpoint import MAX_PORT_DIGITS, check_name, is_ascii_number, parse_address, parse_number
+from portkit.engine.endpoint import (
+    MAX_PORT_DIGITS,
+    check_name,
+    is_ascii_number,
+    parse_address,
+    parse_number,
+    shown,
+)
 from portkit.errors import FileFormatError, InputError, PortSpecError, TargetError
 from portkit.model.forward import ForwardConfig, ForwardOptions, ForwardSpec
 
@@ -46,53 +53,53 @@ def split_fields(text: str) -> list[str]:
         elif ch == "]":
             depth -= 1
             if depth < 0:
-                raise TargetError(f"unbalanced ']' in {text!r}; IPv6 addresses go in brackets: [::1]")
+                raise TargetError(f"unbalanced ']' in {shown(text)!r}; IPv6 addresses go in brackets: [::1]")
         if ch == ":" and depth == 0:
             fields.append("".join(cur))
             cur = []
         else:
             cur.append(ch)
     if depth != 0:
-        raise TargetError(f"unbalanced '[' in {text!r}; IPv6 addresses go in brackets: [::1]")
+        raise TargetError(f"unbalanced '[' in {shown(text)!r}; IPv6 addresses go in brackets: [::1]")
     fields.append("".join(cur))
     return fields
 
 
 def parse_port(text: str, what: str, spec: str) -> int:
     if not text:
-        raise PortSpecError(f"missing {what} in {spec!r}; the forms are {FORMS}")
+        raise PortSpecError(f"missing {what} in {shown(spec)!r}; the forms are {FORMS}")
     if not is_ascii_number(text) or len(text) > MAX_PORT_DIGITS:
-        raise PortSpecError(f"invalid {what} {text!r} in {spec!r}; a port is a number from 1 to 65535 (ASCII digits)")
+        raise PortSpecError(f"invalid {what} {shown(text)!r} in {shown(spec)!r}; a port is a number from 1 to 65535 (ASCII digits)")
     port = int(text)
     if not 1 <= port <= 65535:
-        raise PortSpecError(f"{what} {port} in {spec!r} is out of range; valid ports are 1-65535")
+        raise PortSpecError(f"{what} {port} in {shown(spec)!r} is out of range; valid ports are 1-65535")
     return port
 
 
 def parse_host(text: str, what: str, spec: str, *, literal_only: bool = False) -> str:
     """An IPv4 literal, a bracketed IPv6 literal or (unless ``literal_only``) a host name."""
     if not text:
-        raise TargetError(f"missing {what} in {spec!r}; the forms are {FORMS}")
+        raise TargetError(f"missing {what} in {shown(spec)!r}; the forms are {FORMS}")
     if text.startswith("["):
         if not text.endswith("]"):
-            raise TargetError(f"invalid {what} {text!r} in {spec!r}; write IPv6 addresses as [fd00::2]")
+            raise TargetError(f"invalid {what} {shown(text)!r} in {shown(spec)!r}; write IPv6 addresses as [fd00::2]")
         inner = text[1:-1]
-        if ":" not in inner or parse_address(inner, what=f"{what} in {spec!r}") is None:
-            raise TargetError(f"invalid IPv6 {what} {text!r} in {spec!r}")
+        if ":" not in inner or parse_address(inner, what=what, where=f" in {shown(spec)!r}") is None:
+            raise TargetError(f"invalid IPv6 {what} {shown(text)!r} in {shown(spec)!r}")
         return inner
     if "[" in text or "]" in text:
-        raise TargetError(f"invalid {what} {text!r} in {spec!r}; write IPv6 addresses as [fd00::2]")
+        raise TargetError(f"invalid {what} {shown(text)!r} in {shown(spec)!r}; write IPv6 addresses as [fd00::2]")
     if ":" not in text:
-        v4 = parse_address(text, what=f"IPv4 {what} in {spec!r}")
+        v4 = parse_address(text, what=f"IPv4 {what}", where=f" in {shown(spec)!r}")
         if v4 is not None:
             return str(v4)
     if literal_only and text != "localhost":
         raise TargetError(
-            f"invalid {what} {text!r} in {spec!r}; a bind address is an IP address like 0.0.0.0 or [::]"
+            f"invalid {what} {shown(text)!r} in {shown(spec)!r}; a bind address is an IP address like 0.0.0.0 or [::]"
         )
     if not _HOSTNAME.fullmatch(text):
-        raise TargetError(f"invalid {what} {text!r} in {spec!r}; expected an IP address or a host name")
-    check_name(text, what=what, where=f" in {spec!r}")
+        raise TargetError(f"invalid {what} {shown(text)!r} in {shown(spec)!r}; expected an IP address or a host name")
+    check_name(text, what=what, where=f" in {shown(spec)!r}")
     if text == "localhost" and literal_only:
         return DEFAULT_BIND
     return text
@@ -123,7 +130,7 @@ def parse_spec(
         raise InputError(f"empty forward SPEC; the forms are {FORMS}")
     if not spec.isascii() or not spec.isprintable():
         raise InputError(
-            f"invalid forward SPEC {spec!r}: only ASCII letters, digits and ':[]./%-_' belong in it; "
+            f"invalid forward SPEC {shown(spec)!r}: only ASCII letters, digits and ':[]./%-_' belong in it; "
             f"the forms are {FORMS}"
         )
     proto = "tcp"
@@ -131,7 +138,7 @@ def parse_spec(
     if "/" in spec:
         body, _, suffix = spec.rpartition("/")
         if suffix.lower() not in PROTOS:
-            raise InputError(f"invalid protocol {suffix!r} in {spec!r}; valid ones are: tcp, udp")
+            raise InputError(f"invalid protocol {suffix!r} in {shown(spec)!r}; valid ones are: tcp, udp")
         proto = suffix.lower()
     fields = split_fields(body)
     if len(fields) == 2:
@@ -140,14 +147,14 @@ def parse_spec(
         bind, (lport, thost, tport) = default_bind, fields
         if not is_ascii_number(lport) and _is_ip(lport.strip("[]")):  # BIND:LPORT:TPORT is not a form
             raise PortSpecError(
-                f"{spec!r} reads as LPORT:THOST:TPORT, and {lport!r} is no port; to bind an address give "
+                f"{shown(spec)!r} reads as LPORT:THOST:TPORT, and {shown(lport)!r} is no port; to bind an address give "
                 f"the target host too, e.g. {lport}:{thost}:{DEFAULT_TARGET}:{tport}"
             )
     elif len(fields) == 4:
         bind = parse_host(fields[0], "bind address", spec, literal_only=True)
         lport, thost, tport = fields[1:]
     else:
-        raise InputError(f"malformed forward SPEC {spec!r}; the forms are {FORMS} (IPv6 in brackets)")
+        raise InputError(f"malformed forward SPEC {shown(spec)!r}; the forms are {FORMS} (IPv6 in brackets)")
     listen_port = parse_port(lport, "listen port", spec)
     target_host = parse_host(thost, "target host", spec)
     target_port = parse_port(tport, "target port", spec)
@@ -183,7 +190,7 @@ def parse_cidr(text: str) -> Network:
         return ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
         raise TargetError(
-            f"invalid CIDR block {text!r}; expected e.g. 10.0.0.0/8, 192.0.2.7 or fd00::/8"
+            f"invalid CIDR block {shown(text)!r}; expected e.g. 10.0.0.0/8, 192.0.2.7 or fd00::/8"
         ) from None
 
 
