@@ -103,27 +103,33 @@ def _address(text: str) -> str:
     return str(ip)
 
 
-def _host(text: str) -> str:
-    from portkit.engine.endpoint import check_name, parse_address
-
-    ip = parse_address(text.strip(" "))
-    return str(ip) if ip is not None else check_name(text.strip(" "))
-
-
 port_arg = _typed(_port, "port")  # one port 1-65535 (``--port N``)
 pid_arg = _typed(_pid, "pid")  # a process id 1-4194304 (the kernel's pid_max limit)
 iface_arg = _typed(_iface, "interface")  # an interface name (kernel rules, conservative set)
 address_arg = _typed(_address, "address")  # an IPv4 dotted quad or an IPv6 literal
-host_arg = _typed(_host, "host")  # an address or a host name (never a malformed number)
 
 
-def proto_arg(choices: tuple[str, ...]) -> Callable[[str], str]:
-    """argparse ``type=`` for a protocol name out of ``choices`` (case-insensitive)."""
+def _iface_pattern(text: str) -> str:
+    from portkit.engine.endpoint import check_ifname
+
+    return check_ifname(text, pattern=True)
+
+
+iface_pattern_arg = _typed(_iface_pattern, "interface")  # a name, or a prefix and '*' (veth*)
+
+
+def proto_arg(choices: tuple[str, ...], *, numbers: bool = False) -> Callable[[str], str]:
+    """argparse ``type=`` for a protocol name out of ``choices`` (case-insensitive), or with
+    ``numbers`` an IP protocol number 0-255 in ASCII digits."""
+    from portkit.engine.endpoint import is_ascii_number
 
     def parse(text: str) -> str:
         v = text.strip(" ").lower()
+        if numbers and is_ascii_number(v) and len(v) <= 3 and int(v) <= 255:
+            return str(int(v))
         if v not in choices:
-            raise InputError(f"invalid protocol {text!r}: valid ones are {', '.join(choices)}")
+            extra = " or a protocol number 0-255" if numbers else ""
+            raise InputError(f"invalid protocol {text!r}: valid ones are {', '.join(choices)}{extra}")
         return v
 
     return _typed(parse, "protocol")

@@ -7,7 +7,15 @@ import dataclasses
 import os
 from typing import Any
 
-from portkit.cli.common import Parser, add_output_options, iface_arg, number_arg, subparser
+from portkit.cli.common import (
+    Parser,
+    add_output_options,
+    iface_arg,
+    iface_pattern_arg,
+    number_arg,
+    proto_arg,
+    subparser,
+)
 from portkit.errors import ExitCode, InputError
 
 DESCRIPTION = """\
@@ -84,6 +92,7 @@ examples:
 
 RULE_NUMBER = number_arg("rule number", 1, 100_000, integer=True)
 PACKET_PORT = number_arg("port", 0, 65535, integer=True)
+CHECK_PROTO = proto_arg(("tcp", "udp", "sctp", "udplite", "dccp", "icmp", "icmpv6", "ipv6-icmp"), numbers=True)
 CONFIRM_SECONDS = number_arg("confirmation timeout", 1, 86400, unit="seconds")
 
 
@@ -101,7 +110,7 @@ def _rule_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--out", dest="direction", action="store_const", const="out", help="outbound")
     p.add_argument("--from", dest="sources", action="append", default=[], metavar="CIDR", help="source address/CIDR (repeatable)")
     p.add_argument("--to", dest="destinations", action="append", default=[], metavar="CIDR", help="destination address/CIDR (repeatable)")
-    p.add_argument("--on", dest="interface", metavar="IF", help="interface (input interface for --in, output for --out)")
+    p.add_argument("--on", dest="interface", type=iface_pattern_arg, metavar="IF", help="interface (input interface for --in, output for --out)")
     p.add_argument("--log", action="store_true", help="log matching packets with a portkit prefix")
     p.add_argument("--comment", help="a comment stored with the rule")
     _common(p)
@@ -140,7 +149,7 @@ def register(sub: Any) -> None:
     h.add_argument("--in", dest="hook", action="store_const", const="in", default="in", help="an inbound packet (default)")
     h.add_argument("--out", dest="hook", action="store_const", const="out", help="an outbound packet")
     h.add_argument("--forward", dest="hook", action="store_const", const="forward", help="a routed packet")
-    ck.add_argument("--proto", default="tcp", help="tcp (default), udp, sctp, icmp, icmpv6")
+    ck.add_argument("--proto", default="tcp", type=CHECK_PROTO, help="tcp (default), udp, sctp, icmp, icmpv6")
     ck.add_argument("--src", required=True, metavar="ADDR")
     ck.add_argument("--dst", required=True, metavar="ADDR")
     ck.add_argument("--dport", type=PACKET_PORT, metavar="N")

@@ -16,6 +16,7 @@ from portkit.cli.common import (
     _typed,
     add_netns_options,
     add_output_options,
+    address_arg,
     pid_arg,
     port_arg,
     seconds_arg,
@@ -109,6 +110,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--from",
         dest="inbound_from",
+        type=address_arg,
         metavar="ADDR",
         help="judge the INBOUND column for a new connection from ADDR (default: an outside "
         "address, 192.0.2.1 or 2001:db8::1, arriving on the default route's interface)",

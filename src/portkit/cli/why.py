@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from portkit.cli.common import add_output_options, number_arg, subparser
+from portkit.cli.common import add_output_options, address_arg, number_arg, subparser
 from portkit.errors import ExitCode
 
 WHY_DESCRIPTION = """\
@@ -101,6 +101,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--from",
         dest="from_addr",
+        type=address_arg,
         metavar="ADDR",
         help="the client's address: one of this host's (send from it) or another host's (judge its packets here)",
     )
