@@ -313,3 +313,13 @@ def test_policy_interface_follows_the_kernel_rules() -> None:
             load_policy(f"rules:\n  - {{action: allow, interface: {bad}}}\n", path="p.yaml")
     pol = load_policy("rules:\n  - {action: allow, interface: 'veth*'}\n", path="p.yaml")
     assert pol.rules[0].interface == "veth*"
+
+
+@pytest.mark.parametrize("value", ["1" * 5000, "2001-13-45"])
+def test_values_the_yaml_constructor_cannot_build_are_file_errors(value: str) -> None:
+    from portkit.lab.scenario import load as load_scenario
+
+    with pytest.raises(FileFormatError, match="bad value"):
+        load_scenario(f"hosts:\n  a: {{x: {value}}}\nlinks: []\n")
+    with pytest.raises(FileFormatError, match="bad value"):
+        load(f"x: {value}\n", "x.yaml")

@@ -162,5 +162,7 @@ def load(text: str, path: str, loader: type[Any] | None = None) -> Any:
         return reader.construct_document(node)
     except (yaml.YAMLError, _Limit, RecursionError) as exc:
         raise _fail(path, exc) from None
+    except (ValueError, OverflowError) as exc:  # the constructor: a 5,000-digit int, month 13
+        raise FileFormatError(path, f"bad value: {str(exc).split(';')[0]}") from None
     finally:
         reader.dispose()
