@@ -72,14 +72,13 @@ def seconds_arg(what: str, high: float, *, low: float = 0.0, allow_zero: bool = 
 
 
 def _port(text: str) -> int:
-    from portkit.engine.endpoint import parse_port
+    from portkit.engine.endpoint import parse_port, shown
     from portkit.errors import PortSpecError
 
     try:
         return parse_port(text)
     except PortSpecError:
-        shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
-        raise PortSpecError(f"invalid port {shown!r}; valid ports are 1-65535 (ASCII digits)") from None
+        raise PortSpecError(f"invalid port {shown(text)!r}; valid ports are 1-65535 (ASCII digits)") from None
 
 
 def _pid(text: str) -> int:
@@ -95,11 +94,11 @@ def _iface(text: str) -> str:
 
 
 def _address(text: str) -> str:
-    from portkit.engine.endpoint import parse_address
+    from portkit.engine.endpoint import parse_address, shown
 
     ip = parse_address(text)
     if ip is None:
-        raise InputError(f"invalid address {text!r}: give an IPv4 or IPv6 address, e.g. 10.0.0.2 or fd00::2")
+        raise InputError(f"invalid address {shown(text)!r}: give an IPv4 or IPv6 address, e.g. 10.0.0.2 or fd00::2")
     return str(ip)
 
 
@@ -121,7 +120,7 @@ iface_pattern_arg = _typed(_iface_pattern, "interface")  # a name, or a prefix a
 def proto_arg(choices: tuple[str, ...], *, numbers: bool = False) -> Callable[[str], str]:
     """argparse ``type=`` for a protocol name out of ``choices`` (case-insensitive), or with
     ``numbers`` an IP protocol number 0-255 in ASCII digits."""
-    from portkit.engine.endpoint import is_ascii_number
+    from portkit.engine.endpoint import is_ascii_number, shown
 
     def parse(text: str) -> str:
         v = text.strip(" ").lower()
@@ -129,7 +128,7 @@ def proto_arg(choices: tuple[str, ...], *, numbers: bool = False) -> Callable[[s
             return str(int(v))
         if v not in choices:
             extra = " or a protocol number 0-255" if numbers else ""
-            raise InputError(f"invalid protocol {text!r}: valid ones are {', '.join(choices)}{extra}")
+            raise InputError(f"invalid protocol {shown(text)!r}: valid ones are {', '.join(choices)}{extra}")
         return v
 
     return _typed(parse, "protocol")

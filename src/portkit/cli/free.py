@@ -32,30 +32,29 @@ examples:
 
 def _range_text(text: str) -> str:
     """``A-B`` with both ends ASCII port numbers (ops.inspect_extra.parse_range checks the order)."""
-    from portkit.engine.endpoint import parse_port
+    from portkit.engine.endpoint import parse_port, shown
 
     low_s, sep, high_s = text.strip(" ").partition("-")
-    where = f" in range {text!r} (a range is LOW-HIGH, e.g. 8000-8100)"
+    where = f" in range {shown(text)!r} (a range is LOW-HIGH, e.g. 8000-8100)"
     if not sep:
-        raise InputError(f"invalid range {text!r}: a range is LOW-HIGH with 1 <= LOW <= HIGH <= 65535, e.g. 8000-8100")
+        raise InputError(f"invalid range {shown(text)!r}: a range is LOW-HIGH with 1 <= LOW <= HIGH <= 65535, e.g. 8000-8100")
     return f"{parse_port(low_s, where=where)}-{parse_port(high_s, where=where)}"
 
 
 def _info_query(text: str) -> str:
     """A port number 0-65535 in ASCII digits, or a service name (ASCII)."""
-    from portkit.engine.endpoint import parse_port
+    from portkit.engine.endpoint import parse_port, shown
 
     t = text.strip(" ")
     if any(c.isdigit() for c in t) and all(c.isdigit() for c in t):
         try:
             return str(parse_port(t, allow_zero=True))
         except InputError:
-            shown = t if len(t) <= 40 else f"{t[:20]}... ({len(t)} characters)"
             raise InputError(
-                f"invalid port {shown!r}; valid ports are 0-65535 (or a service name such as ssh)"
+                f"invalid port {shown(t)!r}; valid ports are 0-65535 (or a service name such as ssh)"
             ) from None
-    if not t.isascii() or not t.isprintable():
-        raise InputError(f"invalid port or service {text!r}: give a port number 0-65535 or a service name such as ssh")
+    if not t.isascii() or not t.isprintable() or len(t) > 64:
+        raise InputError(f"invalid port or service {shown(text)!r}: give a port number 0-65535 or a service name such as ssh")
     return t
 
 

@@ -68,7 +68,7 @@ def _signal_name(text: str) -> str:
     import re
 
     if not re.fullmatch(r"[A-Za-z0-9+]{1,12}", text.strip(" ")):
-        raise InputError(f"invalid signal {text!r}: give a signal name such as TERM, INT, HUP, KILL (or its number)")
+        raise InputError(f"invalid signal {text[:20]!r}: give a signal name such as TERM, INT, HUP, KILL (or its number)")
     return text.strip(" ")
 
 
