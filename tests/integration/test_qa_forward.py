@@ -63,15 +63,15 @@ def test_second_ctrl_c_closes_open_connections_without_waiting_for_the_drain() -
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["--stats", "0", "8080:2988"], "invalid --stats 0"),
-        (["--stats", "-1", "8080:2988"], "invalid --stats -1"),
-        (["--kernel", "--confirm", "0", "8080:10.0.0.2:80"], "invalid --confirm 0"),
-        (["--kernel", "--confirm", "-5", "8080:10.0.0.2:80"], "invalid --confirm -5"),
+        (["--stats", "0", "8080:2988"], "argument --stats: invalid stats interval '0'"),
+        (["--stats", "-1", "8080:2988"], "argument --stats: invalid stats interval '-1'"),
+        (["--kernel", "--confirm", "0", "8080:10.0.0.2:80"], "argument --confirm: invalid confirmation timeout '0'"),
+        (["--kernel", "--confirm", "-5", "8080:10.0.0.2:80"], "argument --confirm: invalid confirmation timeout '-5'"),
         (["--list", "8080:2988"], "take no SPEC (got '8080:2988')"),
         (["--remove-all", "8080"], "take no SPEC (got '8080')"),
-        (["--drain", "-1", "8080:2988"], "invalid --drain -1"),
-        (["--bulk-threads", "-1", "8080:2988"], "invalid --bulk-threads -1"),
-        (["--udp-idle", "0", "8080:2988"], "invalid --udp-idle 0"),
+        (["--drain", "-1", "8080:2988"], "argument --drain: invalid drain time '-1'"),
+        (["--bulk-threads", "-1", "8080:2988"], "argument --bulk-threads: invalid number of bulk threads '-1'"),
+        (["--udp-idle", "0", "8080:2988"], "argument --udp-idle: invalid UDP idle timeout '0'"),
         (["--allow", "10.0.0.0/33", "8080:2988"], "invalid CIDR block '10.0.0.0/33'"),
         (["--json", "0.0.0.0:8080:127.0.0.1:2988"], "--json applies to --check, --list, --remove and --kernel"),
     ],
@@ -213,7 +213,7 @@ def test_kernel_remove_names_a_bad_port_or_protocol(lab: Any) -> None:
         )
         for text, words in (
             ("9696/sctp", "invalid protocol 'sctp' in --remove '9696/sctp'"),
-            ("70000", "invalid port '70000' in --remove '70000'"),
+            ("70000", "invalid port 70000 in --remove '70000'"),
             ("9696/", "invalid protocol '' in --remove '9696/'"),
             ("9696/udp", "no kernel forward matches '9696/udp'"),
         ):
