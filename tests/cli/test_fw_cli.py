@@ -12,7 +12,10 @@ from portkit.cli.main import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # refused by the argument parser (one line, exit 2)
+        code = int(exc.code or 0)
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -46,7 +49,7 @@ def test_edit_list_delete(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[
         (("fw", "allow", "22/sctp"), "bad protocol 'sctp'"),
         (("fw", "allow", "icmp", "--from", "2001:db8::1"), "IPv6 but icmp is IPv4 only"),
         (("fw", "allow", "22", "--from", "10.0.0.256"), "bad address or CIDR"),
-        (("fw", "insert", "0", "allow", "22"), "rule numbers start at 1"),
+        (("fw", "insert", "0", "allow", "22"), "invalid rule number '0': must be 1-100000"),
     ],
 )
 def test_bad_rules_exit_2_and_write_nothing(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], words: str) -> None:

@@ -275,7 +275,7 @@ def test_who_kill_force() -> None:
         (["ls", "--netns", "pk-insp-does-not-exist"], "no network namespace named 'pk-insp-does-not-exist'"),
         (["who", "80", "--signal", "TERM"], "--signal, --timeout and --force apply only with --kill"),
         (["who", "80", "--kill", "--signal", "NOPE"], "invalid signal 'NOPE'; valid signals are:"),
-        (["free", "--count", "0"], "invalid count '0'; valid counts are 1-1000"),
+        (["free", "--count", "0"], "invalid count '0': must be 1-1000"),
         (["info", "no-such-service-zz"], "unknown port or service 'no-such-service-zz'"),
     ],
 )

@@ -37,7 +37,10 @@ def closed_port() -> int:
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # refused by the argument parser (one line, exit 2)
+        code = int(exc.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -48,8 +51,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         (["scan", "127.0.0.1", "-p", "0-70000"], "ports are 1-65535"),
         (["scan", "127.0.0.1", "-p", "5-"], "a range needs both ends"),
         (["scan", "10.0.0.0/33"], "prefix length must be 0-32"),
-        (["scan", "127.0.0.1", "--top", "0"], "--top 0"),
-        (["scan", "127.0.0.1", "--rate=-1"], "--rate"),
+        (["scan", "127.0.0.1", "--top", "0"], "argument --top: invalid number of ports '0': must be 1-65535"),
+        (["scan", "127.0.0.1", "--rate=-1"], "argument --rate: invalid rate '-1'"),
         (["check", "127.0.0.1"], "has no port"),
         (["check", "127.0.0.1:99999"], "ports are 1-65535"),
         (["check", "fd00::1:80"], "brackets"),

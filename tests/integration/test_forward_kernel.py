@@ -319,7 +319,7 @@ def test_kernel_remove_names_a_bad_port_or_protocol(lab: Any) -> None:
         )
         for text, words in (
             ("9696/sctp", "invalid protocol 'sctp' in --remove '9696/sctp'"),
-            ("70000", "invalid port '70000' in --remove '70000'"),
+            ("70000", "invalid port 70000 in --remove '70000'"),
             ("9696/", "invalid protocol '' in --remove '9696/'"),
             ("9696/udp", "no kernel forward matches '9696/udp'"),
         ):

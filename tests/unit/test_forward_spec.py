@@ -129,7 +129,7 @@ def test_forward_setup_merges_specs_config_and_overrides(tmp_path: pathlib.Path)
         ("forward: [1:2]", "unknown key 'forward'"),
         ("forwards: []", "non-empty list"),
         ("forwards: [1:2, 1:3]", "already used by forwards[1]"),
-        ("forwards: [1:2]\nconnect_timeout: soon", "'connect_timeout' must be a number"),
+        ("forwards: [1:2]\nconnect_timeout: soon", "invalid connect_timeout 'soon': give a number above 0"),
         ("forwards: [{spec: '1:2', alow: x}]", "unknown key 'alow'"),
         ("forwards: [1:2\n  - x", "f.yaml:"),
         ("", "empty config"),

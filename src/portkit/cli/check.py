@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from portkit.cli.common import add_output_options, subparser
+from portkit.cli.common import add_output_options, number_arg, seconds_arg, subparser
 from portkit.errors import ExitCode, InputError
 
 DESCRIPTION = """\
@@ -56,11 +56,11 @@ def register(sub: Any) -> None:
         "--banner", action="store_true", help="for open TCP ports, read the first line (or detect TLS)"
     )
     p.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="how long one probe waits (default 1, then adaptive)"
+        "--timeout", type=seconds_arg("timeout", 60), metavar="SECONDS", help="how long one probe waits (default 1, then adaptive)"
     )
     p.add_argument(
         "--retries",
-        type=int,
+        type=number_arg("number of retries", 0, 20, integer=True),
         metavar="N",
         default=1,
         help="retransmissions of an unanswered probe (default 1)",
@@ -107,10 +107,6 @@ def run(args: argparse.Namespace) -> int:
     from portkit.render.probe import check_json, check_table
 
     out = Output.from_args(args)
-    if args.timeout is not None and not 0 < args.timeout <= 60:
-        raise InputError(f"invalid --timeout {args.timeout}: give seconds, above 0 and at most 60")
-    if not 0 <= args.retries <= 20:
-        raise InputError(f"invalid --retries {args.retries}: give 0-20")
     report = check(
         _expand(args),
         timeout=args.timeout,

@@ -1,12 +1,25 @@
-"""Helpers shared by the command modules: common options and argparse behaviour."""
+"""Helpers shared by the command modules: common options and argparse behaviour.
+
+Every option that takes a number, a port, an address, an interface or a protocol uses one
+of the ``*_arg`` callables below as its argparse ``type=``; each delegates to the one pure
+parser of that kind of value (:mod:`portkit.engine.endpoint`), so ``--confirm nan``, ``--port ²``
+and ``--iif 'eth0;drop'`` are refused by the parser with one line naming the value and what
+would be valid (exit 2), before any command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
-from portkit.errors import ExitCode
+from portkit.errors import ExitCode, InputError
+
+# Values that start with '-' but are no option: "-1", "-0.5", "-nan", "-inf". argparse would
+# take them for options ("expected one argument"); as values they get the range message.
+_NEGATIVE_VALUE = re.compile(r"-(?:[0-9.].*|nan|inf|infinity)", re.IGNORECASE)
 
 
 class Parser(argparse.ArgumentParser):
@@ -16,12 +29,109 @@ class Parser(argparse.ArgumentParser):
         sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
         raise SystemExit(ExitCode.BAD_INPUT)
 
+    def _parse_optional(self, arg_string: str) -> Any:
+        if _NEGATIVE_VALUE.fullmatch(arg_string) and arg_string not in self._option_string_actions:
+            return None  # a value (a negative number), so the type= callable can refuse it
+        return super()._parse_optional(arg_string)
 
-def port_arg(text: str) -> int:
-    """argparse ``type=`` for one port number 1-65535 (``--port N``)."""
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}; valid ports are 1-65535")
-    return int(text)
+
+def typed_arg(parse: Callable[[str], Any], name: str) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name  # argparse names it in "invalid <name> value" otherwise
+    return convert
+
+
+def number_arg(
+    what: str,
+    low: float,
+    high: float,
+    *,
+    integer: bool = False,
+    low_open: bool = False,
+    unit: str = "",
+) -> Callable[[str], Any]:
+    """argparse ``type=`` for a number in [low, high] (``low_open``: above low): NaN,
+    infinities, signs, exponents, Unicode digits and out-of-range values are refused."""
+    from portkit.engine.endpoint import parse_number
+
+    def parse(text: str) -> float | int:
+        v = parse_number(text, what=what, low=low, high=high, integer=integer, low_open=low_open, unit=unit)
+        return int(v) if integer else v
+
+    return typed_arg(parse, what)
+
+
+def seconds_arg(what: str, high: float, *, low: float = 0.0, allow_zero: bool = False) -> Callable[[str], Any]:
+    """argparse ``type=`` for a duration: above ``low`` (or from it with ``allow_zero``)."""
+    return number_arg(what, low, high, low_open=not allow_zero, unit="seconds")
+
+
+def _port(text: str) -> int:
+    from portkit.engine.endpoint import parse_port, shown
+    from portkit.errors import PortSpecError
+
+    try:
+        return parse_port(text)
+    except PortSpecError:
+        raise PortSpecError(f"invalid port {shown(text)!r}; valid ports are 1-65535 (ASCII digits)") from None
+
+
+def _pid(text: str) -> int:
+    from portkit.engine.endpoint import parse_number
+
+    return int(parse_number(text, what="pid", low=1, high=4194304, integer=True))
+
+
+def _iface(text: str) -> str:
+    from portkit.engine.endpoint import check_ifname
+
+    return check_ifname(text)
+
+
+def _address(text: str) -> str:
+    from portkit.engine.endpoint import parse_address, shown
+
+    ip = parse_address(text)
+    if ip is None:
+        raise InputError(f"invalid address {shown(text)!r}: give an IPv4 or IPv6 address, e.g. 10.0.0.2 or fd00::2")
+    return str(ip)
+
+
+port_arg = typed_arg(_port, "port")  # one port 1-65535 (``--port N``)
+pid_arg = typed_arg(_pid, "pid")  # a process id 1-4194304 (the kernel's pid_max limit)
+iface_arg = typed_arg(_iface, "interface")  # an interface name (kernel rules, conservative set)
+address_arg = typed_arg(_address, "address")  # an IPv4 dotted quad or an IPv6 literal
+
+
+def _iface_pattern(text: str) -> str:
+    from portkit.engine.endpoint import check_ifname
+
+    return check_ifname(text, pattern=True)
+
+
+iface_pattern_arg = typed_arg(_iface_pattern, "interface")  # a name, or a prefix and '*' (veth*)
+
+
+def proto_arg(choices: tuple[str, ...], *, numbers: bool = False) -> Callable[[str], str]:
+    """argparse ``type=`` for a protocol name out of ``choices`` (case-insensitive), or with
+    ``numbers`` an IP protocol number 0-255 in ASCII digits."""
+    from portkit.engine.endpoint import is_ascii_number, shown
+
+    def parse(text: str) -> str:
+        v = text.strip(" ").lower()
+        if numbers and is_ascii_number(v) and len(v) <= 3 and int(v) <= 255:
+            return str(int(v))
+        if v not in choices:
+            extra = " or a protocol number 0-255" if numbers else ""
+            raise InputError(f"invalid protocol {shown(text)!r}: valid ones are {', '.join(choices)}{extra}")
+        return v
+
+    return typed_arg(parse, "protocol")
 
 
 def add_output_options(p: argparse.ArgumentParser, *, json_help: str | None = None) -> None:
@@ -46,7 +156,7 @@ def add_netns_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--netns-pid",
         metavar="PID",
-        type=int,
+        type=pid_arg,
         help="look inside the network namespace of process PID (e.g. a container)",
     )
 

@@ -6,8 +6,9 @@ import argparse
 import sys
 from typing import Any
 
-from portkit.cli.common import add_output_options, subparser
+from portkit.cli.common import add_output_options, number_arg, seconds_arg, subparser
 from portkit.errors import ExitCode, InputError
+from portkit.model.forward import PIPE_SIZE_MAX, PIPE_SIZE_MIN
 
 EPILOG = """\
 SPEC:  [BIND:]LISTEN_PORT:TARGET_HOST:TARGET_PORT[/tcp|/udp]   or   LISTEN_PORT:TARGET_PORT
@@ -52,25 +53,25 @@ def register(sub: Any) -> None:
     )
     g = p.add_argument_group("userspace forwarder")
     g.add_argument(
-        "--connect-timeout", type=float, metavar="S", help="give up on the target after S s (default 5)"
+        "--connect-timeout", type=seconds_arg("connect timeout", 3600), metavar="S", help="give up on the target after S s (default 5)"
     )
     g.add_argument(
-        "--udp-idle", type=float, metavar="S", help="end a UDP session after S s idle (default 60)"
+        "--udp-idle", type=seconds_arg("UDP idle timeout", 86400), metavar="S", help="end a UDP session after S s idle (default 60)"
     )
     g.add_argument(
-        "--udp-max-sessions", type=int, metavar="N", help="at most N UDP sessions per forward (4096)"
+        "--udp-max-sessions", type=number_arg("number of UDP sessions", 1, 1_000_000, integer=True), metavar="N", help="at most N UDP sessions per forward (4096)"
     )
-    g.add_argument("--drain", type=float, metavar="S", help="on SIGTERM, let connections finish for S s (10)")
+    g.add_argument("--drain", type=seconds_arg("drain time", 3600, allow_zero=True), metavar="S", help="on SIGTERM, let connections finish for S s (10)")
     g.add_argument(
-        "--stats", nargs="?", type=float, const=1.0, metavar="S", help="print live counters every S s"
+        "--stats", nargs="?", type=seconds_arg("stats interval", 86400), const=1.0, metavar="S", help="print live counters every S s"
     )
     g.add_argument("--quiet", action="store_true", help="no per-connection log lines")
     g.add_argument(
-        "--workers", type=int, metavar="N", help="event loops (threads); default: one per core, max 4"
+        "--workers", type=number_arg("number of workers", 1, 64, integer=True), metavar="N", help="event loops (threads); default: one per core, max 4"
     )
     g.add_argument(
         "--bulk-threads",
-        type=int,
+        type=number_arg("number of bulk threads", 0, 256, integer=True),
         metavar="N",
         help="at most N threads (2 per flow) move bulk TCP flows with blocking splice; 0 keeps "
         "every flow in the event loops (default 16)",
@@ -78,7 +79,7 @@ def register(sub: Any) -> None:
     g.add_argument("--no-splice", action="store_true", help="copy through buffers instead of os.splice")
     g.add_argument(
         "--pipe-size",
-        type=int,
+        type=number_arg("pipe size", PIPE_SIZE_MIN, PIPE_SIZE_MAX, integer=True, unit="bytes"),
         metavar="BYTES",
         help="splice pipe size (default 1 MiB; the kernel rounds it)",
     )
@@ -95,7 +96,7 @@ def register(sub: Any) -> None:
         "to 127.0.0.1 forwarded to another host (sets net.ipv4.conf.all.route_localnet=1)",
     )
     k.add_argument(
-        "--confirm", type=float, metavar="S", help="roll the change back after S s unless --confirm-ok"
+        "--confirm", type=number_arg("confirmation timeout", 1, 86400, unit="seconds"), metavar="S", help="roll the change back after S s unless --confirm-ok"
     )
     k.add_argument("--confirm-ok", action="store_true", help="keep the last --confirm change")
     k.add_argument("--list", action="store_true", help="list kernel forwards")
@@ -242,7 +243,10 @@ def _userspace(args: argparse.Namespace) -> int:
     for w in warnings:
         warn(w)
     if args.check:
+        from portkit.ops.forward import check_options
         from portkit.render.output import Output
+
+        check_options(options, use_splice=not args.no_splice)
 
         out = Output.from_args(args)
         if out.json:

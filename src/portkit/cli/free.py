@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from portkit.cli.common import add_output_options, subparser
-from portkit.errors import ExitCode
+from portkit.cli.common import add_output_options, number_arg, subparser, typed_arg
+from portkit.errors import ExitCode, InputError
 
 FREE_EPILOG = """\
 By default ports come from 1024 up to just below the OS ephemeral range
@@ -30,10 +30,35 @@ examples:
 """
 
 
-def _count_arg(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 1000:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r}; valid counts are 1-1000")
-    return int(text)
+def _range_text(text: str) -> str:
+    """``A-B`` with both ends ASCII port numbers (ops.inspect_extra.parse_range checks the order)."""
+    from portkit.engine.endpoint import parse_port, shown
+
+    low_s, sep, high_s = text.strip(" ").partition("-")
+    where = f" in range {shown(text)!r} (a range is LOW-HIGH, e.g. 8000-8100)"
+    if not sep:
+        raise InputError(f"invalid range {shown(text)!r}: a range is LOW-HIGH with 1 <= LOW <= HIGH <= 65535, e.g. 8000-8100")
+    return f"{parse_port(low_s, where=where)}-{parse_port(high_s, where=where)}"
+
+
+def _info_query(text: str) -> str:
+    """A port number 0-65535 in ASCII digits, or a service name (ASCII)."""
+    from portkit.engine.endpoint import parse_port, shown
+
+    t = text.strip(" ")
+    if any(c.isdigit() for c in t) and all(c.isdigit() for c in t):
+        try:
+            return str(parse_port(t, allow_zero=True))
+        except InputError:
+            raise InputError(
+                f"invalid port {shown(t)!r}; valid ports are 0-65535 (or a service name such as ssh)"
+            ) from None
+    if not t.isascii() or not t.isprintable() or len(t) > 64:
+        raise InputError(f"invalid port or service {shown(text)!r}: give a port number 0-65535 or a service name such as ssh")
+    return t
+
+
+_count_arg = number_arg("count", 1, 1000, integer=True)
 
 
 def register(sub: Any) -> None:
@@ -45,7 +70,7 @@ def register(sub: Any) -> None:
         epilog=FREE_EPILOG,
     )
     p.add_argument("--count", type=_count_arg, default=1, metavar="N", help="how many ports (default 1)")
-    p.add_argument("--range", dest="port_range", metavar="A-B", help="search ports A to B (inclusive)")
+    p.add_argument("--range", dest="port_range", type=typed_arg(_range_text, "range"), metavar="A-B", help="search ports A to B (inclusive)")
     p.add_argument("--udp", action="store_true", help="UDP ports instead of TCP")
     add_output_options(p)
     p.set_defaults(func=run_free)
@@ -59,7 +84,7 @@ def register(sub: Any) -> None:
         "ones, and whether it falls inside this OS's ephemeral range.",
         epilog=INFO_EPILOG,
     )
-    p.add_argument("query", metavar="PORT|SERVICE", help="a port number 0-65535 or a service name such as ssh")
+    p.add_argument("query", type=typed_arg(_info_query, "query"), metavar="PORT|SERVICE", help="a port number 0-65535 or a service name such as ssh")
     add_output_options(p)
     p.set_defaults(func=run_info)
 

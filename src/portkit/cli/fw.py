@@ -6,7 +6,15 @@ import argparse
 import os
 from typing import Any
 
-from portkit.cli.common import Parser, add_output_options, subparser
+from portkit.cli.common import (
+    Parser,
+    add_output_options,
+    iface_arg,
+    iface_pattern_arg,
+    number_arg,
+    proto_arg,
+    subparser,
+)
 from portkit.errors import ExitCode, InputError, Undetermined
 
 DESCRIPTION = """\
@@ -81,6 +89,12 @@ examples:
 }
 
 
+RULE_NUMBER = number_arg("rule number", 1, 100_000, integer=True)
+PACKET_PORT = number_arg("port", 0, 65535, integer=True)
+CHECK_PROTO = proto_arg(("tcp", "udp", "sctp", "udplite", "dccp", "icmp", "icmpv6", "ipv6-icmp"), numbers=True)
+CONFIRM_SECONDS = number_arg("confirmation timeout", 1, 86400, unit="seconds")
+
+
 def _common(p: argparse.ArgumentParser, *, json: bool = True) -> None:
     p.add_argument("--policy", metavar="FILE", default=None, help=f"the policy file (default {DEFAULT_POLICY})")
     p.add_argument("--netns", metavar="NAME", help="work inside the named network namespace ('ip netns' name)")
@@ -95,7 +109,7 @@ def _rule_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--out", dest="direction", action="store_const", const="out", help="outbound")
     p.add_argument("--from", dest="sources", action="append", default=[], metavar="CIDR", help="source address/CIDR (repeatable)")
     p.add_argument("--to", dest="destinations", action="append", default=[], metavar="CIDR", help="destination address/CIDR (repeatable)")
-    p.add_argument("--on", dest="interface", metavar="IF", help="interface (input interface for --in, output for --out)")
+    p.add_argument("--on", dest="interface", type=iface_pattern_arg, metavar="IF", help="interface (input interface for --in, output for --out)")
     p.add_argument("--log", action="store_true", help="log matching packets with a portkit prefix")
     p.add_argument("--comment", help="a comment stored with the rule")
     _common(p)
@@ -113,12 +127,12 @@ def register(sub: Any) -> None:
         _rule_options(a)
         a.set_defaults(func=run_edit, op="append", action=action)
     ins = subparser(fsub, "insert", help="insert a rule at position N", description="Insert a rule so it becomes rule number N.", epilog=EXAMPLES["insert"])
-    ins.add_argument("number", type=int, metavar="N")
+    ins.add_argument("number", type=RULE_NUMBER, metavar="N")
     ins.add_argument("action", choices=("allow", "deny", "reject"))
     _rule_options(ins)
     ins.set_defaults(func=run_edit, op="insert")
     dl = subparser(fsub, "delete", help="delete rule number N", description="Delete rule number N (see 'fw list').", epilog=EXAMPLES["delete"])
-    dl.add_argument("number", type=int, metavar="N")
+    dl.add_argument("number", type=RULE_NUMBER, metavar="N")
     _common(dl)
     dl.set_defaults(func=run_edit, op="delete", action=None, port=None, direction="in", sources=[], destinations=[], interface=None, log=False, comment=None)
     ls = subparser(fsub, "list", help="the policy's numbered rules", description="List the policy's rules, numbered, with shadowed-rule warnings.", epilog=EXAMPLES["list"])
@@ -134,13 +148,13 @@ def register(sub: Any) -> None:
     h.add_argument("--in", dest="hook", action="store_const", const="in", default="in", help="an inbound packet (default)")
     h.add_argument("--out", dest="hook", action="store_const", const="out", help="an outbound packet")
     h.add_argument("--forward", dest="hook", action="store_const", const="forward", help="a routed packet")
-    ck.add_argument("--proto", default="tcp", help="tcp (default), udp, sctp, icmp, icmpv6")
+    ck.add_argument("--proto", default="tcp", type=CHECK_PROTO, help="tcp (default), udp, sctp, icmp, icmpv6")
     ck.add_argument("--src", required=True, metavar="ADDR")
     ck.add_argument("--dst", required=True, metavar="ADDR")
-    ck.add_argument("--dport", type=int, metavar="N")
-    ck.add_argument("--sport", type=int, metavar="N")
-    ck.add_argument("--iif", metavar="IF", help="input interface (default: the route towards --src)")
-    ck.add_argument("--oif", metavar="IF", help="output interface (default: the route towards --dst)")
+    ck.add_argument("--dport", type=PACKET_PORT, metavar="N")
+    ck.add_argument("--sport", type=PACKET_PORT, metavar="N")
+    ck.add_argument("--iif", type=iface_arg, metavar="IF", help="input interface (default: the route towards --src)")
+    ck.add_argument("--oif", type=iface_arg, metavar="IF", help="output interface (default: the route towards --dst)")
     _common(ck)
     ck.set_defaults(func=run_check)
     for name, helptext, func in (
@@ -162,7 +176,7 @@ def register(sub: Any) -> None:
         "Over SSH, refuses a policy that would not let this session's port in, unless --force.",
         epilog=EXAMPLES["apply"],
     )  # fmt: skip
-    ap.add_argument("--confirm", type=float, metavar="SECONDS", help="roll back after SECONDS unless confirmed")
+    ap.add_argument("--confirm", type=CONFIRM_SECONDS, metavar="SECONDS", help="roll back after SECONDS unless confirmed")
     ap.add_argument("--force", action="store_true", help="apply even if it would lock out this SSH session")
     _common(ap)
     ap.set_defaults(func=run_apply)

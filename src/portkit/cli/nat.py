@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from portkit.cli.common import add_netns_options, add_output_options, port_arg, subparser
+from portkit.cli.common import add_netns_options, add_output_options, port_arg, seconds_arg, subparser
 from portkit.errors import ExitCode, InputError
 
 EPILOG = """\
@@ -23,14 +23,7 @@ port forward), SNAT+DNAT. Exit status: 0 flows shown, 1 none match, 3 not root,
 """
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"invalid interval {text!r}; use a number of seconds above 0, at most 3600")
-    return value
+_seconds = seconds_arg("interval", 3600)
 
 
 def register(sub: Any) -> None:

@@ -12,7 +12,16 @@ import sys
 from operator import itemgetter
 from typing import Any
 
-from portkit.cli.common import add_netns_options, add_output_options, port_arg, subparser
+from portkit.cli.common import (
+    add_netns_options,
+    add_output_options,
+    address_arg,
+    pid_arg,
+    port_arg,
+    seconds_arg,
+    subparser,
+    typed_arg,
+)
 from portkit.errors import ExitCode, InputError
 
 REPORT_EPILOG = """\
@@ -50,33 +59,29 @@ examples:
 """
 
 
-def _pid_arg(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"invalid pid {text!r}; a pid is a positive integer")
-    return int(text)
+_pid_arg = pid_arg
+_seconds_arg = seconds_arg("timeout", 86400, allow_zero=True)
 
 
-def _seconds_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 86400:
-        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}; a timeout is a number of seconds 0-86400")
-    return value
+def _signal_name(text: str) -> str:
+    """A signal as typed: a name (TERM, SIGTERM) or an ASCII number; ops.parse_signal maps it."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9+]{1,12}", text.strip(" ")):
+        raise InputError(f"invalid signal {text[:20]!r}: give a signal name such as TERM, INT, HUP, KILL (or its number)")
+    return text.strip(" ")
 
 
 def _address_arg(text: str | None) -> str | None:
-    import ipaddress
-
+    from portkit.engine.endpoint import parse_address
     from portkit.errors import TargetError
 
     if text is None:
         return None
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise TargetError(f"invalid --from address {text!r}; give an IPv4 or IPv6 address") from None
+    ip = parse_address(text.strip(" "), what="--from address")
+    if ip is None:
+        raise TargetError(f"invalid --from address {text!r}; give an IPv4 or IPv6 address")
+    return str(ip)
 
 
 def _add_family(p: argparse.ArgumentParser) -> None:
@@ -105,6 +110,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--from",
         dest="inbound_from",
+        type=address_arg,
         metavar="ADDR",
         help="judge the INBOUND column for a new connection from ADDR (default: an outside "
         "address, 192.0.2.1 or 2001:db8::1, arriving on the default route's interface)",
@@ -149,7 +155,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("port", metavar="PORT[/tcp|/udp]", help="the port, optionally with its protocol")
     p.add_argument("--kill", action="store_true", help="send SIGTERM (or --signal) to every holder")
-    p.add_argument("--signal", metavar="NAME", help="signal for --kill: TERM (default), INT, HUP, KILL, ...")
+    p.add_argument("--signal", type=typed_arg(_signal_name, "signal"), metavar="NAME", help="signal for --kill: TERM (default), INT, HUP, KILL, ...")
     p.add_argument(
         "--timeout", type=_seconds_arg, metavar="SECONDS", help="wait this long for the holders to end (default 5)"
     )
@@ -271,9 +277,9 @@ def run_who(args: argparse.Namespace) -> int:
     from portkit.render.sockets import kill_text, who_document, who_text
 
     port, proto = parse_port_proto(args.port)
-    if not args.kill and (args.signal or args.timeout is not None or args.force):
+    if not args.kill and (args.signal is not None or args.timeout is not None or args.force):
         raise InputError("--signal, --timeout and --force apply only with --kill")
-    sig = parse_signal(args.signal or "TERM")
+    sig = parse_signal("TERM" if args.signal is None else args.signal)
     rep = who(port, proto, netns=args.netns, netns_pid=args.netns_pid)
     out = Output.from_args(args)
     tr = _tr()

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from portkit.cli.common import add_output_options, subparser
+from portkit.cli.common import add_output_options, number_arg, seconds_arg, subparser
 from portkit.errors import ExitCode
 
 DESCRIPTION = """\
@@ -62,7 +62,7 @@ def register(sub: Any) -> None:
     ports.add_argument(
         "-p-", dest="ports", action="store_const", const="-", help="all 65535 ports (same as -p -)"
     )
-    ports.add_argument("--top", type=int, metavar="N", help="the N most commonly open ports (default 1000)")
+    ports.add_argument("--top", type=number_arg("number of ports", 1, 65535, integer=True), metavar="N", help="the N most commonly open ports (default 1000)")
     kind = p.add_argument_group("scan type")
     kind.add_argument(
         "--syn", "-sS", action="store_true", help="raw SYN scan, no handshake (root / CAP_NET_RAW)"
@@ -76,14 +76,14 @@ def register(sub: Any) -> None:
     tm.add_argument(
         "-Pn", "--no-ping", dest="no_ping", action="store_true", help="scan every address of a CIDR block"
     )
-    tm.add_argument("--rate", type=float, metavar="PPS", help="at most PPS probes per second")
+    tm.add_argument("--rate", type=number_arg("rate", 0, 10_000_000, low_open=True, unit="probes per second"), metavar="PPS", help="at most PPS probes per second")
     tm.add_argument(
-        "--max-retries", type=int, metavar="N", help="retransmissions of unanswered probes (default up to 6)"
+        "--max-retries", type=number_arg("number of retries", 0, 50, integer=True), metavar="N", help="retransmissions of unanswered probes (default up to 6)"
     )
     tm.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="fixed wait per probe instead of adaptive timeouts"
+        "--timeout", type=seconds_arg("timeout", 60), metavar="SECONDS", help="fixed wait per probe instead of adaptive timeouts"
     )
-    tm.add_argument("--processes", type=int, metavar="N", help="worker processes (default: 2 on 2+ cores)")
+    tm.add_argument("--processes", type=number_arg("number of processes", 1, 16, integer=True), metavar="N", help="worker processes (default: 2 on 2+ cores)")
     p.add_argument("--all", dest="all_ports", action="store_true", help="list every port, summarise nothing")
     p.add_argument(
         "-oX", dest="xml", metavar="FILE", help="also write nmap-compatible XML to FILE ('-' for stdout)"
@@ -117,8 +117,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.syn and args.connect:
         raise InputError("--syn and --connect (-sT) exclude each other: choose one scan type")
-    if args.processes is not None and not 1 <= args.processes <= 16:
-        raise InputError(f"invalid --processes {args.processes}: give 1-16")
     out = Output.from_args(args)
     if args.xml == "-" and out.json:
         raise InputError("-oX - and --json both write to stdout: choose one (or give -oX a FILE)")

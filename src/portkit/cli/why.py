@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from portkit.cli.common import add_output_options, subparser
+from portkit.cli.common import add_output_options, address_arg, number_arg, subparser
 from portkit.errors import ExitCode, InputError
 
 WHY_DESCRIPTION = """\
@@ -79,26 +79,9 @@ def _lang(text: str) -> str:
     return text
 
 
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}; give seconds, e.g. 1 or 0.5") from None
-    if not 0.05 <= v <= 60:
-        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}; valid values are 0.05-60 seconds")
-    return v
-
-
-def _ttl(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 64:
-        raise argparse.ArgumentTypeError(f"invalid max TTL {text!r}; valid values are 1-64")
-    return int(text)
-
-
-def _tries(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 5:
-        raise argparse.ArgumentTypeError(f"invalid number of tries {text!r}; valid values are 1-5")
-    return int(text)
+_seconds = number_arg("timeout", 0.05, 60, unit="seconds")
+_ttl = number_arg("max TTL", 1, 64, integer=True)
+_tries = number_arg("number of tries", 1, 5, integer=True)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -135,6 +118,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--from",
         dest="from_addr",
+        type=address_arg,
         metavar="ADDR",
         help="the client's address: one of this host's (send from it) or another host's (judge its packets here)",
     )

@@ -36,6 +36,31 @@ COPY_BUFFER = 256 * 1024
 _splice: Callable[..., int] = getattr(os, "splice", None) or (lambda *a: 0)
 
 
+def pipe_size_refusal(size: int) -> str | None:
+    """Why the kernel would not give a splice pipe ``size`` bytes (None: it would).
+
+    Tried on a real pipe, since the limit is /proc/sys/fs/pipe-max-size for an unprivileged
+    process, the per-user pipe budget, and 2 GiB for anyone."""
+    try:
+        r, w = os.pipe2(os.O_CLOEXEC)
+    except OSError as exc:
+        return f"cannot create a pipe: {exc.strerror}"
+    try:
+        fcntl.fcntl(w, _F_SETPIPE_SZ, size)
+    except (OSError, OverflowError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        try:
+            with open("/proc/sys/fs/pipe-max-size", encoding="ascii") as f:
+                limit = f.read().strip()
+        except OSError:
+            limit = "?"
+        return f"the kernel refuses a pipe of {size} bytes ({detail}; /proc/sys/fs/pipe-max-size is {limit})"
+    finally:
+        os.close(r)
+        os.close(w)
+    return None
+
+
 class PipePool:
     """Non-blocking pipes for splice, reused; at most ``max_pipes`` exist at once.
 

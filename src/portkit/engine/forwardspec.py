@@ -21,6 +21,14 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from portkit.engine.endpoint import (
+    MAX_PORT_DIGITS,
+    check_name,
+    is_ascii_number,
+    parse_address,
+    parse_number,
+    shown,
+)
 from portkit.errors import FileFormatError, InputError, PortSpecError, TargetError
 from portkit.model.forward import ForwardConfig, ForwardOptions, ForwardSpec
 
@@ -45,56 +53,53 @@ def split_fields(text: str) -> list[str]:
         elif ch == "]":
             depth -= 1
             if depth < 0:
-                raise TargetError(f"unbalanced ']' in {text!r}; IPv6 addresses go in brackets: [::1]")
+                raise TargetError(f"unbalanced ']' in {shown(text)!r}; IPv6 addresses go in brackets: [::1]")
         if ch == ":" and depth == 0:
             fields.append("".join(cur))
             cur = []
         else:
             cur.append(ch)
     if depth != 0:
-        raise TargetError(f"unbalanced '[' in {text!r}; IPv6 addresses go in brackets: [::1]")
+        raise TargetError(f"unbalanced '[' in {shown(text)!r}; IPv6 addresses go in brackets: [::1]")
     fields.append("".join(cur))
     return fields
 
 
 def parse_port(text: str, what: str, spec: str) -> int:
     if not text:
-        raise PortSpecError(f"missing {what} in {spec!r}; the forms are {FORMS}")
-    if not text.isdigit():
-        raise PortSpecError(f"invalid {what} {text!r} in {spec!r}; a port is a number from 1 to 65535")
+        raise PortSpecError(f"missing {what} in {shown(spec)!r}; the forms are {FORMS}")
+    if not is_ascii_number(text) or len(text) > MAX_PORT_DIGITS:
+        raise PortSpecError(f"invalid {what} {shown(text)!r} in {shown(spec)!r}; a port is a number from 1 to 65535 (ASCII digits)")
     port = int(text)
     if not 1 <= port <= 65535:
-        raise PortSpecError(f"{what} {port} in {spec!r} is out of range; valid ports are 1-65535")
+        raise PortSpecError(f"{what} {port} in {shown(spec)!r} is out of range; valid ports are 1-65535")
     return port
 
 
 def parse_host(text: str, what: str, spec: str, *, literal_only: bool = False) -> str:
     """An IPv4 literal, a bracketed IPv6 literal or (unless ``literal_only``) a host name."""
     if not text:
-        raise TargetError(f"missing {what} in {spec!r}; the forms are {FORMS}")
+        raise TargetError(f"missing {what} in {shown(spec)!r}; the forms are {FORMS}")
     if text.startswith("["):
         if not text.endswith("]"):
-            raise TargetError(f"invalid {what} {text!r} in {spec!r}; write IPv6 addresses as [fd00::2]")
-        inner = text[1:-1].split("%", 1)[0]
-        try:
-            ipaddress.IPv6Address(inner)
-        except ValueError:
-            raise TargetError(f"invalid IPv6 {what} {text!r} in {spec!r}") from None
-        return text[1:-1]
+            raise TargetError(f"invalid {what} {shown(text)!r} in {shown(spec)!r}; write IPv6 addresses as [fd00::2]")
+        inner = text[1:-1]
+        if ":" not in inner or parse_address(inner, what=what, where=f" in {shown(spec)!r}") is None:
+            raise TargetError(f"invalid IPv6 {what} {shown(text)!r} in {shown(spec)!r}")
+        return inner
     if "[" in text or "]" in text:
-        raise TargetError(f"invalid {what} {text!r} in {spec!r}; write IPv6 addresses as [fd00::2]")
-    try:
-        return str(ipaddress.IPv4Address(text))
-    except ValueError:
-        pass
-    if text.replace(".", "").isdigit():
-        raise TargetError(f"invalid IPv4 {what} {text!r} in {spec!r}")
+        raise TargetError(f"invalid {what} {shown(text)!r} in {shown(spec)!r}; write IPv6 addresses as [fd00::2]")
+    if ":" not in text:
+        v4 = parse_address(text, what=f"IPv4 {what}", where=f" in {shown(spec)!r}")
+        if v4 is not None:
+            return str(v4)
     if literal_only and text != "localhost":
         raise TargetError(
-            f"invalid {what} {text!r} in {spec!r}; a bind address is an IP address like 0.0.0.0 or [::]"
+            f"invalid {what} {shown(text)!r} in {shown(spec)!r}; a bind address is an IP address like 0.0.0.0 or [::]"
         )
-    if not _HOSTNAME.match(text):
-        raise TargetError(f"invalid {what} {text!r} in {spec!r}; expected an IP address or a host name")
+    if not _HOSTNAME.fullmatch(text):
+        raise TargetError(f"invalid {what} {shown(text)!r} in {shown(spec)!r}; expected an IP address or a host name")
+    check_name(text, what=what, where=f" in {shown(spec)!r}")
     if text == "localhost" and literal_only:
         return DEFAULT_BIND
     return text
@@ -120,31 +125,36 @@ def parse_spec(
     ``default_bind`` is the listen address of the short forms: 127.0.0.1 for the userspace
     forwarder (like ``ssh -L``); kernel forwards pass "0.0.0.0" (every local address).
     """
-    spec = text.strip()
+    spec = text.strip(" ")
     if not spec:
         raise InputError(f"empty forward SPEC; the forms are {FORMS}")
+    if not spec.isascii() or not spec.isprintable():
+        raise InputError(
+            f"invalid forward SPEC {shown(spec)!r}: only ASCII letters, digits and ':[]./%-_' belong in it; "
+            f"the forms are {FORMS}"
+        )
     proto = "tcp"
     body = spec
     if "/" in spec:
         body, _, suffix = spec.rpartition("/")
         if suffix.lower() not in PROTOS:
-            raise InputError(f"invalid protocol {suffix!r} in {spec!r}; valid ones are: tcp, udp")
+            raise InputError(f"invalid protocol {suffix!r} in {shown(spec)!r}; valid ones are: tcp, udp")
         proto = suffix.lower()
     fields = split_fields(body)
     if len(fields) == 2:
         bind, lport, thost, tport = default_bind, fields[0], DEFAULT_TARGET, fields[1]
     elif len(fields) == 3:
         bind, (lport, thost, tport) = default_bind, fields
-        if not lport.isdigit() and _is_ip(lport.strip("[]")):  # BIND:LPORT:TPORT is not a form
+        if not is_ascii_number(lport) and _is_ip(lport.strip("[]")):  # BIND:LPORT:TPORT is not a form
             raise PortSpecError(
-                f"{spec!r} reads as LPORT:THOST:TPORT, and {lport!r} is no port; to bind an address give "
+                f"{shown(spec)!r} reads as LPORT:THOST:TPORT, and {shown(lport)!r} is no port; to bind an address give "
                 f"the target host too, e.g. {lport}:{thost}:{DEFAULT_TARGET}:{tport}"
             )
     elif len(fields) == 4:
         bind = parse_host(fields[0], "bind address", spec, literal_only=True)
         lport, thost, tport = fields[1:]
     else:
-        raise InputError(f"malformed forward SPEC {spec!r}; the forms are {FORMS} (IPv6 in brackets)")
+        raise InputError(f"malformed forward SPEC {shown(spec)!r}; the forms are {FORMS} (IPv6 in brackets)")
     listen_port = parse_port(lport, "listen port", spec)
     target_host = parse_host(thost, "target host", spec)
     target_port = parse_port(tport, "target port", spec)
@@ -159,6 +169,17 @@ def parse_spec(
     )
 
 
+def spec_has_bind(text: str) -> bool:
+    """True when SPEC names its bind address (the 4-field form), so a kernel forward keeps it
+    as given instead of fitting the default bind to the target's family."""
+    t = text.strip(" ")
+    body = t.rpartition("/")[0] if "/" in t else t
+    try:
+        return len(split_fields(body)) == 4
+    except InputError:
+        return False
+
+
 def format_spec(spec: ForwardSpec) -> str:
     """The canonical long form; ``parse_spec(format_spec(s))`` gives ``s`` back (without allow/deny)."""
     return str(spec)
@@ -169,7 +190,7 @@ def parse_cidr(text: str) -> Network:
         return ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
         raise TargetError(
-            f"invalid CIDR block {text!r}; expected e.g. 10.0.0.0/8, 192.0.2.7 or fd00::/8"
+            f"invalid CIDR block {shown(text)!r}; expected e.g. 10.0.0.0/8, 192.0.2.7 or fd00::/8"
         ) from None
 
 
@@ -218,15 +239,26 @@ def _str_list(value: Any, key: str, path: str) -> list[str]:
     raise FileFormatError(path, f"{key!r} must be a CIDR block or a list of them")
 
 
+# The same ranges as the command-line options (cli/forward.py).
+_LIMITS: dict[str, tuple[float, float, bool]] = {  # key -> (low, high, low is allowed)
+    "connect_timeout": (0, 3600, False),
+    "udp_idle_timeout": (0, 86400, False),
+    "udp_max_sessions": (1, 1_000_000, True),
+    "drain": (0, 3600, True),
+}
+
+
 def _number(value: Any, key: str, path: str, *, integer: bool = False) -> float:
-    try:
-        num = int(value) if integer else float(value)
-    except (TypeError, ValueError):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # a default
+        return value
+    if not isinstance(value, str):
         kind = "a whole number" if integer else "a number of seconds"
-        raise FileFormatError(path, f"{key!r} must be {kind}, not {value!r}") from None
-    if num < 0 or (integer and num < 1):
-        raise FileFormatError(path, f"{key!r} must be positive, not {value!r}")
-    return num
+        raise FileFormatError(path, f"{key!r} must be {kind}, not {value!r}")
+    low, high, closed = _LIMITS[key]
+    try:
+        return parse_number(value, what=key, low=low, high=high, integer=integer, low_open=not closed)
+    except InputError as exc:
+        raise FileFormatError(path, str(exc)) from None
 
 
 def parse_config(text: str, path: str = "<config>") -> ForwardConfig:
@@ -241,13 +273,9 @@ def parse_config(text: str, path: str = "<config>") -> ForwardConfig:
     """
     import yaml  # pure parsing; imported here to keep CLI start-up fast
 
-    try:
-        data = yaml.load(text, Loader=yaml.BaseLoader)  # BaseLoader builds only str/list/dict
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise FileFormatError(path, f"not valid YAML: {problem}", line=line) from None
+    from portkit.parse.yamltext import load
+
+    data = load(text, path, yaml.BaseLoader)  # BaseLoader builds only str/list/dict; depth and alias limits
     if data is None:
         raise FileFormatError(path, "empty config; expected a mapping with a 'forwards' list")
     if isinstance(data, list):
@@ -343,9 +371,11 @@ def _entry_lines(text: str) -> list[int]:
     """The file line of each item of the ``forwards`` list (for error messages)."""
     import yaml
 
+    from portkit.parse.yamltext import compose
+
     try:
-        node = yaml.compose(text, Loader=yaml.BaseLoader)
-    except yaml.YAMLError:
+        node = compose(text, "<config>", yaml.BaseLoader)
+    except FileFormatError:
         return []
     if isinstance(node, yaml.MappingNode):
         node = next((v for k, v in node.value if getattr(k, "value", None) == "forwards"), None)

@@ -112,6 +112,10 @@ def _to_plain(node: Any, path: PathKey, lines: dict[PathKey, int], source: str) 
         return loader.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
         raise FileFormatError(source, f"bad value: {exc}", line=node.start_mark.line + 1) from exc
+    except (ValueError, OverflowError) as exc:  # a 5,000-digit int, a date with month 13
+        raise FileFormatError(
+            source, f"bad value {str(node.value)[:40]!r}: {str(exc).split(';')[0]}", line=node.start_mark.line + 1
+        ) from None
     finally:
         loader.dispose()
 

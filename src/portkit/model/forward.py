@@ -42,6 +42,10 @@ class ForwardSpec:
         return f"{self.listen}:{self.target}/{self.proto}"
 
 
+PIPE_SIZE_MIN = 4096  # one page: the kernel rounds smaller sizes up to it
+PIPE_SIZE_MAX = 1 << 31  # above it F_SETPIPE_SZ is EINVAL; /proc/sys/fs/pipe-max-size binds non-root
+
+
 @dataclass(frozen=True, slots=True)
 class ForwardOptions:
     """Knobs of the userspace forwarder (defaults are what `portkit forward` uses)."""

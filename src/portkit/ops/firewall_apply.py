@@ -109,6 +109,9 @@ def apply_policy(
     ``ssh_connection`` defaults to $SSH_CONNECTION for the host (not inside a namespace).
     With ``confirm`` seconds, the previous table comes back unless :func:`confirm_apply`.
     """
+    # before anything is read or written: a bad timeout must not cost the kept previous table
+    if confirm is not None and not 1 <= confirm <= 86400:  # NaN fails the comparison too
+        raise InputError(f"bad confirmation timeout {confirm!r} s; use 1-86400 seconds")
     check_file_mode(path)
     policy = load_policy_file(path)
     if ssh_connection is None and netns is None:

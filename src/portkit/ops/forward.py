@@ -29,6 +29,7 @@ from portkit.ops.forward_kernel import (
 __all__: list[str] = [
     "KernelForwardResult",
     "KernelForwardRow",
+    "check_options",
     "exposure_warnings",
     "forward_specs",
     "kernel_forward_add",
@@ -159,6 +160,21 @@ def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def check_options(options: ForwardOptions, *, use_splice: bool | None = None) -> None:
+    """Refuse (InputError) options the kernel would reject once traffic flows: checked by
+    ``forward --check`` and before the forwarder starts, never on the first connection."""
+    from portkit.drivers.forwarder_tcp import pipe_size_refusal
+    from portkit.model.forward import PIPE_SIZE_MAX, PIPE_SIZE_MIN
+
+    size = options.pipe_size
+    if not PIPE_SIZE_MIN <= size <= PIPE_SIZE_MAX:
+        raise InputError(f"invalid pipe size {size}: use {PIPE_SIZE_MIN}-{PIPE_SIZE_MAX} bytes")
+    if use_splice is not False:
+        why = pipe_size_refusal(size)
+        if why:
+            raise InputError(f"invalid --pipe-size {size}: {why}", hint="use a smaller size, e.g. 1048576")
+
+
 def run_forwarder(
     specs: Sequence[ForwardSpec],
     options: ForwardOptions | None = None,
@@ -185,6 +201,7 @@ def run_forwarder(
     from portkit.drivers.forwarder import DEFAULT_BULK_THREADS, Forwarder, check_platform
 
     check_platform()
+    check_options(options or ForwardOptions(), use_splice=use_splice)
     fwd = Forwarder(
         specs,
         options,

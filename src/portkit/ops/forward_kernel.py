@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from portkit.backends import kernel_forward as host
 from portkit.engine.forwardnft import installed_specs, kernel_forward, render_script
-from portkit.engine.forwardspec import parse_spec
+from portkit.engine.forwardspec import parse_spec, spec_has_bind
 from portkit.errors import InputError, PortkitError, SystemRefused
 from portkit.model.forward import ForwardSpec, KernelForward, KernelForwardResult, KernelForwardRow
 
@@ -49,8 +49,10 @@ def _resolve_target(spec: ForwardSpec) -> ForwardSpec:
     )
 
 
-def _fit_family(spec: ForwardSpec) -> ForwardSpec:
-    if spec.bind == "0.0.0.0" and ":" in spec.target_host:
+def _fit_family(spec: ForwardSpec, text: str) -> ForwardSpec:
+    """The default bind (0.0.0.0) becomes :: for an IPv6 target; a bind the SPEC names is
+    kept, so ``0.0.0.0:8080:[fd00::2]:80`` is refused later (NAT cannot change the family)."""
+    if spec.bind == "0.0.0.0" and ":" in spec.target_host and not spec_has_bind(text):
         return ForwardSpec(
             "::", spec.listen_port, spec.target_host, spec.target_port, spec.proto, spec.allow, spec.deny
         )
@@ -159,7 +161,7 @@ def kernel_forward_add(
     if netns is not None:
         host.netns_path(netns)
     new = [
-        _fit_family(_resolve_target(parse_spec(t, allow=allow, deny=deny, default_bind="0.0.0.0")))
+        _fit_family(_resolve_target(parse_spec(t, allow=allow, deny=deny, default_bind="0.0.0.0")), t)
         for t in texts
     ]
     if not new:
@@ -254,14 +256,14 @@ def kernel_forward_remove(
 
 def _match(text: str, cur: Sequence[ForwardSpec]) -> list[ForwardSpec]:
     body, slash, proto = text.partition("/")
-    if body.isdigit():
-        port, proto = int(body), proto.lower()
-        if not 1 <= port <= 65535:
-            raise InputError(f"invalid port {body!r} in --remove {text!r}; valid ports are 1-65535")
+    if body.isdigit():  # any script's digits: parse_port takes ASCII ones only
+        from portkit.engine.endpoint import parse_port
+
+        port, proto = parse_port(body, where=f" in --remove {text!r}"), proto.lower()
         if slash and proto not in ("tcp", "udp"):
             raise InputError(f"invalid protocol {proto!r} in --remove {text!r}; valid ones are: tcp, udp")
         return [s for s in cur if s.listen_port == port and (not proto or s.proto == proto)]
-    spec = _fit_family(parse_spec(text, default_bind="0.0.0.0"))
+    spec = _fit_family(parse_spec(text, default_bind="0.0.0.0"), text)
     return [s for s in cur if s.key == spec.key]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from portkit.backends import host
 from portkit.backends.nftlive import read_live
+from portkit.engine.endpoint import check_ifname, is_ascii_number, shown
 from portkit.engine.nfteval import Evaluator
 from portkit.errors import InputError, TargetError
 from portkit.model.firewall import HOOKS, PORT_PROTOS, FwCheckResult, IPAddress, NftRuleset, Packet
@@ -25,7 +26,10 @@ def parse_address(text: str, what: str) -> IPAddress:
     try:
         return ipaddress.ip_address(text)
     except ValueError:
-        raise TargetError(f"bad {what} address {text!r}; use an IPv4 or IPv6 address such as 192.0.2.1") from None
+        raise TargetError(f"bad {what} address {shown(text)!r}; use an IPv4 or IPv6 address such as 192.0.2.1") from None
+
+
+_PORT_PROTO_NUMBERS = frozenset({6, 17, 33, 132, 136})  # tcp, udp, dccp, sctp, udplite: PORT_PROTOS
 
 
 def make_packet(
@@ -43,11 +47,21 @@ def make_packet(
     if proto in PORT_PROTOS:
         if dport is None:
             raise InputError(f"--dport is needed for protocol {proto}")
-    elif proto not in ("icmp", "icmpv6") and not proto.isdigit():
-        raise InputError(f"bad protocol {proto!r}; valid ones are: tcp, udp, sctp, icmp, icmpv6 or a number")
+    elif proto not in ("icmp", "icmpv6") and not (is_ascii_number(proto) and len(proto) <= 3 and int(proto) <= 255):
+        raise InputError(f"bad protocol {shown(proto)!r}; valid ones are: tcp, udp, sctp, icmp, icmpv6 or a number 0-255")
+    elif proto in ("icmp", "icmpv6") or int(proto) not in _PORT_PROTO_NUMBERS:
+        given = [f"--{n} {p}" for n, p in (("dport", dport), ("sport", sport)) if p is not None]
+        if given:
+            raise InputError(
+                f"bad packet: protocol {proto} has no ports, but {' and '.join(given)} was given; "
+                "ports go with tcp, udp, sctp (and udplite, dccp)"
+            )
     for name, port in (("dport", dport), ("sport", sport)):
         if port is not None and not 0 <= port <= 65535:
             raise InputError(f"bad {name} {port}; ports are 0-65535")
+    for name, ifname in (("--iif", iif), ("--oif", oif)):
+        if ifname is not None:
+            check_ifname(ifname, what=f"{name} interface name")
     return Packet(hook, proto, s, d, dport, sport, iif, oif)
 
 

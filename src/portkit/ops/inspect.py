@@ -388,9 +388,16 @@ def parse_port_proto(text: str) -> tuple[int, str | None]:
     proto = proto.lower()
     if proto not in ("tcp", "udp") and (proto or slash):  # "80/" names no protocol
         raise PortSpecError(f"invalid protocol {proto!r} in {text!r}; valid protocols are: tcp, udp")
-    if not port_s.isdigit() or not 1 <= int(port_s) <= 65535:
-        raise PortSpecError(f"invalid port {port_s!r}; a port is a number 1-65535, optionally /tcp or /udp")
-    return int(port_s), (proto or None)
+    from portkit.engine.endpoint import parse_port
+
+    try:
+        port = parse_port(port_s)
+    except PortSpecError:
+        shown = port_s if len(port_s) <= 40 else port_s[:20] + f"... ({len(port_s)} characters)"
+        raise PortSpecError(
+            f"invalid port {shown!r}; a port is a number 1-65535 (ASCII digits), optionally /tcp or /udp"
+        ) from None
+    return port, (proto or None)
 
 
 def who(

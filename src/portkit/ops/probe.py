@@ -299,7 +299,7 @@ def scan(
     _check_family(family)
     if not targets:
         raise InputError("no target given: name a host, an address or a CIDR block such as 10.0.0.0/24")
-    if rate is not None and rate <= 0:
+    if rate is not None and not 0 < rate < float("inf"):  # NaN compares false: refused too
         raise InputError(f"invalid --rate {rate}: give probes per second, above 0")
     if max_retries is not None and not 0 <= max_retries <= 50:
         raise InputError(f"invalid --max-retries {max_retries}: give 0-50")

@@ -267,11 +267,10 @@ def trace(
 
 
 def _address(text: str, what: str) -> str:
-    import ipaddress
-
+    from portkit.engine.endpoint import parse_address
     from portkit.errors import TargetError
 
-    try:
-        return str(ipaddress.ip_address(text.strip("[]")))
-    except ValueError:
-        raise TargetError(f"invalid {what} address {text!r}: give an IPv4 or IPv6 address") from None
+    ip = parse_address(text.strip(" ").strip("[]"), what=f"{what} address")  # link-local needs %iface
+    if ip is None:
+        raise TargetError(f"invalid {what} address {text!r}: give an IPv4 or IPv6 address")
+    return str(ip)

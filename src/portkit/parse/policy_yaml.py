@@ -23,14 +23,14 @@ from collections.abc import Mapping, Sequence
 
 import yaml
 
-from portkit.errors import FileFormatError, InputError
+from portkit.errors import FileFormatError, InputError, PortSpecError
 from portkit.model.firewall import ACTIONS, PROTOS, Policy, PolicyRule, PortRange
+from portkit.parse.scalars import check_ifname, parse_port
 from portkit.parse.yamltext import compose
 from portkit.registry.services import parse_etc_services, ports_by_name
 
 TOP_KEYS = ("default", "essential_icmp", "log_default", "rules")
 RULE_KEYS = ("direction", "action", "proto", "port", "from", "to", "interface", "family", "log", "comment")
-_IFNAME = re.compile(r"^[A-Za-z0-9_.:@+-]{1,15}\*?$")
 
 Services = Mapping[tuple[str, str], int]
 
@@ -87,18 +87,27 @@ def _list(node: yaml.Node) -> list[yaml.Node]:
 
 
 def _port(ctx: _Ctx, node: yaml.Node, proto: str) -> tuple[PortRange, str]:
-    text = _scalar(ctx, node, "a port").strip()
-    m = re.fullmatch(r"(\d+)\s*[-:]\s*(\d+)", text)
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+        # ``port:`` or ``port: null`` would otherwise be looked up as the service "null" (9)
+        raise ctx.fail(node, "bad port: the value is empty (null); give a number 1-65535, a range like 8000-8100 or a service name")
+    text = _scalar(ctx, node, "a port").strip(" ")
+    m = re.fullmatch(r"([0-9]{1,5})\s*[-:]\s*([0-9]{1,5})", text, re.ASCII)
     if m:
         lo, hi = int(m.group(1)), int(m.group(2))
         if not (1 <= lo <= 65535 and 1 <= hi <= 65535) or lo > hi:
             raise ctx.fail(node, f"bad port range {text!r}; a range is LOW-HIGH with 1 <= LOW <= HIGH <= 65535")
         return PortRange(lo, hi), f"{lo}-{hi}"
-    if text.isdigit():
-        p = int(text)
-        if not 1 <= p <= 65535:
-            raise ctx.fail(node, f"bad port {text}; ports are 1-65535")
+    if any(c.isdigit() for c in text) and all(c.isdigit() or c in "-: " for c in text):
+        try:
+            p = parse_port(text)
+        except PortSpecError:
+            shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
+            if not text.isascii():
+                shown = repr(shown)
+            raise ctx.fail(node, f"bad port {shown}; ports are 1-65535, written in ASCII digits") from None
         return PortRange(p, p), str(p)
+    if not text.isascii() or not text.isprintable():
+        raise ctx.fail(node, f"bad port {text[:40]!r}; use a number 1-65535, a range like 8000-8100 or a service name from /etc/services")
     protos = ("tcp", "udp") if proto == "any" else (proto,)
     for pr in protos:
         port = ctx.services.get((text.lower(), pr))
@@ -161,9 +170,11 @@ def _rule(ctx: _Ctx, node: yaml.Node, number: int) -> PolicyRule:
         raise ctx.fail(node, f"impossible rule {number}: its sources are IPv{min(srcv)} and its destinations IPv{min(dstv)}")
     iface = None
     if "interface" in items:
-        iface = _scalar(ctx, items["interface"][1], "interface").strip()
-        if not _IFNAME.match(iface):
-            raise ctx.fail(items["interface"][1], f"bad interface name {iface!r}; names are 1-15 characters (a trailing * matches a prefix)")
+        iface = _scalar(ctx, items["interface"][1], "interface").strip(" ")
+        try:
+            check_ifname(iface, pattern=True)
+        except InputError as exc:
+            raise ctx.fail(items["interface"][1], f"bad {exc.message.removeprefix('invalid ')}") from None
     log = _bool(ctx, items["log"][1], "log") if "log" in items else False
     comment = _scalar(ctx, items["comment"][1], "comment") if "comment" in items else None
     return PolicyRule(
