@@ -144,7 +144,7 @@ def test_bad_scenarios_name_file_and_line(case: str, tmp_path: Path) -> None:
 def test_without_root_is_a_clear_error() -> None:
     for args in (("lab", "up", str(LABS / "nat-pat.yaml")), ("lab", "down", "nat-pat"), ("lab", "exec", "x", "h", "--", "true")):
         r = portkit(*args, user=65534)
-        assert r.returncode == 2, r.stderr
+        assert r.returncode == 3, r.stderr
         assert "needs root" in r.stderr and "Traceback" not in r.stderr
 
 

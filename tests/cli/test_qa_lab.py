@@ -137,7 +137,7 @@ def test_lab_exec_exit_status_and_pipes(lab_name: str, tmp_path: Path) -> None:
 )
 def test_without_root_each_action_says_what_needs_root(action: list[str], words: str) -> None:
     r = portkit("lab", *action, user=NOBODY if os.geteuid() == 0 else None)
-    assert r.returncode == 2
+    assert r.returncode == 3
     assert (
         r.stderr.count("\n") == 1
         and f"'portkit lab {action[0]}' needs root" in r.stderr

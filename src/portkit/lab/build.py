@@ -49,7 +49,7 @@ def require_root(action: str) -> None:
             "down": "it kills the lab's services and deletes its network namespaces",
             "exec": "it enters the host's network namespace",
         }.get(action, "labs are network namespaces, which only root may change")
-        raise InputError(
+        raise PrivilegeError(
             f"'portkit lab {action}' needs root: {why}",
             hint="run it with sudo",
         )

@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable
 
 from portkit.backends import procs, services
+from portkit.backends.signals import protected_reason
 from portkit.backends.sockets_free import port_is_free
-from portkit.errors import InputError, PortSpecError, PrivilegeError
+from portkit.errors import InputError, PortSpecError, PrivilegeError, SystemRefused
 from portkit.model.sockets import FreePorts, KillOutcome, PortInfo, ServiceName, WhoReport
 from portkit.registry.ports import common_port, port_class
 
@@ -141,6 +142,7 @@ def kill_holders(
                 f"port {report.port} is held by processes portkit cannot see; run as root to signal them"
             )
         return ()
+    _refuse_protected(pids)
     sent: dict[int, str] = {}
     for pid in pids:
         _send(pid, sig)
@@ -152,6 +154,14 @@ def kill_holders(
             sent[pid] = "SIGKILL"
         alive = _wait(alive, 5.0, sleep)
     return tuple(KillOutcome(pid, sent[pid], pid not in alive) for pid in pids)
+
+
+def _refuse_protected(pids: list[int]) -> None:
+    """Refuse the whole kill, before any signal is sent, when one pid must never be signalled."""
+    for pid in pids:
+        reason = protected_reason(pid)
+        if reason is not None:
+            raise SystemRefused(f"refusing to signal pid {pid}: {reason}; nothing was signalled")
 
 
 def _send(pid: int, sig: _signal.Signals) -> None:
