@@ -31,7 +31,9 @@ LISTENER = (
 
 
 def _portkit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "portkit", *args], capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "portkit", *args], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 @pytest.fixture
@@ -70,7 +72,19 @@ def _host_pid_of_ns_init(top: int) -> int:
 @needs_tool("unshare")
 def test_pid1_of_a_pid_namespace_is_not_signalled(netns: str) -> None:
     inner = subprocess.Popen(
-        ["ip", "netns", "exec", netns, "unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", LISTENER],
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            sys.executable,
+            "-c",
+            LISTENER,
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -102,7 +116,18 @@ def test_portkit_holding_the_port_itself_refuses() -> None:
     port = listener.getsockname()[1]
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "portkit", "who", str(port), "--kill", "--yes", "--force", "--timeout", "0"],
+            [
+                sys.executable,
+                "-m",
+                "portkit",
+                "who",
+                str(port),
+                "--kill",
+                "--yes",
+                "--force",
+                "--timeout",
+                "0",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -114,7 +139,9 @@ def test_portkit_holding_the_port_itself_refuses() -> None:
         assert proc.returncode == 4, (out, err)
         assert proc.returncode != -signal.SIGTERM and proc.returncode != -signal.SIGKILL
         lines = err.strip().splitlines()
-        assert len(lines) == 1 and "refusing to signal pid" in lines[0] and "nothing was signalled" in lines[0], err
+        assert (
+            len(lines) == 1 and "refusing to signal pid" in lines[0] and "nothing was signalled" in lines[0]
+        ), err
         assert "portkit itself" in lines[0] or "ancestor" in lines[0], err
     finally:
         listener.close()
