@@ -2,7 +2,8 @@
 
 Markers: ``root`` (needs root: namespaces, nftables, raw sockets) and ``slow``.
 Tests that need root or a system tool skip with a stated reason instead of failing.
-The lab fixtures (``lab``, ...) come from :mod:`portkit.lab.pytest_plugin`.
+The lab fixtures (``lab``, ...) come from :mod:`portkit.lab.pytest_plugin`; :mod:`tests.hostguard`
+fails the session when the host's ruleset, routes or /etc/systemd/system changed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import shutil
 
 import pytest
 
-pytest_plugins = ["portkit.lab.pytest_plugin"]
+pytest_plugins = ["portkit.lab.pytest_plugin", "tests.hostguard"]
 
 IS_ROOT = os.geteuid() == 0
 
