@@ -28,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import hashlib
+import io
 import json
 import os
 import resource
@@ -48,6 +49,8 @@ MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 CLONE_NEWPID = 0x20000000
 PR_SET_PDEATHSIG = 1
 OVERLAID = ("/etc", "/run", "/var")
+#: The ruleset cache (ops/nftlive.py) is written by reading commands; it is not state.
+CACHE_PREFIX = "/run/portkit/cache"
 #: A YAML bomb must meet MemoryError, not the machine's OOM killer.
 CHILD_MEMORY = 1536 << 20
 
@@ -63,7 +66,11 @@ def _check(ret: int, what: str) -> None:
 def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
     _check(
         _libc.mount(
-            source.encode(), target.encode(), fstype.encode() if fstype else None, flags, data.encode() if data else None
+            source.encode(),
+            target.encode(),
+            fstype.encode() if fstype else None,
+            flags,
+            data.encode() if data else None,
         ),
         f"mount {target}",
     )
@@ -106,8 +113,8 @@ def _nft_generation() -> str:
 
         s = NftSocket()
         try:
-            gen = s.generation()
-            tables = len(s.request(2))  # NFT_MSG_GETTABLE
+            gen, raw = s.ruleset()
+            tables = len(raw.tables)
         finally:
             s.close()
         return f"generation {gen}, {tables} tables"
@@ -167,6 +174,7 @@ class _Sealed:
         # whiteout in the upper layer): the invocations start from an empty state directory.
         if os.path.isdir("/run/portkit"):
             shutil.rmtree("/run/portkit")
+        os.mkdir("/run/portkit", 0o755)
         _enter_pid_namespace()
         self.scratch = scratch
         self.out_path = f"{self.layers}/stdout"
@@ -190,7 +198,6 @@ class _Sealed:
         self.main = cli_main.main
         # Caches filled here (service tables, nmap-services) are inherited by every fork.
         import contextlib
-        import io
 
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             for warm in (["info", "80"], ["who", "1", "--json"]):
@@ -215,6 +222,14 @@ class _Sealed:
                 os.dup2(null, 0)
                 os.dup2(out, 1)
                 os.dup2(err, 2)
+                # sys.stdout may be pytest's capture object, not fd 1: point all three at the fds.
+                sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+                sys.stdout = io.TextIOWrapper(
+                    io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace"
+                )
+                sys.stderr = io.TextIOWrapper(
+                    io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="replace"
+                )
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 try:
@@ -256,8 +271,12 @@ class _Sealed:
         listing = _upper_listing(self.uppers)
         if listing != self.listing:
             for path in sorted(set(listing) | set(self.listing)):
+                if path.startswith(CACHE_PREFIX):  # a cache of what was read, not state
+                    continue
                 if listing.get(path) != self.listing.get(path):
-                    changed.append(f"{path}: {self.listing.get(path, 'absent')} -> {listing.get(path, 'absent')}")
+                    changed.append(
+                        f"{path}: {self.listing.get(path, 'absent')} -> {listing.get(path, 'absent')}"
+                    )
             self.listing = listing
         nft = _nft_generation()
         if nft != self.nft:
@@ -329,8 +348,8 @@ class FuzzWorker:
             self.close()
             raise RuntimeError(f"the fuzz worker could not seal itself off: {hello.get('error')}")
 
-    def run(self, argv: list[str]) -> Outcome:
-        self._req.write(json.dumps({"argv": argv, "timeout": self.timeout}) + "\n")
+    def run(self, argv: list[str], *, timeout: float | None = None) -> Outcome:
+        self._req.write(json.dumps({"argv": argv, "timeout": timeout or self.timeout}) + "\n")
         self._req.flush()
         line = self._resp.readline()
         if not line:
