@@ -45,6 +45,7 @@ CLONE_NEWNET = 0x40000000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 MS_BIND = 0x1000
+MS_RDONLY, MS_REMOUNT = 1, 32
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 CLONE_NEWPID = 0x20000000
 PR_SET_PDEATHSIG = 1
@@ -160,10 +161,15 @@ class _Sealed:
         self.layers = layers
         _mount("pk-fuzz", self.layers, "tmpfs", 0, "mode=0700,size=256m")
         self.uppers: list[str] = []
+        self.origs: list[str] = []  # the host's own /etc, /run, /var, read-only, to undo writes from
         for i, lower in enumerate(OVERLAID):
-            upper, work = f"{self.layers}/{i}/upper", f"{self.layers}/{i}/work"
+            upper, work, orig = f"{self.layers}/{i}/upper", f"{self.layers}/{i}/work", f"{self.layers}/{i}/orig"
             os.makedirs(upper)
             os.makedirs(work)
+            os.makedirs(orig)
+            _mount(lower, orig, None, MS_BIND, None)
+            _mount("none", orig, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
+            self.origs.append(orig)
             _mount("overlay", lower, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
             self.uppers.append(upper)
         empty = f"{self.layers}/resolv.conf"
@@ -204,6 +210,19 @@ class _Sealed:
                 self.main(warm)
         self.listing = _upper_listing(self.uppers)
         self.nft = _nft_generation()
+
+    def _undo(self, listing: dict[str, str]) -> None:
+        """Undo what one invocation wrote, so each starts from the same world: state in
+        /run/portkit is removed (it started empty), anything else is restored from the
+        host's read-only original or removed."""
+        for path in sorted(set(listing) | set(self.listing), reverse=True):
+            if listing.get(path) == self.listing.get(path):
+                continue
+            top = next(t for t in OVERLAID if path == t or path.startswith(t + "/"))
+            orig = None
+            if not (path + "/").startswith("/run/portkit/"):
+                orig = self.origs[OVERLAID.index(top)] + path[len(top) :]
+            _undo_one(path, orig)
 
     def run(self, argv: list[str], timeout: float) -> dict[str, Any]:
         sys.stdout.flush()
@@ -277,7 +296,8 @@ class _Sealed:
                     changed.append(
                         f"{path}: {self.listing.get(path, 'absent')} -> {listing.get(path, 'absent')}"
                     )
-            self.listing = listing
+            self._undo(listing)
+            self.listing = _upper_listing(self.uppers)
         nft = _nft_generation()
         if nft != self.nft:
             changed.append(f"nftables ruleset: {self.nft} -> {nft}")
@@ -291,6 +311,24 @@ class _Sealed:
             "seconds": seconds,
             "changed": changed,
         }
+
+
+def _undo_one(path: str, orig: str | None) -> None:
+    """Put ``path`` (in the merged view) back as ``orig`` has it, or remove it."""
+    try:
+        if orig is not None and os.path.lexists(orig):
+            if os.path.islink(orig):
+                if os.path.lexists(path):
+                    os.unlink(path)
+                os.symlink(os.readlink(orig), path)
+            elif os.path.isfile(orig):
+                shutil.copy2(orig, path)
+        elif os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.unlink(path)
+    except OSError:
+        pass  # reported as changed already; the next listing shows what is left
 
 
 def _read_text(path: str, limit: int = 64 * 1024) -> str:

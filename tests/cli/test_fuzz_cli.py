@@ -406,6 +406,9 @@ KNOWN_FAILING: dict[str, str] = {
     "who-signal-empty": STRICTIN,
     "forward-kernel-mixed-families": STRICTIN,
     "fw-apply-confirm-0": STRICTIN,
+    "fw-apply-confirm-minus-1": STRICTIN,
+    "fw-apply-confirm-nan": STRICTIN,
+    "fw-apply-confirm-100000": STRICTIN,
     "trace-link-local-without-scope": STRICTIN,
     "why-link-local-without-scope": STRICTIN,
 }
