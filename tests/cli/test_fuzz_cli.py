@@ -241,7 +241,7 @@ def problems(o: Outcome) -> list[str]:
 def cause(o: Outcome, found: list[str]) -> str:
     """A key that groups failures with one cause: the command, the problem kinds, and the
     message with values and numbers blotted out."""
-    words = [w for w in o.argv[:2] if re.fullmatch(r"[a-z-]+", w)]
+    words = max((c.path for c in COMMANDS if tuple(o.argv[: len(c.path)]) == c.path), key=len, default=())
     first = (o.stderr.strip().splitlines() or [""])[0]
     first = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", first)
     first = re.sub(r"/[^\s:,)]+", "PATH", first)
