@@ -3,7 +3,8 @@
 Markers: ``root`` (needs root: namespaces, nftables, raw sockets) and ``slow``. A test
 marked ``root`` skips with a stated reason when not run as root, so ``pytest -m "not root"``
 runs everything that works unprivileged. Tests that need a system tool skip with a stated
-reason instead of failing (``needs_tool``).
+reason instead of failing (``needs_tool``). :mod:`tests.hostguard` fails the session when
+the host's ruleset, routes or /etc/systemd/system changed.
 
 Helpers every test file shares:
 
@@ -32,7 +33,7 @@ from typing import TypeVar
 import pytest
 from hypothesis import settings
 
-pytest_plugins = ["portkit.lab.pytest_plugin"]
+pytest_plugins = ["portkit.lab.pytest_plugin", "tests.hostguard"]
 
 IS_ROOT = os.geteuid() == 0
 ROOT_REASON = "needs root (network namespaces, nftables, raw sockets)"

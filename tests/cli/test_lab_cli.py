@@ -268,7 +268,7 @@ def test_lab_exec_exit_status_and_pipes(lab_name: str, tmp_path: Path) -> None:
 )
 def test_without_root_each_action_says_what_needs_root(action: list[str], words: str) -> None:
     r = portkit("lab", *action, user=65534 if os.geteuid() == 0 else None)
-    assert r.code == 2
+    assert r.code == 3
     assert (
         r.stderr.count("\n") == 1
         and f"'portkit lab {action[0]}' needs root" in r.stderr

@@ -414,3 +414,103 @@ def test_second_ctrl_c_closes_open_connections_without_waiting_for_the_drain() -
             assert "Traceback" not in log
         finally:
             c.close()
+
+
+def _udp_sink() -> socket.socket:
+    """A UDP target in this process: the test reads what the forwarder delivers to it."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((HOST, 0))
+    s.settimeout(10)
+    return s
+
+
+def _udp_client() -> socket.socket:
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.bind((HOST, 0))
+    c.settimeout(10)
+    return c
+
+
+def test_failed_reload_keeps_tcp_and_udp_running(tmp_path: pytest.TempPathFactory) -> None:
+    """A reload that changes a UDP target and adds a port in use fails whole: UDP keeps flowing."""
+    uport, tport_listen = free_port(socket.SOCK_DGRAM), free_port()
+    old_sink, new_sink = _udp_sink(), _udp_sink()
+    busy = socket.socket()  # the port the new configuration wants is held by someone else
+    busy.bind((HOST, 0))
+    busy.listen(1)
+    cfg = tmp_path / "fwd.yaml"  # type: ignore[operator]
+    with echo_target() as (tport, _):
+        cfg.write_text(f'forwards: ["{uport}:{old_sink.getsockname()[1]}/udp", "{tport_listen}:{tport}"]\n')
+        with forwarder("--config", str(cfg), ready=2) as fwd:
+            live = _udp_client()
+            live.sendto(b"before", (HOST, uport))
+            assert old_sink.recvfrom(100)[0] == b"before"
+            cfg.write_text(
+                f'forwards: ["{uport}:{new_sink.getsockname()[1]}/udp", "{tport_listen}:{tport}",'
+                f' "{busy.getsockname()[1]}:{tport}"]\n'
+            )
+            stop = threading.Event()
+            sent = 0
+
+            def keep_sending() -> None:  # live traffic while the reload is tried and refused
+                nonlocal sent
+                while not stop.is_set():
+                    live.sendto(b"during", (HOST, uport))
+                    sent += 1
+                    stop.wait(0.01)
+
+            sender = threading.Thread(target=keep_sending)
+            sender.start()
+            try:
+                fwd.proc.send_signal(signal.SIGHUP)
+                log = fwd.wait_log("reload failed, keeping the running configuration")
+            finally:
+                stop.set()
+                sender.join()
+            assert "address already in use" in log and "stopped forwarding" not in log
+            live.sendto(b"after", (HOST, uport))
+            got: list[bytes] = []
+            while not got or got[-1] != b"after":
+                got.append(old_sink.recvfrom(100)[0])
+            assert set(got[:-1]) <= {b"during"} and len(got) - 1 >= sent // 2, (len(got), sent)
+            fresh = _udp_client()  # a new session, too, still goes where the running config says
+            fresh.sendto(b"fresh", (HOST, uport))
+            assert old_sink.recvfrom(100)[0] == b"fresh"
+            new_sink.settimeout(0)
+            with pytest.raises(BlockingIOError):
+                new_sink.recvfrom(100)
+            with socket.create_connection((HOST, tport_listen), timeout=5) as t:
+                t.sendall(b"tcp")
+                assert t.recv(10) == b"tcp"
+            live.close()
+            fresh.close()
+    for s in (old_sink, new_sink, busy):
+        s.close()
+
+
+def test_reload_moves_new_udp_sessions_but_not_live_ones(tmp_path: pytest.TempPathFactory) -> None:
+    uport = free_port(socket.SOCK_DGRAM)
+    old_sink, new_sink = _udp_sink(), _udp_sink()
+    cfg = tmp_path / "fwd.yaml"  # type: ignore[operator]
+    cfg.write_text(f'forwards: ["{uport}:{old_sink.getsockname()[1]}/udp"]\n')
+    with forwarder("--config", str(cfg)) as fwd:
+        live = _udp_client()
+        live.sendto(b"one", (HOST, uport))
+        data, upstream = old_sink.recvfrom(100)
+        assert data == b"one"
+        old_sink.sendto(b"reply", upstream)
+        assert live.recvfrom(100)[0] == b"reply"
+        cfg.write_text(f'forwards: ["{uport}:{new_sink.getsockname()[1]}/udp"]\n')
+        fwd.proc.send_signal(signal.SIGHUP)
+        fwd.wait_log("reloaded: 1 forwards")
+        live.sendto(b"two", (HOST, uport))  # the live session keeps its target
+        assert old_sink.recvfrom(100) == (b"two", upstream)
+        old_sink.sendto(b"reply2", upstream)
+        assert live.recvfrom(100)[0] == b"reply2"
+        fresh = _udp_client()
+        fresh.sendto(b"three", (HOST, uport))  # a new session goes to the new target
+        assert new_sink.recvfrom(100)[0] == b"three"
+        live.close()
+        fresh.close()
+    for s in (old_sink, new_sink):
+        s.close()

@@ -15,8 +15,8 @@ Start-up is all or nothing: every target is resolved and every listener bound be
 is served, so an address in use or a name that does not resolve leaves nothing
 half-started. Stopping (SIGTERM, :meth:`request_stop`) closes the listeners at
 once and lets open connections finish for up to ``drain`` seconds. Reloading (SIGHUP,
-:meth:`request_reload`) re-reads the configuration and adds, changes or removes listeners
-without touching connections already relayed.
+:meth:`request_reload`) re-reads the configuration and adds, changes or removes listeners,
+whole or not at all, without touching connections already relayed or live UDP sessions.
 """
 
 from __future__ import annotations
@@ -264,6 +264,14 @@ class Forwarder:
 
     # -- reload ----------------------------------------------------------------------------
     def _reload(self) -> None:
+        """Re-read the configuration and apply it whole or not at all.
+
+        Every target is resolved and every new listener bound before anything running is
+        touched; on any failure the new sockets are closed and the running TCP and UDP
+        forwards go on as they were. A changed forward keeps its listening socket (same
+        key, same address): new TCP connections and new UDP sessions go to the new target,
+        while connections and UDP sessions already open keep theirs until they end.
+        """
         if self.reload_source is None:
             self._log("reload: no --config file to re-read; nothing changed")
             return
@@ -272,12 +280,9 @@ class Forwarder:
         try:
             specs, options = self.reload_source()
             new = {s.key: s for s in specs}
-            changed_udp = [s for k, s in new.items() if k in w0.udp and running[k] != s]
-            for s in changed_udp:
-                w0.close_listener(s.key)
-            opened = self._open_all([s for k, s in new.items() if k not in running or s in changed_udp])
-            updates = [(s, self._resolve(s)) for k, s in new.items() if k in w0.tcp and running[k] != s]
-        except Exception as exc:  # keep serving the old configuration
+            updates = [(s, self._resolve(s)) for k, s in new.items() if k in running and running[k] != s]
+            opened = self._open_all([s for k, s in new.items() if k not in running])
+        except Exception as exc:  # keep serving the old configuration, untouched
             self._log(f"reload failed, keeping the running configuration: {exc}")
             return
         self.options = options
@@ -285,11 +290,14 @@ class Forwarder:
         for key in gone:
             w0.close_listener(key)
         for spec, target in updates:
-            w0.update_tcp(spec, target)
+            if spec.proto == "tcp":
+                w0.update_tcp(spec, target)
+            else:
+                w0.update_udp(spec, target)
         for key in gone:
             self._log(f"stopped forwarding {running[key].listen}/{running[key].proto}")
         for spec, _t in updates:
-            self._log(f"reload: {spec.listen}/tcp now -> {spec.target}")
+            self._log(f"reload: {spec.listen}/{spec.proto} now -> {spec.target}")
         for item in opened:
             self._serve(item)
         self.specs = tuple(new.values())

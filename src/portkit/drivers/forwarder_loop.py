@@ -170,6 +170,20 @@ class Worker:
             lst.family, lst.target = target
             lst.allow, lst.deny = parse_cidrs(spec.allow), parse_cidrs(spec.deny)
 
+    def update_udp(self, spec: ForwardSpec, target: tuple[int, SockAddr]) -> None:
+        """New sessions of the UDP forward ``spec.key`` go to ``target``; live ones keep theirs."""
+        u = self.udp.get(spec.key)
+        if u is not None:
+            opts = self.coord.options
+            u.retarget(
+                spec,
+                target,
+                allow=tuple(parse_cidrs(spec.allow)),
+                deny=tuple(parse_cidrs(spec.deny)),
+                idle_timeout=opts.udp_idle_timeout,
+                max_sessions=opts.udp_max_sessions,
+            )
+
     def close_listener(self, key: Key) -> None:
         lst = self.tcp.pop(key, None)
         if lst is not None:

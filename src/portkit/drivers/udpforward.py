@@ -57,11 +57,15 @@ def fmt_addr(addr: tuple[str, int] | tuple[str, int, int, int]) -> str:
 
 
 class Session:
-    __slots__ = ("bytes_down", "bytes_up", "client", "last", "pkts_down", "pkts_up", "sock", "started")
+    """One client's session; ``target`` is the target it was opened to (a reload that
+    changes the forward's target leaves it there until it goes idle)."""
 
-    def __init__(self, client: tuple[str, int], sock: socket.socket, now: float) -> None:
+    __slots__ = ("bytes_down", "bytes_up", "client", "last", "pkts_down", "pkts_up", "sock", "started", "target")
+
+    def __init__(self, client: tuple[str, int], sock: socket.socket, now: float, target: str = "") -> None:
         self.client = client
         self.sock = sock
+        self.target = target
         self.started = now
         self.last = now
         self.bytes_up = self.bytes_down = self.pkts_up = self.pkts_down = 0
@@ -99,6 +103,25 @@ class UdpForward:
         self._buf = bytearray(MAX_DATAGRAM)
         grow_buffer(sock, LISTENER_BUFFER)
         reactor.add_reader(sock.fileno(), self._on_listener)
+
+    def retarget(
+        self,
+        spec: ForwardSpec,
+        target: tuple[int, tuple[str, int] | tuple[str, int, int, int]],
+        *,
+        allow: tuple[object, ...],
+        deny: tuple[object, ...],
+        idle_timeout: float,
+        max_sessions: int,
+    ) -> None:
+        """A reload changed this forward: sessions opened from now on use ``spec`` and
+        ``target``. Live sessions keep their upstream socket, connected to the old target,
+        until they go idle."""
+        self.spec = spec
+        self.family, self.target_addr = target
+        self.allow, self.deny = allow, deny
+        self.idle_timeout = idle_timeout
+        self.max_sessions = max_sessions
 
     # -- datagrams from clients ------------------------------------------------------------
     def _on_listener(self, _events: int) -> None:
@@ -154,7 +177,7 @@ class UdpForward:
             up.close()
             self.reactor.log(f"udp {fmt_addr(key)} -> {self.spec.target}: {exc.strerror}")
             return None
-        sess = Session(key, up, now)
+        sess = Session(key, up, now, self.spec.target)
         self.sessions[key] = sess
         self.total += 1
         self.reactor.add_reader(up.fileno(), functools.partial(self._on_upstream, sess))
@@ -196,7 +219,7 @@ class UdpForward:
         self.reactor.remove(s.sock.fileno())
         s.sock.close()
         self.reactor.log(
-            f"udp {fmt_addr(s.client)} -> {self.spec.target}: {s.bytes_up} B up ({s.pkts_up} datagrams), "
+            f"udp {fmt_addr(s.client)} -> {s.target}: {s.bytes_up} B up ({s.pkts_up} datagrams), "
             f"{s.bytes_down} B down ({s.pkts_down} datagrams), {now - s.started:.3f} s ({why})"
         )
 

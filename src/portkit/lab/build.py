@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from portkit.backends.files import read_user_file
-from portkit.errors import FileFormatError, InputError, PortkitError, SystemRefused
+from portkit.errors import FileFormatError, InputError, PortkitError, PrivilegeError, SystemRefused
 from portkit.lab import plan as lab_plan
 from portkit.lab import state, system
 from portkit.lab.scenario import load_yaml
@@ -49,7 +49,7 @@ def require_root(action: str) -> None:
             "down": "it kills the lab's services and deletes its network namespaces",
             "exec": "it enters the host's network namespace",
         }.get(action, "labs are network namespaces, which only root may change")
-        raise InputError(
+        raise PrivilegeError(
             f"'portkit lab {action}' needs root: {why}",
             hint="run it with sudo",
         )

@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable
 
 from portkit.backends import procs
-from portkit.errors import InputError, PrivilegeError
+from portkit.backends.signals import protected_reason
+from portkit.errors import InputError, PrivilegeError, SystemRefused
 from portkit.model.sockets import KillOutcome, WhoReport
 
 __all__ = ["kill_holders", "parse_signal"]
@@ -50,6 +51,7 @@ def kill_holders(
             )
         return ()
     sent: dict[int, str] = {}
+    _refuse_protected(pids)
     for pid in pids:
         _send(pid, sig)
         sent[pid] = sig.name
@@ -60,6 +62,14 @@ def kill_holders(
             sent[pid] = "SIGKILL"
         alive = _wait(alive, 5.0, sleep)
     return tuple(KillOutcome(pid, sent[pid], pid not in alive) for pid in pids)
+
+
+def _refuse_protected(pids: list[int]) -> None:
+    """Refuse the whole kill, before any signal is sent, when one pid must never be signalled."""
+    for pid in pids:
+        reason = protected_reason(pid)
+        if reason is not None:
+            raise SystemRefused(f"refusing to signal pid {pid}: {reason}; nothing was signalled")
 
 
 def _send(pid: int, sig: _signal.Signals) -> None:
