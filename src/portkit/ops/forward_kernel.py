@@ -12,6 +12,7 @@ armed with the previous table *before* the new one is loaded: unless
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -59,20 +60,38 @@ def _run_dir() -> str:
 
 
 def _state_path(netns: str | None) -> str:
-    return os.path.join(_run_dir(), f"{netns or 'host'}.json")
+    """Filed by the namespace's identity (see :func:`portkit.backends.netns.state_key`)."""
+    from portkit.backends.netns import state_key
+
+    return os.path.join(_run_dir(), f"{state_key(netns)}.json")
 
 
 def forget_netns(netns: str) -> None:
-    """Drop the record of a deleted namespace's kernel forwards (its table died with it), so
-    a namespace of the same name made later does not list them as MISSING."""
+    """Drop the record of a deleted namespace's kernel forwards (its table died with it).
+    The namespace is gone, so its identity cannot be asked: the records that carry its name
+    as their label go. (A namespace of the same name made later has a new identity anyway.)"""
     try:
-        os.unlink(_state_path(netns))
+        names = os.listdir(_run_dir())
     except OSError:
-        pass
+        return
+    for n in names:
+        if not n.startswith("net-") or not n.endswith(".json"):
+            continue
+        p = os.path.join(_run_dir(), n)
+        try:
+            with open(p) as f:
+                label = json.load(f).get("netns")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if label == netns:
+            with contextlib.suppress(OSError):
+                os.unlink(p)
 
 
 def _rollback_name(netns: str | None) -> str:
-    return f"forward-{netns or 'host'}"
+    from portkit.backends.netns import state_key
+
+    return f"forward-{state_key(netns)}"
 
 
 def _load_state(netns: str | None) -> list[ForwardSpec]:
@@ -105,7 +124,9 @@ def _save_state(netns: str | None, specs: Sequence[ForwardSpec], local: dict[str
     tmp = _state_path(netns) + ".tmp"
     with open(tmp, "w") as f:
         json.dump(
-            {"forwards": [{**asdict(s), "local": local.get(str(s), False)} for s in specs]}, f, indent=1
+            {"netns": netns, "forwards": [{**asdict(s), "local": local.get(str(s), False)} for s in specs]},
+            f,
+            indent=1,
         )
     os.replace(tmp, _state_path(netns))
 
