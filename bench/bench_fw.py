@@ -61,12 +61,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rules", type=int, default=5000)
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument(
+        "--baseline",
+        metavar="TREE",
+        help="also time portkit from the source tree TREE (PYTHONPATH=TREE/src) in the same run; prints new/baseline",
+    )
     args = ap.parse_args()
     import compileall
 
     import portkit
 
     compileall.compile_dir(os.path.dirname(portkit.__file__), quiet=1)
+    base: dict[str, str] = {}
+    if args.baseline:
+        base = {"PYTHONPATH": os.path.join(os.path.abspath(args.baseline), "src")}
+        compileall.compile_dir(os.path.join(base["PYTHONPATH"], "portkit"), quiet=1)
     ns = f"pk-fw-bench-{secrets.token_hex(3)}"
     peer = f"pkfb{secrets.token_hex(3)}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
@@ -91,6 +100,15 @@ def main() -> int:
             print(f"  portkit fw check, warm (generation cache):  {warm:7.1f} ms  ratio {warm / anchor:.2f}")
             print(f"  portkit fw check, cold, libnftables JSON:   {cold_json:7.1f} ms  ratio {cold_json / anchor:.2f}")
             print(f"  answer: {out.strip()[:120]}")
+            if base:
+                b_cold, _ = timed(check, args.runs, env={"PORTKIT_FW_CACHE": "0", **base})
+                b_warm, b_out = timed(check, args.runs, env=base)
+                n_cold, _ = timed(check, args.runs, env={"PORTKIT_FW_CACHE": "0"})
+                n_warm, _ = timed(check, args.runs)
+                print(f"  baseline {args.baseline}: cold {b_cold:7.1f} ms (ratio {b_cold / anchor:.2f}), warm {b_warm:7.1f} ms")
+                print(f"  new / baseline (second pair, same run): cold {n_cold / b_cold:.3f}, warm {n_warm / b_warm:.3f}")
+                if b_out.strip() != out.strip():
+                    print(f"  NOTE: baseline answer differs: {b_out.strip()[:120]}")
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
     return 0

@@ -102,9 +102,19 @@ def loaded_namespace(connections: int) -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
-def interleaved(commands: dict[str, Sequence[str]], runs: int) -> dict[str, float]:
+def interleaved(commands: dict[str, Sequence[str]], runs: int, baseline_src: str | None = None) -> dict[str, float]:
     """Median wall time of each command; runs are interleaved (A B C, A B C, ...) so that
-    load from other work on the machine falls on every command alike."""
+    load from other work on the machine falls on every command alike. With
+    ``baseline_src``, each portkit command also runs from that source tree ("NAME [baseline]")."""
+    if baseline_src is not None:
+        extra = {
+            f"{k} [baseline]": [
+                *(a for x in argv for a in (["env", f"PYTHONPATH={baseline_src}", x] if x == PORTKIT else [x]))
+            ]
+            for k, argv in commands.items()
+            if PORTKIT in argv
+        }
+        commands = {**commands, **extra}
     times: dict[str, list[float]] = {k: [] for k in commands}
     for _ in range(runs):
         for name, argv in commands.items():
@@ -163,6 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--connections", type=int, default=20000)
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument(
+        "--baseline",
+        metavar="TREE",
+        help="also run every portkit command from the source tree TREE (PYTHONPATH=TREE/src), interleaved in "
+        "the same run, and print new/baseline ratios",
+    )
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_sockets needs root (it creates a network namespace)", file=sys.stderr)
@@ -170,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # An installed portkit has its bytecode compiled; an editable checkout may not (and
     # PYTHONDONTWRITEBYTECODE may be set), which would add compile time to every run.
     subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "src" / "portkit")], check=True, stdout=subprocess.DEVNULL)
+    if args.baseline:
+        base_src = str(Path(args.baseline).resolve() / "src")
+        subprocess.run([PY, "-m", "compileall", "-q", base_src], check=True, stdout=subprocess.DEVNULL)
     with loaded_namespace(args.connections) as ns:
         nsx = ["ip", "netns", "exec", ns]
         n = subprocess.run([*nsx, "ss", "-tanH"], check=True, capture_output=True, text=True).stdout.count("\n")
@@ -195,8 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "portkit ls --port 7001": [*nsx, PORTKIT, "ls", "--port", "7001"],
             },
             r,
+            base_src if args.baseline else None,
         )  # fmt: skip
-        t.update(interleaved({"python -c pass": [PY, "-c", "pass"], "portkit who 1": [PORTKIT, "who", "1"]}, r * 3))
+        t.update(
+            interleaved(
+                {"python -c pass": [PY, "-c", "pass"], "portkit who 1": [PORTKIT, "who", "1"]},
+                r * 3,
+                base_src if args.baseline else None,
+            )
+        )
         for k, v in in_process(ns, r).items():
             t[k] = v
     width = max(len(k) for k in t)
@@ -213,6 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"ls --port 7001 / ss -tlnp sport 7001  = {t['portkit ls --port 7001'] / t['ss -tlnp sport = :7001']:.2f}x")
     print(f"ls --all --json (no fork) / ss -tanp  = {t['portkit ls --all --json (no forked walk)'] / t['ss -tanp']:.2f}x")
     print(f"who 1                                 = {t['portkit who 1'] * 1000:.0f} ms (target <= 150 ms)")
+    if args.baseline:
+        print()
+        print(f"new / baseline ({args.baseline}), same run, interleaved:")
+        for k in [k for k in t if f"{k} [baseline]" in t]:
+            print(f"  {k:<{width}}  {t[k] / t[f'{k} [baseline]']:.3f}")
     return 0
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
 from portkit.cli.main import main
+from portkit.errors import InputError
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -178,3 +181,64 @@ def test_concurrent_edits_lose_no_rule(tmp_path: pathlib.Path) -> None:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda port: edit_policy(pol, op="append", action="allow", port=str(port)), range(2000, 2024)))
     assert sorted(r.ports[0].lo for r in list_policy(pol).rules) == list(range(2000, 2024))
+
+
+def test_unit_text_quotes_and_escapes_for_systemd() -> None:
+    from portkit.ops.firewall_apply import systemd_quote, unit_text
+
+    text = unit_text('/srv/my policy $HOME %h "x"\\.yaml', python="/opt/pk/bin/python")
+    line = next(ln for ln in text.splitlines() if ln.startswith("ExecStart="))
+    assert line == 'ExecStart=/opt/pk/bin/python -m portkit fw apply --force --policy "/srv/my policy $$HOME %%h \\"x\\"\\\\.yaml"'
+    assert systemd_quote("/usr/bin/python3") == "/usr/bin/python3"
+    with pytest.raises(InputError):
+        unit_text("/srv/p.yaml\nExecStartPre=/bin/sh -c evil", python="/opt/pk/bin/python")
+
+
+def test_fw_enable_refuses_a_path_with_a_newline_and_writes_no_unit(tmp_path: pathlib.Path) -> None:
+    from portkit.ops.firewall_apply import enable_boot
+
+    pol = tmp_path / "p\nExecStartPre=-touch pk-pwned\n#.yaml"
+    pol.write_text("inbound: []\n")
+    units = tmp_path / "units"
+    with pytest.raises(InputError) as exc:
+        enable_boot(str(pol), unit_dir=str(units), systemctl=False)
+    assert "control character" in str(exc.value)
+    assert not units.exists()
+
+
+def test_fw_enable_and_disable_both_refuse_netns(tmp_path: pathlib.Path) -> None:
+    from portkit.ops.firewall_apply import UNIT_NAME, disable_boot, enable_boot
+
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / UNIT_NAME).write_text("[Unit]\n")
+    pol = tmp_path / "p.yaml"
+    pol.write_text("inbound: []\n")
+    for call in (
+        lambda: enable_boot(str(pol), unit_dir=str(units), systemctl=False, netns="pk-x"),
+        lambda: disable_boot(unit_dir=str(units), systemctl=False, netns="pk-x"),
+    ):
+        with pytest.raises(InputError, match="no --netns"):
+            call()
+    assert (units / UNIT_NAME).read_text() == "[Unit]\n"
+
+
+@pytest.mark.parametrize("verb", ["enable", "disable"])
+def test_cli_fw_enable_disable_netns_is_bad_input(verb: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "portkit", "fw", verb, "--netns", "pk-none"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "no --netns" in proc.stderr
+
+
+def test_ssh_lockout_fails_closed_on_a_malformed_ssh_connection() -> None:
+    from portkit.model.firewall import Policy
+    from portkit.ops.firewall_apply import ssh_lockout
+
+    pol = Policy()
+    for bad in ("garbage", "1.2.3.4 5 6.7.8.9", "1.2.3.4 x 127.0.0.1 22", "1.2.3.4 5 127.0.0.1 ٢٢", "a b c d",
+                "127.0.0.1 5 127.0.0.1 99999", "127.0.0.1 5 127.0.0.1 0"):  # fmt: skip
+        reason = ssh_lockout(pol, bad)
+        assert reason is not None and "malformed" in reason, bad
+    assert ssh_lockout(pol, None) is None and ssh_lockout(pol, "") is None

@@ -21,6 +21,17 @@ from portkit.errors import FileFormatError, PrivilegeError, map_os_error
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 
+def check_path_text(path: str, kind: str) -> None:
+    """Refuse a path with control characters (a newline, ESC, DEL...): such a path is never
+    a file anyone meant, and it would smuggle text into what portkit generates from it
+    (nft script comments, systemd unit lines)."""
+    bad = next((c for c in path if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        raise FileFormatError(
+            repr(path), f"a {kind} path cannot contain control characters (found {bad!r}); rename the file"
+        )
+
+
 def read_user_file(path: str, kind: str, *, missing_ok: bool = False, limit: int = MAX_CONFIG_BYTES) -> str | None:
     """The UTF-8 text of the user-named file ``path`` (``kind`` says what it is, e.g.
     "policy file"); None when it does not exist and ``missing_ok``.
@@ -28,8 +39,7 @@ def read_user_file(path: str, kind: str, *, missing_ok: bool = False, limit: int
     >>> read_user_file("/nonexistent.yaml", "policy file", missing_ok=True) is None
     True
     """
-    if "\0" in path:
-        raise FileFormatError(repr(path), f"a {kind} path cannot contain a NUL byte")
+    check_path_text(path, kind)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except FileNotFoundError:

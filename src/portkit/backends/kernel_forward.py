@@ -9,6 +9,7 @@ written under /proc/sys inside the namespace.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from dataclasses import asdict
 from typing import TypeVar
 
 from portkit.backends import state
-from portkit.errors import map_os_error
+from portkit.errors import SystemRefused, map_os_error
 from portkit.model.forward import ForwardSpec
 
 __all__ = [
@@ -36,16 +37,31 @@ def _run_dir() -> str:
 
 
 def _state_path(netns: str | None) -> str:
-    return os.path.join(_run_dir(), f"{netns or 'host'}.json")
+    """Filed by the namespace's identity (see :func:`portkit.backends.netns.state_key`)."""
+    from portkit.backends.netns import state_key
+
+    return os.path.join(_run_dir(), f"{state_key(netns)}.json")
 
 
 def forget_netns(netns: str) -> None:
-    """Drop the record of a deleted namespace's kernel forwards (its table died with it), so
-    a namespace of the same name made later does not list them as MISSING."""
+    """Drop the record of a deleted namespace's kernel forwards (its table died with it).
+    The namespace is gone, so its identity cannot be asked: the records that carry its name
+    as their label go. (A namespace of the same name made later has a new identity anyway.)"""
     try:
-        os.unlink(_state_path(netns))
+        names = os.listdir(_run_dir())
     except OSError:
-        pass
+        return
+    for n in names:
+        if not n.startswith("net-") or not n.endswith(".json"):
+            continue
+        p = os.path.join(_run_dir(), n)
+        try:
+            data = state.read_state_json(p)
+        except (OSError, ValueError, SystemRefused):
+            continue
+        if isinstance(data, dict) and data.get("netns") == netns:
+            with contextlib.suppress(OSError):
+                os.unlink(p)
 
 
 def load_state(netns: str | None) -> tuple[list[ForwardSpec], dict[str, bool]]:
@@ -78,7 +94,10 @@ def load_state(netns: str | None) -> tuple[list[ForwardSpec], dict[str, bool]]:
 def save_state(netns: str | None, specs: Sequence[ForwardSpec], local: dict[str, bool]) -> None:
     state.make_dir(_run_dir(), 0o755)
     state.write_json(
-        _state_path(netns), {"forwards": [{**asdict(s), "local": local.get(str(s), False)} for s in specs]}, 0o644, indent=1
+        _state_path(netns),
+        {"netns": netns, "forwards": [{**asdict(s), "local": local.get(str(s), False)} for s in specs]},
+        0o644,
+        indent=1,
     )
 
 

@@ -17,9 +17,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 from portkit.errors import InputError, PrivilegeError, SystemRefused
@@ -129,3 +132,69 @@ def run_in_netns(path: str | None, fn: Callable[[], T]) -> T:
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["result"]  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- identity
+
+SO_NETNS_COOKIE = 71  # linux/socket.h; Linux >= 5.14
+
+
+@dataclass(frozen=True, slots=True)
+class NetnsId:
+    """Who a network namespace *is*, whatever name it was entered by.
+
+    ``dev``/``ino`` are the nsfs inode of ``/proc/thread-self/ns/net``; the kernel reuses an
+    inode number once its namespace is gone, so the ``cookie`` (SO_NETNS_COOKIE, never
+    reused while the machine runs) names it when the kernel has one.
+    """
+
+    dev: int
+    ino: int
+    cookie: int | None
+
+    @property
+    def key(self) -> str:
+        """A file-name-safe key for per-namespace state."""
+        return f"net-{self.cookie}" if self.cookie is not None else f"net-{self.dev:x}-{self.ino}"
+
+
+def _identity_here() -> NetnsId:
+    try:
+        st = os.stat("/proc/thread-self/ns/net")
+    except OSError as exc:
+        raise SystemRefused(f"cannot read own network namespace: {exc.strerror}") from exc
+    cookie: int | None = None
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            cookie = int.from_bytes(s.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), sys.byteorder)
+    except OSError:
+        cookie = None  # an older kernel: fall back to the inode
+    return NetnsId(st.st_dev, st.st_ino, cookie)
+
+
+def identity(name: str | None = None) -> NetnsId:
+    """The identity of namespace ``name`` (from /run/netns), or of the one we run in."""
+    return run_in_netns(netns_path(name) if name is not None else None, _identity_here)
+
+
+PROC_NET_INIT_INO = 0xEFFFFFF9  # include/linux/proc_ns.h: the initial namespace's fixed inode
+
+
+def is_initial(ident: NetnsId) -> bool:
+    """True for the machine's own (initial) network namespace. Its inode number is fixed by
+    the kernel; /proc/1/ns/net is checked too, for when PID 1 lives elsewhere and readable."""
+    if ident.ino == PROC_NET_INIT_INO:
+        return True
+    try:
+        st = os.stat("/proc/1/ns/net")
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (ident.dev, ident.ino)
+
+
+def state_key(name: str | None = None) -> str:
+    """The key per-namespace state is filed under: ``host`` for the namespace of PID 1 (it
+    cannot go away), ``net-<cookie>`` for any other, whether it was named with ``--netns``
+    or entered with ``ip netns exec``, ``nsenter`` or ``lab exec``."""
+    ident = identity(name)
+    return "host" if is_initial(ident) else ident.key

@@ -3,8 +3,9 @@
 Generic: used by ``fw apply --confirm`` and ``forward --kernel --confirm``. ``arm(name,
 restore_script, seconds, netns=None)`` stores the script under ``/run/portkit/rollback/<name>/``
 and starts a detached process (its own session, no terminal, so closing an SSH session does
-not kill it) that sleeps until the deadline and then loads the script with ``nft -f``
-(inside ``ip netns exec NETNS`` when given). ``confirm(name)`` disarms it. A lock file
+not kill it) inside the target namespace, that sleeps until the deadline and then loads
+the script with ``nft -f`` there. Callers name timers by the namespace's identity
+(:func:`portkit.backends.netns.state_key`), never by the name it was entered by. ``confirm(name)`` disarms it. A lock file
 serialises confirm and firing, so a confirm that arrives at the last moment either wins
 entirely or comes too late and says so.
 
@@ -105,20 +106,32 @@ def arm(name: str, restore_script: str, seconds: float, netns: str | None = None
                 state.make_dir(d, 0o700)
                 state.write_file(os.path.join(d, "restore.nft"), restore_script)
             deadline = time.time() + seconds
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "portkit.backends.rollback", "--run", name],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                close_fds=True,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-            )
+            proc = _start_timer(name, netns)
             meta = {"name": name, "deadline": deadline, "netns": netns, "pid": proc.pid}
             state.write_json(os.path.join(d, "meta.json"), meta)
     except PermissionError as exc:
         raise PrivilegeError(f"cannot write the rollback state under {state.rollback_dir()}: {exc.strerror}") from exc
     return status(name)
+
+
+def _start_timer(name: str, netns: str | None) -> subprocess.Popen[bytes]:
+    """The detached timer, started *inside* the target namespace: it restores into the
+    namespace it lives in (which it keeps alive), so no name is looked up again later and a
+    namespace made meanwhile under the same name cannot receive another one's rules."""
+    from portkit.backends.netns import netns_path, run_in_netns
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "portkit.backends.rollback", "--run", name],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+        )
+
+    return run_in_netns(netns_path(netns) if netns is not None else None, start)
 
 
 def confirm(name: str) -> bool:
@@ -189,9 +202,7 @@ def _fire(name: str) -> None:
         script = state.read_state_text(os.path.join(d, "restore.nft"))
         if script is None:
             raise FileNotFoundError(os.path.join(d, "restore.nft"))
-        argv = ["nft", "-f", "-"]
-        if isinstance(netns, str):
-            argv = ["ip", "netns", "exec", netns, *argv]
+        argv = ["nft", "-f", "-"]  # this process was started inside the namespace (see arm)
         try:
             proc = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=60, check=False)
             result = "rolled back" if proc.returncode == 0 else f"rollback failed: {proc.stderr.strip()[:300]}"

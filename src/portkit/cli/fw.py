@@ -307,9 +307,7 @@ def run_enable(args: argparse.Namespace) -> int:
     from portkit.ops.firewall import enable_boot
     from portkit.render.jsonout import document
 
-    if args.netns:
-        raise InputError("fw enable installs a boot unit for the host; it takes no --netns")
-    path = enable_boot(os.path.abspath(_policy(args)))
+    path = enable_boot(os.path.abspath(_policy(args)), netns=args.netns)
     out = _out(args)
     if out.json:
         out.emit_json(document(unit=path, enabled=True))
@@ -322,7 +320,7 @@ def run_disable(args: argparse.Namespace) -> int:
     from portkit.ops.firewall import disable_boot
     from portkit.render.jsonout import document
 
-    removed = disable_boot()
+    removed = disable_boot(netns=args.netns)
     out = _out(args)
     if out.json:
         out.emit_json(document(enabled=False, removed=removed))

@@ -41,9 +41,46 @@ def read(name: str) -> dict[str, Any] | None:
             f"cannot read lab state {state_path(name)}: {exc}",
             hint=f"if it is a leftover, delete that file and any 'ip netns' namespaces named pk-{name}-*",
         ) from exc
-    if data is not None and not isinstance(data, dict):
-        raise SystemRefused(f"cannot read lab state {state_path(name)}: not a JSON object")
-    return data
+    if data is None:
+        return None
+    problem = record_problem(name, data)
+    if problem is not None:
+        raise SystemRefused(
+            f"refusing {state_path(name)}: {problem}",
+            hint="portkit did not write this; remove the file by hand after checking who did",
+        )
+    record: dict[str, Any] = data
+    return record
+
+
+_NS_PART = r"[a-z0-9][a-z0-9_-]{0,39}"
+
+
+def record_problem(name: str, data: object) -> str | None:
+    """Why a lab record is not one portkit wrote for lab ``name`` (None when it is): the
+    names in it are checked as strictly as user input, since ``down`` deletes what they
+    name. A namespace must be ``pk-NAME-HOST`` or ``pk-NAME.LINK``; nothing may climb out
+    of /run/netns or /etc/netns."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    ns_re = re.compile(rf"^pk-{re.escape(name)}[-.]{_NS_PART}$")
+    namespaces = data.get("namespaces", [])
+    if not isinstance(namespaces, list):
+        return "'namespaces' is not a list"
+    hosts = data.get("hosts", {})
+    if not isinstance(hosts, dict):
+        return "'hosts' is not an object"
+    for ns in [*namespaces, *hosts.values()]:
+        if not isinstance(ns, str) or not ns_re.match(ns):
+            return f"namespace {ns!r} is not one of lab {name}'s (pk-{name}-HOST or pk-{name}.LINK)"
+    runners = data.get("runners", {})
+    if not isinstance(runners, dict):
+        return "'runners' is not an object"
+    for host, r in runners.items():
+        pid = r.get("pid") if isinstance(r, dict) else None
+        if not isinstance(host, str) or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+            return f"runner {host!r} has no valid pid"
+    return None
 
 
 def write(name: str, data: dict[str, Any]) -> None:

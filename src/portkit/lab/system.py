@@ -284,6 +284,9 @@ def write_etc(ns: str, files: dict[str, str]) -> None:
 
 
 def remove_etc(ns: str) -> None:
+    """Remove /etc/netns/NS, and only a directory directly under /etc/netns."""
+    if not ns or "/" in ns or ns in (".", ".."):
+        raise SystemRefused(f"refusing to remove {os.path.join(ETC_NETNS, ns)!r}: not a namespace directory")
     shutil.rmtree(os.path.join(ETC_NETNS, ns), ignore_errors=True)
 
 

@@ -9,11 +9,13 @@ under /run/portkit/firewall and, with ``confirm``, restored by a detached rollba
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import stat
 
 from portkit.backends import nft as nftb
 from portkit.backends import rollback, state
+from portkit.backends.files import check_path_text
 from portkit.engine import nftcompile
 from portkit.engine.policy import evaluate_policy, shadowed_rules
 from portkit.errors import FileFormatError, InputError, PrivilegeError, SystemRefused
@@ -56,7 +58,9 @@ def compile_policy_file(path: str = DEFAULT_POLICY) -> str:
 
 
 def check_file_mode(path: str) -> None:
-    """Refuse a policy file others may write (as sshd refuses loose key files)."""
+    """Refuse a policy file others may write (as sshd refuses loose key files), and a path
+    with control characters (it would end up in the script's comment and the boot unit)."""
+    check_path_text(path, "policy file")
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -72,17 +76,29 @@ def check_file_mode(path: str) -> None:
 
 
 def ssh_lockout(policy: Policy, ssh_connection: str | None) -> str | None:
-    """A reason to refuse when the policy would not let this SSH session's port in again."""
-    if not ssh_connection:
+    """A reason to refuse when the policy would not let this SSH session's port in again.
+
+    Fails closed: an SSH_CONNECTION that is set but cannot be read is a reason too, since
+    then nobody can tell whether the session would survive.
+    """
+    if ssh_connection is None or not ssh_connection.strip():
         return None
+    malformed = (
+        f"SSH_CONNECTION is set but malformed ({ssh_connection!r}; expected 'CLIENT-IP CLIENT-PORT SERVER-IP "
+        "SERVER-PORT'), so portkit cannot tell whether this SSH session would be locked out"
+    )
     parts = ssh_connection.split()
     if len(parts) != 4:
-        return None
-    client, _cport, server, sport = parts
+        return malformed
+    client, cport, server, sport = parts
+    if not all(p.isascii() and p.isdigit() and len(p) <= 5 and 1 <= int(p) <= 65535 for p in (cport, sport)):
+        return malformed
     try:
+        ipaddress.ip_address(client.split("%")[0])
+        ipaddress.ip_address(server.split("%")[0])
         pkt = make_packet(hook="in", proto="tcp", src=client.split("%")[0], dst=server.split("%")[0], dport=int(sport))
     except (InputError, ValueError):
-        return None
+        return malformed
     result = evaluate_policy(policy, pkt)
     if result.verdict == "accept":
         return None
@@ -93,7 +109,11 @@ def ssh_lockout(policy: Policy, ssh_connection: str | None) -> str | None:
 
 
 def _state_name(netns: str | None) -> str:
-    return f"firewall-{netns}" if netns else "firewall-host"
+    """Per-namespace state is filed by the namespace's identity, not by the name it was
+    entered by: two namespaces entered with ``ip netns exec`` never share a rollback."""
+    from portkit.backends.netns import state_key
+
+    return f"firewall-{state_key(netns)}"
 
 
 def apply_policy(
@@ -210,10 +230,24 @@ def firewall_status(path: str = DEFAULT_POLICY, *, netns: str | None = None, uni
 # --------------------------------------------------------------------------- boot unit
 
 
+def systemd_quote(arg: str) -> str:
+    """One command-line argument for an ``Exec*=`` line, quoted per systemd.syntax(7) and
+    systemd.service(5): inside double quotes, backslash and double quote are escaped, and
+    ``%`` (specifiers) and ``$`` (variable expansion) are doubled. Control characters have
+    no safe spelling in a unit line and are refused. Plain paths stay as they are."""
+    bad = next((c for c in arg if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        raise InputError(f"refusing {arg!r} in a systemd unit: it contains the control character {bad!r}")
+    if arg and all(c.isascii() and (c.isalnum() or c in "/._+:@=,-") for c in arg):
+        return arg  # nothing systemd would read specially: as it is
+    escaped = arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+    return f'"{escaped}"'
+
+
 def unit_text(path: str, python: str | None = None) -> str:
     """contrib/systemd/portkit-firewall.service with the policy path filled in, and portkit
     run by this interpreter (``python -m portkit``): at boot, systemd's PATH does not hold
-    a virtualenv's ``portkit`` script."""
+    a virtualenv's ``portkit`` script. Both are quoted for systemd (:func:`systemd_quote`)."""
     import sys
 
     here = os.path.dirname(os.path.abspath(__file__))
@@ -225,19 +259,28 @@ def unit_text(path: str, python: str | None = None) -> str:
         template = UNIT_TEMPLATE
     exe = python or sys.executable
     if exe:
-        template = template.replace("/usr/bin/env portkit ", f"{exe} -m portkit ")
-    return template.replace("/etc/portkit/policy.yaml", path)
+        template = template.replace("/usr/bin/env portkit ", f"{systemd_quote(exe)} -m portkit ")
+    return template.replace("/etc/portkit/policy.yaml", systemd_quote(path))
 
 
-def enable_boot(path: str = DEFAULT_POLICY, *, unit_dir: str = UNIT_DIR, systemctl: bool = True) -> str:
-    """Install the unit that applies ``path`` at boot; returns the unit's path."""
+def _host_only(verb: str, netns: str | None) -> None:
+    if netns is not None:
+        raise InputError(f"fw {verb} manages the host's boot unit; it takes no --netns (got {netns!r})")
+
+
+def enable_boot(
+    path: str = DEFAULT_POLICY, *, unit_dir: str = UNIT_DIR, systemctl: bool = True, netns: str | None = None
+) -> str:
+    """Install the unit that applies ``path`` at boot; returns the unit's path. Host only."""
+    _host_only("enable", netns)
     check_file_mode(path)
     load_policy_file(path)
     target = os.path.join(unit_dir, UNIT_NAME)
+    text = unit_text(os.path.abspath(path))
     try:
         os.makedirs(unit_dir, exist_ok=True)
         with open(target, "w") as f:
-            f.write(unit_text(os.path.abspath(path)))
+            f.write(text)
     except PermissionError as exc:
         raise PrivilegeError(f"cannot write {target}: {exc.strerror}") from exc
     if systemctl:
@@ -246,7 +289,9 @@ def enable_boot(path: str = DEFAULT_POLICY, *, unit_dir: str = UNIT_DIR, systemc
     return target
 
 
-def disable_boot(*, unit_dir: str = UNIT_DIR, systemctl: bool = True) -> bool:
+def disable_boot(*, unit_dir: str = UNIT_DIR, systemctl: bool = True, netns: str | None = None) -> bool:
+    """Remove the boot unit. Host only, like :func:`enable_boot`."""
+    _host_only("disable", netns)
     target = os.path.join(unit_dir, UNIT_NAME)
     if not os.path.exists(target):
         return False
@@ -277,7 +322,10 @@ def _systemctl(*args: str) -> None:
 def forget_state(*, netns: str | None = None) -> None:
     """Remove what portkit keeps for ``netns`` under /run/portkit (the previous table, the
     applied hash, a pending rollback and its result): for namespaces that are going away."""
-    name = _state_name(netns)
+    try:
+        name = _state_name(netns)
+    except InputError:
+        return  # the namespace is gone already; its state was filed by an identity no one has now
     rollback.confirm(name)
     rollback.clear_result(name)
     for suffix in (".previous.nft", ".applied.sha256", ".applied.nft"):

@@ -23,7 +23,9 @@ from portkit.model.forward import ForwardSpec, KernelForward, KernelForwardResul
 
 
 def _rollback_name(netns: str | None) -> str:
-    return f"forward-{netns or 'host'}"
+    from portkit.backends.netns import state_key
+
+    return f"forward-{state_key(netns)}"
 
 
 def _installed(netns: str | None) -> dict[str, set[str]]:
