@@ -191,6 +191,15 @@ def _policy(args: argparse.Namespace) -> str:
     return str(args.policy or DEFAULT_POLICY)
 
 
+def _check_unused(args: argparse.Namespace, *, policy: bool = False) -> None:
+    """A verb that does not read its --policy still refuses one that names no valid policy
+    file (exit 2), before it does anything: the option is never accepted unchecked."""
+    if policy and args.policy is not None:
+        from portkit.ops.firewall import load_policy_file
+
+        load_policy_file(args.policy)
+
+
 def _out(args: argparse.Namespace) -> Any:
     from portkit.render.output import Output
 
@@ -272,6 +281,7 @@ def run_confirm(args: argparse.Namespace) -> int:
     from portkit.ops.firewall import confirm_apply
     from portkit.render.jsonout import document
 
+    _check_unused(args, policy=True)
     ok = confirm_apply(netns=args.netns)
     out = _out(args)
     if out.json:
@@ -285,6 +295,7 @@ def run_status(args: argparse.Namespace) -> int:
     from portkit.ops.firewall import firewall_status
     from portkit.render.firewall import render_status
 
+    _check_unused(args, policy=True)
     st = firewall_status(_policy(args), netns=args.netns)
     _emit(args, st, render_status(st, color=_out(args).color))
     return 0
@@ -294,6 +305,7 @@ def run_reset(args: argparse.Namespace) -> int:
     from portkit.ops.firewall import reset_firewall
     from portkit.render.jsonout import document
 
+    _check_unused(args, policy=True)
     removed = reset_firewall(netns=args.netns)
     out = _out(args)
     if out.json:
@@ -320,6 +332,7 @@ def run_disable(args: argparse.Namespace) -> int:
     from portkit.ops.firewall import disable_boot
     from portkit.render.jsonout import document
 
+    _check_unused(args, policy=True)
     removed = disable_boot(netns=args.netns)
     out = _out(args)
     if out.json:
@@ -333,6 +346,7 @@ def run_show(args: argparse.Namespace) -> int:
     from portkit.ops.firewall import show_ruleset
     from portkit.render.firewall import render_view
 
+    _check_unused(args, policy=True)
     view = show_ruleset(netns=args.netns)
     _emit(args, view, render_view(view, color=_out(args).color))
     return 0
