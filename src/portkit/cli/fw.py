@@ -191,13 +191,18 @@ def _policy(args: argparse.Namespace) -> str:
     return str(args.policy or DEFAULT_POLICY)
 
 
-def _check_unused(args: argparse.Namespace, *, policy: bool = False) -> None:
-    """A verb that does not read its --policy still refuses one that names no valid policy
-    file (exit 2), before it does anything: the option is never accepted unchecked."""
+def _check_unused(args: argparse.Namespace, *, policy: bool = False, netns: bool = False) -> None:
+    """A verb that does not use its --policy (``policy``) or --netns (``netns``) still
+    refuses one that names no valid policy file or no namespace (exit 2), before it does
+    anything: no option is accepted unchecked."""
     if policy and args.policy is not None:
         from portkit.ops.firewall import load_policy_file
 
         load_policy_file(args.policy)
+    if netns and args.netns is not None:
+        from portkit.ops.firewall_policy import check_netns
+
+        check_netns(args.netns)
 
 
 def _out(args: argparse.Namespace) -> Any:
@@ -223,6 +228,7 @@ def run_edit(args: argparse.Namespace) -> int:
 
     if args.op == "insert" and args.number < 1:
         raise InputError(f"bad rule number {args.number}; rule numbers start at 1")
+    _check_unused(args, netns=True)
     listing = edit_policy(
         _policy(args), op=args.op, action=args.action, port=args.port, direction=args.direction,
         sources=tuple(args.sources), destinations=tuple(args.destinations), interface=args.interface,
@@ -236,6 +242,7 @@ def run_list(args: argparse.Namespace) -> int:
     from portkit.ops.firewall import list_policy
     from portkit.render.firewall import render_policy
 
+    _check_unused(args, netns=True)
     listing = list_policy(_policy(args))
     _emit(args, listing, render_policy(listing, color=_out(args).color))
     return 0
@@ -259,6 +266,7 @@ def run_compile(args: argparse.Namespace) -> int:
     from portkit.ops.firewall import compile_policy_file
     from portkit.render.jsonout import document
 
+    _check_unused(args, netns=True)
     script = compile_policy_file(_policy(args))
     out = _out(args)
     if out.json:

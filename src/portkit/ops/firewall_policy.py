@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from portkit.backends import state
 from portkit.model.firewall import Policy
 
-__all__ = ["DEFAULT_POLICY", "STATE_DIR", "load_policy_file", "policy_services"]
+__all__ = ["DEFAULT_POLICY", "STATE_DIR", "check_netns", "load_policy_file", "policy_services"]
 
 DEFAULT_POLICY = "/etc/portkit/policy.yaml"
 STATE_DIR = state.firewall_dir()
@@ -42,3 +42,10 @@ def load_policy_file(path: str = DEFAULT_POLICY, *, missing_ok: bool | None = No
     if text is None:
         return Policy()
     return load_policy(text, path=path, services=policy_services())
+
+
+def check_netns(name: str) -> None:
+    """Refuse (exit 2) a --netns that names no namespace, for verbs that do not enter it."""
+    from portkit.backends.netns import netns_path
+
+    netns_path(name)
