@@ -365,55 +365,6 @@ CONCRETE: list[tuple[str, list[str]]] = [
     ("check-link-local-without-scope", ["check", "[fe80::1]:22"]),
 ]
 
-STRICTIN = "fixed by strictin (strict input)"
-HOSTHOME = "fixed by hosthome (config files read as regular files; fw allow builds objects)"
-#: Concrete cases that fail on this branch; other branches fix them (listed in the report).
-KNOWN_FAILING: dict[str, str] = {
-    "who-superscript-digit": STRICTIN,
-    "check-superscript-digit": STRICTIN,
-    "who-4301-digits": STRICTIN,
-    "check-5000-digits": STRICTIN,
-    "policy-5000-deep": STRICTIN,
-    "policy-5000-deep-map": STRICTIN,
-    "lab-recursive-alias": STRICTIN,
-    "lab-alias-bomb": STRICTIN,
-    "policy-symlink-loop": HOSTHOME,
-    "policy-below-a-file": HOSTHOME,
-    "policy-over-long-name": HOSTHOME,
-    "policy-over-long-path": HOSTHOME,
-    "policy-proc-self-mem": HOSTHOME,
-    "policy-fifo": HOSTHOME,
-    "lab-fifo": HOSTHOME,
-    "forward-config-fifo": HOSTHOME,
-    "forward-pipe-size-20-digits": STRICTIN,
-    "fw-allow-empty": HOSTHOME,
-    "fw-allow-space": HOSTHOME,
-    "forward-kernel-arabic-indic-port": STRICTIN,
-    "forward-kernel-full-width-port": STRICTIN,
-    "fw-allow-yaml-anchor": HOSTHOME,
-    "fw-allow-yaml-tag": HOSTHOME,
-    "fw-allow-yaml-list": HOSTHOME,
-    "policy-port-null": STRICTIN,
-    "scan-three-part-ipv4": STRICTIN,
-    "scan-hex-ipv4": STRICTIN,
-    "scan-rate-nan": STRICTIN,
-    "forward-connect-timeout-nan": STRICTIN,
-    "forward-udp-idle-nan": STRICTIN,
-    "forward-drain-nan": STRICTIN,
-    "forward-stats-nan": STRICTIN,
-    "fw-check-iif-injection": STRICTIN,
-    "fw-check-icmp-with-dport": STRICTIN,
-    "who-signal-empty": STRICTIN,
-    "forward-kernel-mixed-families": STRICTIN,
-    "fw-apply-confirm-0": STRICTIN,
-    "fw-apply-confirm-minus-1": STRICTIN,
-    "fw-apply-confirm-nan": STRICTIN,
-    "fw-apply-confirm-100000": STRICTIN,
-    "trace-link-local-without-scope": STRICTIN,
-    "why-link-local-without-scope": STRICTIN,
-}
-
-
 def _fill(argv: list[str], files: dict[str, str]) -> list[str]:
     return [re.sub(r"\{(\w+)\}", lambda m: files[m.group(1)], a) for a in argv]
 
@@ -421,13 +372,7 @@ def _fill(argv: list[str], files: dict[str, str]) -> list[str]:
 @pytest.mark.parametrize(
     "argv",
     [
-        pytest.param(
-            argv,
-            id=name,
-            marks=[pytest.mark.xfail(strict=False, reason=KNOWN_FAILING[name])]
-            if name in KNOWN_FAILING
-            else [],
-        )
+        pytest.param(argv, id=name)
         for name, argv in CONCRETE
     ],
 )

@@ -99,10 +99,15 @@ def test_check_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: pathlib.P
 
 
 def test_compile_prints_the_script(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "fw", "compile", "--policy", str(tmp_path / "missing.yaml"))
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    code, out, _ = run(capsys, "fw", "compile", "--policy", str(empty))
     assert code == 0 and "table inet portkit {" in out and "policy drop;" in out
-    code, out, _ = run(capsys, "fw", "compile", "--policy", str(tmp_path / "missing.yaml"), "--json")
+    code, out, _ = run(capsys, "fw", "compile", "--policy", str(empty), "--json")
     assert json.loads(out)["script"].count("chain ") == 2
+    # a policy named explicitly must exist: a typo never compiles (or applies) the defaults
+    code, out, err = run(capsys, "fw", "compile", "--policy", str(tmp_path / "missing.yaml"))
+    assert code == 2 and out == "" and "missing.yaml: no such policy file" in err
 
 
 def test_apply_refuses_a_loose_policy_file(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,11 +22,24 @@ from portkit.errors import ExitCode, InputError
 _NEGATIVE_VALUE = re.compile(r"-(?:[0-9.].*|nan|inf|infinity)", re.IGNORECASE)
 
 
+def one_line(text: str) -> str:
+    """``text`` with every unprintable character (newline, ESC, a bidi override) escaped as
+    Python writes it (``\\n``, ``\\x1b``, ``\\u202e``): an error message stays one line and
+    cannot drive the terminal, whatever value it quotes.
+
+    >>> one_line("bad port '80\\n': use 1-65535 \\x1b[2J")
+    "bad port '80\\\\n': use 1-65535 \\\\x1b[2J"
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line on stderr and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        sys.stderr.write(one_line(f"{self.prog}: error: {message} (see '{self.prog} --help')") + "\n")
         raise SystemExit(ExitCode.BAD_INPUT)
 
     def _parse_optional(self, arg_string: str) -> Any:

@@ -191,6 +191,20 @@ def _policy(args: argparse.Namespace) -> str:
     return str(args.policy or DEFAULT_POLICY)
 
 
+def _check_unused(args: argparse.Namespace, *, policy: bool = False, netns: bool = False) -> None:
+    """A verb that does not use its --policy (``policy``) or --netns (``netns``) still
+    refuses one that names no valid policy file or no namespace (exit 2), before it does
+    anything: no option is accepted unchecked."""
+    if policy and args.policy is not None:
+        from portkit.ops.firewall import load_policy_file
+
+        load_policy_file(args.policy)
+    if netns and args.netns is not None:
+        from portkit.ops.firewall_policy import check_netns
+
+        check_netns(args.netns)
+
+
 def _out(args: argparse.Namespace) -> Any:
     from portkit.render.output import Output
 
@@ -214,6 +228,7 @@ def run_edit(args: argparse.Namespace) -> int:
 
     if args.op == "insert" and args.number < 1:
         raise InputError(f"bad rule number {args.number}; rule numbers start at 1")
+    _check_unused(args, netns=True)
     listing = edit_policy(
         _policy(args), op=args.op, action=args.action, port=args.port, direction=args.direction,
         sources=tuple(args.sources), destinations=tuple(args.destinations), interface=args.interface,
@@ -227,6 +242,7 @@ def run_list(args: argparse.Namespace) -> int:
     from portkit.ops.firewall import list_policy
     from portkit.render.firewall import render_policy
 
+    _check_unused(args, netns=True)
     listing = list_policy(_policy(args))
     _emit(args, listing, render_policy(listing, color=_out(args).color))
     return 0
@@ -250,6 +266,7 @@ def run_compile(args: argparse.Namespace) -> int:
     from portkit.ops.firewall import compile_policy_file
     from portkit.render.jsonout import document
 
+    _check_unused(args, netns=True)
     script = compile_policy_file(_policy(args))
     out = _out(args)
     if out.json:
@@ -272,6 +289,7 @@ def run_confirm(args: argparse.Namespace) -> int:
     from portkit.ops.firewall import confirm_apply
     from portkit.render.jsonout import document
 
+    _check_unused(args, policy=True)
     ok = confirm_apply(netns=args.netns)
     out = _out(args)
     if out.json:
@@ -285,6 +303,7 @@ def run_status(args: argparse.Namespace) -> int:
     from portkit.ops.firewall import firewall_status
     from portkit.render.firewall import render_status
 
+    _check_unused(args, policy=True)
     st = firewall_status(_policy(args), netns=args.netns)
     _emit(args, st, render_status(st, color=_out(args).color))
     return 0
@@ -294,6 +313,7 @@ def run_reset(args: argparse.Namespace) -> int:
     from portkit.ops.firewall import reset_firewall
     from portkit.render.jsonout import document
 
+    _check_unused(args, policy=True)
     removed = reset_firewall(netns=args.netns)
     out = _out(args)
     if out.json:
@@ -320,6 +340,7 @@ def run_disable(args: argparse.Namespace) -> int:
     from portkit.ops.firewall import disable_boot
     from portkit.render.jsonout import document
 
+    _check_unused(args, policy=True)
     removed = disable_boot(netns=args.netns)
     out = _out(args)
     if out.json:
@@ -333,6 +354,7 @@ def run_show(args: argparse.Namespace) -> int:
     from portkit.ops.firewall import show_ruleset
     from portkit.render.firewall import render_view
 
+    _check_unused(args, policy=True)
     view = show_ruleset(netns=args.netns)
     _emit(args, view, render_view(view, color=_out(args).color))
     return 0

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from portkit import __version__
-from portkit.cli.common import Parser
+from portkit.cli.common import Parser, one_line
 from portkit.errors import ExitCode, PortkitError
 
 # Command modules, in the order --help lists them. Each has register(sub).
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ExitCode.BAD_INPUT
         return int(func(args))
     except PortkitError as exc:
-        sys.stderr.write(f"portkit: {exc}\n")
+        sys.stderr.write(one_line(f"portkit: {exc}") + "\n")
         return int(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("portkit: interrupted\n")
@@ -94,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("PORTKIT_DEBUG"):
             raise
         sys.stderr.write(
-            f"portkit: internal error: {type(exc).__name__}: {exc} (set PORTKIT_DEBUG=1 for a traceback)\n"
+            one_line(f"portkit: internal error: {type(exc).__name__}: {exc} (set PORTKIT_DEBUG=1 for a traceback)")
+            + "\n"
         )
         return int(ExitCode.REFUSED)
 

@@ -227,11 +227,10 @@ def down(name: str) -> LabResult:
     """Remove everything lab ``name`` made; InputError when no such lab is recorded."""
     require_root("down")
     t0 = time.monotonic()
+    # refused before the lock, which creates the labs directory: a refusal writes nothing
+    state.require(name)
     with state.locked(name):
-        record = state.read(name)
-        if record is None:
-            known = ", ".join(state.names()) or "none"
-            raise InputError(f"no lab named {name!r} is up; labs that are up: {known}")
+        record = state.require(name)
         lingering = _down_locked(name, record)
     services = sum(len(h.get("services", [])) for h in record.get("scenario", {}).get("hosts", []))
     return LabResult(name, "down", tuple(record.get("namespaces", [])), services, time.monotonic() - t0, lingering)

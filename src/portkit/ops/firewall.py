@@ -116,8 +116,8 @@ def _edit_lock(path: str) -> Iterator[None]:
         os.close(fd)
 
 
-def list_policy(path: str = DEFAULT_POLICY) -> PolicyListing:
-    p = load_policy_file(path)
+def list_policy(path: str = DEFAULT_POLICY, *, missing_ok: bool | None = None) -> PolicyListing:
+    p = load_policy_file(path, missing_ok=missing_ok)
     return PolicyListing(path, os.path.exists(path), p.default_in, p.default_out, p.essential_icmp, p.rules, shadowed_rules(p))
 
 
@@ -139,7 +139,8 @@ def parse_port_arg(text: str | None) -> tuple[str, tuple[PortRange, ...], tuple[
     try:
         rule = rule_from_values(action="allow", proto=proto or "any", ports=(spec,), services=policy_services())
     except InputError as exc:
-        raise InputError(f"bad port {text!r}: {exc.message}") from None
+        # the message names the value already when it is the whole argument
+        raise InputError(exc.message if repr(text) in exc.message else f"bad port {text!r}: {exc.message}") from None
     return rule.proto, rule.ports, rule.port_text
 
 
@@ -160,27 +161,31 @@ def edit_policy(
     """``op`` = append | insert | delete, like ufw. Validates the whole result before writing."""
     from portkit.parse.policy_yaml import rule_from_values
 
-    with _edit_lock(path):
-        policy = load_policy_file(path)
+    def edited() -> Policy:
+        policy = load_policy_file(path, missing_ok=True)
         if op == "delete":
             try:
-                policy = delete_rule(policy, number or 0)
+                return delete_rule(policy, number or 0)
             except IndexError as exc:
                 raise InputError(str(exc)) from None
-        else:
-            proto, _ports, texts = parse_port_arg(port)
-            # checked exactly like a rule in the file (impossible rules, bad CIDRs), built from
-            # the values themselves: no argument is ever read as YAML
-            rule = rule_from_values(
-                action=action or "allow", direction=direction, proto=proto, ports=texts, sources=sources,
-                destinations=destinations, interface=interface, log=log, comment=comment, services=policy_services(),
-            )  # fmt: skip
-            try:
-                policy = add_rule(policy, rule, position=number if op == "insert" else None)
-            except IndexError as exc:
-                raise InputError(str(exc)) from None
-        _save(path, policy)
-    return list_policy(path)
+        proto, _ports, texts = parse_port_arg(port)
+        # checked exactly like a rule in the file (impossible rules, bad CIDRs), built from
+        # the values themselves: no argument is ever read as YAML
+        rule = rule_from_values(
+            action=action or "allow", direction=direction, proto=proto, ports=texts, sources=sources,
+            destinations=destinations, interface=interface, log=log, comment=comment, services=policy_services(),
+        )  # fmt: skip
+        try:
+            return add_rule(policy, rule, position=number if op == "insert" else None)
+        except IndexError as exc:
+            raise InputError(str(exc)) from None
+
+    # Validated once before the lock, which creates the file's directory: a refused edit
+    # changes nothing on disk. Under the lock it is done again on the file as it is then.
+    edited()
+    with _edit_lock(path):
+        _save(path, edited())
+    return list_policy(path, missing_ok=True)
 
 
 # --------------------------------------------------------------------------- live ruleset

@@ -63,10 +63,10 @@ def check_file_mode(path: str) -> None:
     check_path_text(path, "policy file")
     try:
         st = os.stat(path)
-    except FileNotFoundError:
-        return
     except PermissionError as exc:
         raise PrivilegeError(f"cannot read policy file {path}: {exc.strerror}") from exc
+    except OSError:  # missing, a symlink loop, below a file: reading it says which, exit 2
+        return
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o022:
         raise InputError(

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from portkit.backends import state
 from portkit.model.firewall import Policy
 
-__all__ = ["DEFAULT_POLICY", "STATE_DIR", "load_policy_file", "policy_services"]
+__all__ = ["DEFAULT_POLICY", "STATE_DIR", "check_netns", "load_policy_file", "policy_services"]
 
 DEFAULT_POLICY = "/etc/portkit/policy.yaml"
 STATE_DIR = state.firewall_dir()
@@ -27,12 +27,25 @@ def policy_services() -> Mapping[tuple[str, str], int]:
     return ports_by_name(service_db().etc)
 
 
-def load_policy_file(path: str = DEFAULT_POLICY) -> Policy:
-    """The policy in ``path``; the defaults when the file does not exist."""
+def load_policy_file(path: str = DEFAULT_POLICY, *, missing_ok: bool | None = None) -> Policy:
+    """The policy in ``path``; the defaults when the file does not exist and ``missing_ok``.
+
+    ``missing_ok`` None: only the default path may be missing (it means the defaults); a
+    file named explicitly must exist, so ``--policy typo.yaml`` never applies the defaults.
+    """
     from portkit.backends.files import read_user_file
     from portkit.parse.policy_yaml import load_policy
 
-    text = read_user_file(path, "policy file", missing_ok=True)
+    if missing_ok is None:
+        missing_ok = path == DEFAULT_POLICY
+    text = read_user_file(path, "policy file", missing_ok=missing_ok)
     if text is None:
         return Policy()
     return load_policy(text, path=path, services=policy_services())
+
+
+def check_netns(name: str) -> None:
+    """Refuse (exit 2) a --netns that names no namespace, for verbs that do not enter it."""
+    from portkit.backends.netns import netns_path
+
+    netns_path(name)
