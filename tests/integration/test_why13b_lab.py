@@ -9,9 +9,13 @@ connection to 127.0.0.1:8081 goes to whatever listens there (docker-proxy's plac
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from tests.conftest import needs_tool, run_cli
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -71,3 +75,34 @@ def test_recent_set_without_target_does_not_decide(dock: Any) -> None:
         assert doc["findings"][0]["code"] == "REACHABLE", doc["findings"]
     finally:
         dock.run("dock", ["iptables", "-D", "INPUT", "-p", "tcp", "--dport", "9009", "-m", "recent", "--set", "--name", "PK"])
+
+
+# --------------------------------------------------------------------------- item 4
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def port_forward(lab: Any) -> Iterator[Any]:
+    h = lab(os.path.join(ROOT, "examples/labs/port-forward.yaml"))
+    yield h
+    name = h.netns("router")
+    for leftover in (f"/run/portkit/forward/{name}.json", f"/run/portkit/rollback/forward-{name}.lock"):
+        if os.path.exists(leftover):
+            os.unlink(leftover)
+
+
+@needs_tool("nft")
+def test_kernel_forward_evidence_names_the_dnat_not_the_masquerade(port_forward: Any) -> None:
+    h = port_forward
+    router, inside = h.netns("router"), h.address("inside")
+    wan, client = h.address("router", link="wan"), h.address("client")
+    r = run_cli("forward", "--kernel", "--netns", router, f"0.0.0.0:9091:{inside}:2989")
+    assert r.code == 0, r.stderr
+    doc = why(h, "router", f"{wan}:9091", "--from", client)
+    dnat_lines = [e for f in doc["findings"] for e in f["evidence"] if e.startswith("DNAT rule")]
+    assert dnat_lines and all("masquerade" not in e and "dnat" in e for e in dnat_lines), doc["findings"]
+    r = run_cli("fw", "check", "--netns", router, "--src", client, "--dst", wan, "--dport", "9091", "--json")
+    assert r.code == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert "masquerade" not in json.dumps(res.get("decided_by")), res
