@@ -52,8 +52,13 @@ def test_common_matches() -> None:
 
 
 def test_unknown_options_are_named() -> None:
-    stmts = parse_rule("-p tcp --dport 25 -m recent --name x --set -j DROP")
-    assert Unknown("iptables -m recent") in stmts
+    stmts = parse_rule("-p tcp --dport 25 -m recent --name x --rcheck --seconds 60 -j DROP")
+    assert Unknown("iptables -m recent --rcheck") in stmts
+    assert stmts[-1] == VerdictStmt("drop")
+    # --set only records the source: always true, nothing this packet's fate depends on
+    assert parse_rule("-p tcp --dport 22 -m recent --set --name SSH --rsource") == (
+        Match(("meta l4proto",), "==", Lit("tcp")), Match(("tcp dport",), "==", Lit(22)), Passive("recent set"),
+    )  # fmt: skip
     assert any(isinstance(s, Unknown) and "--limit-iface-in" in s.text for s in parse_rule("-m addrtype --dst-type LOCAL --limit-iface-in -j ACCEPT"))
 
 

@@ -375,6 +375,19 @@ def test_router_reachable_and_conntrack() -> None:
     assert check_status(d, "conntrack") == "pass" and check_status(d, "dnat") == "pass"
 
 
+def test_router_stale_conntrack_is_history_not_a_pass() -> None:
+    # the DNAT now goes to :2988; a TIME_WAIT flow from when it went to :2989 proves nothing
+    old = ConntrackFact("tcp 192.0.2.7:40001 -> 192.0.2.1:8080", "192.0.2.7:40001 -> 10.0.2.2:2989", "TIME_WAIT")
+    d = run(router(conntrack=(old,)))
+    assert codes(d) == [Code.REACHABLE]
+    assert check_status(d, "conntrack") == "skipped"
+    assert not any("2989" in str(e) for f in d.findings for e in f.evidence)
+    new = ConntrackFact("tcp 192.0.2.7:40002 -> 192.0.2.1:8080", "192.0.2.7:40002 -> 10.0.2.2:2988", "ESTABLISHED")
+    d = run(router(conntrack=(old, new)))
+    assert check_status(d, "conntrack") == "pass"
+    assert "2988" in str(next(c for c in d.checks if c.name == "conntrack").detail)
+
+
 def test_firewall_forward() -> None:
     fp = ForwardPath("10.0.2.2", 2988, DNAT, FWD_DROP, probe=TARGET_OPEN)
     d = run(router(fp))

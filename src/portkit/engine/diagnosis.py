@@ -41,6 +41,7 @@ from portkit.engine.findings import (
     fix_allow,
 )
 from portkit.engine.why_client import ClientSteps
+from portkit.engine.why_flows import current_flows
 from portkit.engine.why_router import RouterSteps
 from portkit.engine.why_server import listener_covers
 from portkit.model.diagnosis import (
@@ -340,13 +341,25 @@ class _Reasoner(ClientSteps, RouterSteps):
 
     def conntrack(self) -> None:
         facts, text = self.facts, self.text
-        if facts.conntrack:
-            c = facts.conntrack[0]
+        flows = current_flows(facts)
+        if flows:
+            c = flows[0]
             self.add_check(
                 "conntrack",
                 "pass",
                 text(
                     N_("conntrack: {original} became {translated}"),
+                    original=c.original,
+                    translated=c.translated,
+                ),
+            )
+        elif facts.conntrack:
+            c = facts.conntrack[0]  # translated as the rules no longer translate: history
+            self.add_check(
+                "conntrack",
+                "skipped",
+                text(
+                    N_("only earlier flows in conntrack (history): {original} became {translated}"),
                     original=c.original,
                     translated=c.translated,
                 ),

@@ -76,6 +76,7 @@ PATHS: dict[str, tuple[str, ...]] = {
 MAIN_STAGE = {"in": "input", "forward": "forward", "out": "output"}
 NAT_CORE_PRIO = {"prerouting": -100, "output": -100, "input": 100, "postrouting": 100}
 _MAX_DEPTH = 64
+_OPAQUE_MATCHES = ("xt match ", "iptables -m ")
 
 
 class _NoField(Exception):
@@ -446,7 +447,8 @@ class Evaluator:
                     st.ct_state = "untracked"
             elif isinstance(s, Unknown):
                 pending = pending or s.text
-                pending_action = True
+                # an opaque match without a verdict cannot change the packet's fate
+                pending_action = pending_action or not s.text.startswith(_OPAQUE_MATCHES)
         if pending and pending_action:
             return ("unknown", pending)
         if not pending:
@@ -629,7 +631,9 @@ class Evaluator:
         if verdict != "accept":
             decider = ends[-1][1] if ends else None
         else:
-            main = [e for s, e in ends if s == MAIN_STAGE[hook]] or [e for _, e in ends]
+            # NAT chains translate, they do not filter: with no filter chain on the main hook,
+            # a masquerade in postrouting did not "decide" the accept.
+            main = [e for s, e in ends if s == MAIN_STAGE[hook]] or [e for _, e in ends if e.chain.type != "nat"]
             ruled = [e for e in main if e.rule is not None and e.nat is None]
             decider = ruled[-1] if ruled else (main[-1] if main else None)
         decided = None

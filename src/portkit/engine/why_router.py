@@ -23,6 +23,7 @@ from portkit.engine.findings import (
     hostport,
     l3,
 )
+from portkit.engine.why_flows import current_flows
 from portkit.engine.why_server import ServerSteps, listener_covers
 from portkit.model.diagnosis import (
     Code,
@@ -69,7 +70,7 @@ class RouterSteps(ServerSteps):
                 "skipped",
                 text(N_("no DNAT rule matches; the packet is routed to {target}"), target=target),
             )
-        for c in facts.conntrack:
+        for c in current_flows(facts):  # stale flows (an older translation) are history
             evidence.append(
                 text(
                     N_("conntrack: {original} became {translated}"),

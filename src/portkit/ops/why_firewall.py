@@ -135,7 +135,7 @@ def dnat_of(res: Any, address: str, port: int) -> DnatFact | None:
         return None
     rule = None
     for step in getattr(res, "trace", ()) or ():
-        if "dnat" in str(step.rule) or "redirect" in str(step.rule):
+        if step.result in ("dnat", "redirect"):  # not "ct status dnat masquerade"
             rule = f"table {step.table} chain {step.chain}: {step.rule}"
     return DnatFact(rule or f"dnat to {to_addr}:{to_port}", to_addr, to_port)
 

@@ -215,9 +215,20 @@ def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | Non
     dnat: DnatFact | None = None
     if local_target or (o.from_addr is not None and not from_local):
         pkt = packet_text(proto, src_label, address, port, iif=iif)
-        in_res = fw.check("inbound", hook="in", proto=proto, src=src, dst=address, dport=port, iif=iif)
+        if iif == "lo" and fw.ruleset is not None:
+            # A client on this host: its connection meets the output hook's NAT first, which
+            # fixes the translation; prerouting's nat chains never see it (Docker's
+            # `OUTPUT ! -d 127.0.0.0/8 -j DOCKER` leaves 127.0.0.1 to docker-proxy).
+            out_res = fw.check("outbound", hook="out", proto=proto, src=src, dst=address, dport=port, oif="lo")
+            out_dnat = dnat_of(out_res, address, port) if out_res is not None else None
+            in_res = fw.check(
+                "inbound", hook="in", proto=proto, src=src, dst=address, dport=port, iif=iif, ruleset=fw.without_nat()
+            )
+        else:
+            out_dnat = None
+            in_res = fw.check("inbound", hook="in", proto=proto, src=src, dst=address, dport=port, iif=iif)
         if in_res is not None:
-            dnat = dnat_of(in_res, address, port)
+            dnat = out_dnat or dnat_of(in_res, address, port)
             if dnat is None and local_target:
                 inbound = fw.verdict(in_res, "in", pkt)
                 if inbound is None:

@@ -180,7 +180,11 @@ def parse_rule(args: str, family: int = 4, chains: Collection[str] = ()) -> tupl
                 stmts.append(Match(("meta mark",), op, Lit(int(val, 0))) if "/" not in val else Unknown(f"iptables --mark {val}"))
             elif t == "-m":
                 mod = arg()
-                if mod not in ("tcp", "udp", "multiport", "addrtype", "conntrack", "state", "comment", "limit", "mark", "icmp"):
+                if mod == "recent":
+                    stmts.append(_recent(toks, i))
+                    while i + 1 < len(toks) and toks[i + 1] in _RECENT_OPTS:
+                        i += 2 if toks[i + 1] in _RECENT_WITH_ARG else 1
+                elif mod not in ("tcp", "udp", "multiport", "addrtype", "conntrack", "state", "comment", "limit", "mark", "icmp"):
                     stmts.append(Unknown(f"iptables -m {mod}"))
             elif t in _IGNORED_WITH_ARG:
                 arg()
@@ -198,6 +202,23 @@ def parse_rule(args: str, family: int = 4, chains: Collection[str] = ()) -> tupl
     except ValueError as exc:
         return (Unknown(f"iptables rule {args!r}: {exc}"),)
     return tuple(stmts)
+
+
+_RECENT_WITH_ARG = frozenset({"--name", "--mask", "--seconds", "--hitcount"})
+_RECENT_OPTS = _RECENT_WITH_ARG | {"--set", "--remove", "--rsource", "--rdest", "--rcheck", "--update", "--rttl", "--reap"}
+
+
+def _recent(toks: list[str], i: int) -> Stmt:
+    """``-m recent``: ``--set``/``--remove`` only record the source (always true, no effect on
+    this packet); ``--rcheck``/``--update`` test a history portkit cannot see."""
+    opts: set[str] = set()
+    while i + 1 < len(toks) and toks[i + 1] in _RECENT_OPTS:
+        opts.add(toks[i + 1])
+        i += 2 if toks[i + 1] in _RECENT_WITH_ARG else 1
+    tests = opts & {"--rcheck", "--update"}
+    if tests:
+        return Unknown(f"iptables -m recent {min(tests)}")
+    return Passive("recent set")
 
 
 def _target(opt: str, target: str, toks: list[str], i: int, family: int, chains: Collection[str] = ()) -> list[Stmt]:
