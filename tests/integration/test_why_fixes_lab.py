@@ -85,7 +85,9 @@ def test_iptables_rule_gets_an_iptables_fix(fix_lab: Any) -> None:
     doc = why(fix_lab, "server", f"{SERVER}:2222", "--from", CLIENT)
     f = doc["findings"][0]
     assert f["code"] == "FIREWALL_INBOUND_DROP"
-    assert f["fix"].startswith(f"iptables -I INPUT -s {CLIENT} -d {SERVER} -p tcp --dport 2222 -j ACCEPT"), f["fix"]
+    assert f["fix"].startswith(f"iptables -I INPUT -s {CLIENT} -d {SERVER} -p tcp --dport 2222 -j ACCEPT"), f[
+        "fix"
+    ]
     paste(fix_lab, "server", f["fix"])
     assert why(fix_lab, "server", f"{SERVER}:2222", "--from", CLIENT)["findings"][0]["code"] == "REACHABLE"
 

@@ -99,3 +99,19 @@ def test_unchecked_values_give_no_command(
     for family in ("inet", "ip"):
         v = verdict(table, chain, family)
         assert allow_command(v, direction="in", proto=proto, port=port, peer=peer, dst=dst) is None
+
+
+def test_fw_apply_warns_about_other_tables_on_the_same_hook() -> None:
+    from portkit.ops.firewall_apply import other_filters
+
+    ruleset = {
+        "nftables": [
+            {"metainfo": {"json_schema_version": 1}},
+            {"chain": {"family": "inet", "table": "portkit", "name": "input", "type": "filter", "hook": "input"}},
+            {"chain": {"family": "inet", "table": "filter", "name": "input", "type": "filter", "hook": "input"}},
+            {"chain": {"family": "ip", "table": "nat", "name": "PREROUTING", "type": "nat", "hook": "prerouting"}},
+            {"chain": {"family": "inet", "table": "filter", "name": "helper"}},
+        ]
+    }
+    (w,) = other_filters(ruleset)
+    assert "table inet filter also filters the input hook (chain input)" in w.message
