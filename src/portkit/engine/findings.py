@@ -17,6 +17,7 @@ import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from portkit.engine.fixes import allow_command
 from portkit.model.diagnosis import (
     Check,
     Facts,
@@ -224,24 +225,14 @@ def fix_allow(
 ) -> Localizable:
     """A pasteable change that lets the packet through the rule set that blocked it.
 
-    portkit's own table is edited through ``portkit fw``; any other table (hand-written,
-    Docker, firewalld) gets the exact ``nft`` command: an accept inserted in front of the
-    deciding rule, or appended when the chain's policy decided.
+    The command is in the language of the table's owner (see :mod:`portkit.engine.fixes`):
+    ``portkit fw`` for portkit's policy, ``ufw``, ``firewall-cmd``, ``iptables`` (Docker's
+    ``DOCKER-USER``) or ``nft insert rule``; several lines are joined with `` ; ``.
     """
-    if v.table == "portkit" or (v.table is None and v.hook in ("in", "out")):
-        flag = "--in" if direction == "in" else "--out"
-        if direction == "in":
-            who = f" --from {peer}" if peer else ""
-            return T(f"portkit fw allow {port}/{proto} {flag}{who}")
-        return T(f"portkit fw allow {port}/{proto} {flag} --to {dst}")
-    fam = v.family or "inet"
-    match = f"{l3(dst)} daddr {dst} {proto} dport {port}"
-    if peer and direction != "out":
-        match = f"{l3(peer)} saddr {peer} " + match
-    where = f"{fam} {v.table or '?'} {v.chain or '?'}"
-    if v.handle is not None:
-        return T(f"nft insert rule {where} position {v.handle} {match} accept")
-    return T(f"nft add rule {where} {match} accept")
+    lines = allow_command(v, direction=direction, proto=proto, port=port, peer=peer, dst=dst)
+    if lines is None:
+        return T(N_("allow {proto} port {port} in {where}"), proto=proto, port=port, where=v.where or v.hook)
+    return T(" ; ".join(lines))
 
 
 # --------------------------------------------------------------------------- reasoning state

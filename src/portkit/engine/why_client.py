@@ -58,9 +58,13 @@ class ClientSteps(ReasoningState):
                 evidence.append(
                     text(
                         N_(
-                            "{address} forwards this port to another host (it answered time-exceeded): run portkit why there"
+                            "{address} forwards this port to another host (it answered time-exceeded): "
+                            "run portkit why {endpoint}/{proto} --from {client} there"
                         ),
                         address=p.address,
+                        endpoint=self.endpoint,
+                        proto=facts.proto,
+                        client=facts.client or "CLIENT",
                     )
                 )
         if facts.other_family is not None and facts.other_family.state == "open":
@@ -87,11 +91,15 @@ class ClientSteps(ReasoningState):
                     else evidence,
                     text(
                         N_(
-                            "on {address}, start the service on port {port} (portkit why {endpoint} there names the cause)"
+                            "a refusal seen from here cannot tell apart: nothing listens on {port}, the service is "
+                            "bound to another address, a DNAT sends the port elsewhere, or a rule rejects with "
+                            "tcp reset; on {address}, run portkit why {endpoint}/{proto} --from {client} to tell which"
                         ),
                         address=p.address,
                         port=facts.port,
                         endpoint=self.endpoint,
+                        proto=facts.proto,
+                        client=facts.client or "CLIENT",
                     ),
                 )
             )
@@ -111,9 +119,12 @@ class ClientSteps(ReasoningState):
                         ),
                         evidence,
                         text(
-                            N_("on {address}, allow it: portkit fw allow {port}/{proto} --from {client}"),
+                            N_(
+                                "on {address}, run portkit why {endpoint}/{proto} --from {client}: it names the table "
+                                "that rejects and the command that changes it"
+                            ),
                             address=p.address,
-                            port=facts.port,
+                            endpoint=self.endpoint,
                             proto=facts.proto,
                             client=facts.client or "CLIENT",
                         ),

@@ -267,8 +267,10 @@ class RouterSteps(ServerSteps):
                 [*evidence, ev_probe(text, p)],
                 text(
                     N_(
-                        "check that {address} is up and that its firewall lets {proto} port {port} in (portkit why {target} on {address})"
+                        "check that {address} is up and that its firewall lets {proto} port {port} in "
+                        "(portkit why {target}/{proto} --from {client} on {address})"
                     ),
+                    client=facts.client or "CLIENT",
                     address=fp.destination,
                     proto=facts.proto,
                     port=fp.port,

@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import os
 import stat
+from typing import Any
 
 from portkit.backends import nft as nftb
 from portkit.backends import rollback, state
@@ -19,7 +20,7 @@ from portkit.backends.files import check_path_text
 from portkit.engine import nftcompile
 from portkit.engine.policy import evaluate_policy, shadowed_rules
 from portkit.errors import FileFormatError, InputError, PrivilegeError, SystemRefused
-from portkit.model.firewall import ApplyResult, FwStatus, Policy
+from portkit.model.firewall import ApplyResult, FwStatus, Policy, PolicyWarning
 from portkit.ops.firewall_policy import DEFAULT_POLICY, STATE_DIR, load_policy_file
 from portkit.ops.fwcheck import make_packet
 
@@ -166,7 +167,33 @@ def apply_policy(
     # that the loaded table is no longer the applied policy
     with contextlib.suppress(PrivilegeError, SystemRefused):
         _keep(f"{_state_name(netns)}.applied.nft", nftb.list_table_text(nftcompile.FAMILY, nftcompile.TABLE, netns=netns) or "")
-    return ApplyResult(True, netns, "inet portkit", compiled.rules, saved, deadline, shadowed_rules(policy))
+    others: tuple[PolicyWarning, ...] = ()
+    with contextlib.suppress(PrivilegeError, SystemRefused):
+        others = other_filters(nftb.list_ruleset_json(netns=netns))
+    return ApplyResult(True, netns, "inet portkit", compiled.rules, saved, deadline, (*shadowed_rules(policy), *others))
+
+
+def other_filters(ruleset: dict[str, Any]) -> tuple[PolicyWarning, ...]:
+    """One warning per base chain of another table that filters a hook portkit filters too.
+
+    An accept in ``inet portkit`` does not stop a drop or a reject in another table.
+    """
+    out: list[PolicyWarning] = []
+    for item in ruleset.get("nftables", []):
+        c = item.get("chain") if isinstance(item, dict) else None
+        if not isinstance(c, dict) or c.get("type") != "filter" or c.get("hook") not in ("input", "forward", "output"):
+            continue
+        if (c.get("family"), c.get("table")) == (nftcompile.FAMILY, nftcompile.TABLE):
+            continue
+        out.append(
+            PolicyWarning(
+                None,
+                0,
+                f"table {c.get('family')} {c.get('table')} also filters the {c.get('hook')} hook "
+                f"(chain {c.get('name')}): an accept in inet portkit does not stop its drop or reject",
+            )
+        )
+    return tuple(out)
 
 
 def _keep(name: str, text: str) -> str | None:
