@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from portkit.cli.common import add_output_options, address_arg, number_arg, subparser
+from portkit.cli.common import add_netns_options, add_output_options, address_arg, number_arg, subparser
 from portkit.errors import ExitCode, InputError
 
 WHY_DESCRIPTION = """\
@@ -98,6 +98,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="{en,ko}",
         help="language of the story (default: from LANG); JSON is always English",
     )
+    add_netns_options(p)
     add_output_options(p)
 
 
@@ -174,6 +175,7 @@ def register(sub: Any) -> None:
 def run_why(args: argparse.Namespace) -> int:
     from portkit.i18n import translator
     from portkit.ops import why as ops
+    from portkit.ops.vantage import run_from
     from portkit.render.output import Output
     from portkit.render.why import why_json, why_text
 
@@ -191,8 +193,12 @@ def run_why(args: argparse.Namespace) -> int:
         if args.facts_out is not None:
             ops.check_facts_out(args.facts_out)
         timeout = 1.0 if args.timeout is None else args.timeout
-        facts = ops.why_facts(
-            args.target, from_addr=args.from_addr, timeout=timeout, trace=args.trace, family=args.family
+        facts = run_from(
+            args.netns,
+            args.netns_pid,
+            lambda: ops.why_facts(
+                args.target, from_addr=args.from_addr, timeout=timeout, trace=args.trace, family=args.family
+            ),
         )
         if args.facts_out is not None:
             ops.dump_facts(facts, args.facts_out)
@@ -214,6 +220,8 @@ def _refuse_gathering_options(args: argparse.Namespace) -> None:
             ("--timeout", args.timeout is not None),
             ("--no-trace", not args.trace),
             ("-4" if args.family == 4 else "-6", args.family is not None),
+            ("--netns", args.netns is not None),
+            ("--netns-pid", args.netns_pid is not None),
         )
         if used
     ]
@@ -225,18 +233,23 @@ def _refuse_gathering_options(args: argparse.Namespace) -> None:
 
 def run_trace(args: argparse.Namespace) -> int:
     from portkit.i18n import translator
+    from portkit.ops.vantage import run_from
     from portkit.ops.why import trace
     from portkit.render.output import Output
     from portkit.render.why import trace_json, trace_text
 
     out = Output.from_args(args)
-    t = trace(
-        args.target,
-        max_ttl=args.max_ttl,
-        timeout=args.timeout,
-        tries=args.tries,
-        family=args.family,
-        method=args.method,
+    t = run_from(
+        args.netns,
+        args.netns_pid,
+        lambda: trace(
+            args.target,
+            max_ttl=args.max_ttl,
+            timeout=args.timeout,
+            tries=args.tries,
+            family=args.family,
+            method=args.method,
+        ),
     )
     if out.json:
         out.emit_json(trace_json(t))
