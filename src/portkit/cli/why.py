@@ -9,7 +9,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from portkit.cli.common import add_netns_options, add_output_options, address_arg, number_arg, subparser
+from portkit.cli.common import (
+    add_netns_options,
+    add_output_options,
+    address_arg,
+    number_arg,
+    subparser,
+    typed_arg,
+)
 from portkit.errors import ExitCode, InputError
 
 WHY_DESCRIPTION = """\
@@ -79,6 +86,19 @@ def _lang(text: str) -> str:
     return text
 
 
+def _from_text(text: str) -> str:
+    """--from: an address (checked now) or a host name (checked now, resolved when gathering)."""
+    from portkit.engine.endpoint import check_name, parse_address
+
+    t = text.strip(" ")
+    if ":" in t or t[:1].isdigit():
+        return str(address_arg(t))
+    if parse_address(t) is not None:
+        return t
+    return check_name(t, what="--from host")
+
+
+_from_arg = typed_arg(_from_text, "--from")
 _seconds = number_arg("timeout", 0.05, 60, unit="seconds")
 _ttl = number_arg("max TTL", 1, 64, integer=True)
 _tries = number_arg("number of tries", 1, 5, integer=True)
@@ -119,9 +139,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--from",
         dest="from_addr",
-        type=address_arg,
-        metavar="ADDR",
-        help="the client's address: one of this host's (send from it) or another host's (judge its packets here)",
+        type=_from_arg,
+        metavar="ADDR|NAME",
+        help="the client's address or host name (resolved as the target is): one of this host's (send from it) or another host's (judge its packets here)",
     )
     p.add_argument(
         "--timeout",
