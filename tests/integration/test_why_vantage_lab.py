@@ -75,3 +75,43 @@ def test_info_takes_port_and_protocol() -> None:
     r = host_portkit("info", "53/udp", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["schema"] == 1
+
+
+FOOTPRINT_LAB: dict[str, Any] = {
+    "name": "why-footprint",
+    "hosts": {
+        "client": {},
+        "server": {
+            "services": [{"proto": "tcp", "listen": "0.0.0.0:80", "kind": "http"}],
+            # a stateful rule, so that the server's namespace tracks connections
+            "firewall": (
+                "table inet track {\n"
+                "  chain input {\n"
+                "    type filter hook input priority 0; policy accept;\n"
+                "    ct state established,related accept\n"
+                "  }\n"
+                "}\n"
+            ),
+        },
+    },
+    "links": [{"name": "lan", "ends": {"client": ["10.74.1.2/24"], "server": ["10.74.1.3/24"]}}],
+}
+
+
+def _flows(lab: Any, host: str, port: int) -> int:
+    r = lab.run(host, ["conntrack", "-L", "-p", "tcp", "--dport", str(port)])
+    assert r.returncode == 0, r.stderr
+    return sum(1 for line in r.stdout.splitlines() if line.startswith("tcp"))
+
+
+def test_one_why_completes_at_most_one_handshake(lab: Any) -> None:
+    import shutil
+
+    if shutil.which("conntrack") is None:
+        pytest.skip("needs conntrack (conntrack-tools) to count the flows")
+    h = lab(FOOTPRINT_LAB)
+    assert _flows(h, "server", 80) == 0
+    r = h.portkit("client", "why", "10.74.1.3:80", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["findings"][0]["code"] == "REACHABLE"
+    assert _flows(h, "server", 80) == 1
