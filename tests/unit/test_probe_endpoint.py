@@ -52,7 +52,7 @@ def test_parse_endpoint_default_proto() -> None:
         ("10.0.0.2", "missing :PORT"),
         ("10.0.0.2:0", "ports are 1-65535"),
         ("10.0.0.2:70000", "ports are 1-65535"),
-        ("10.0.0.2:http", "a port is a number"),
+        ("10.0.0.2:no-such-service", "a port is a number"),
         ("10.0.0.2:22/sctp", "valid ones are tcp, udp"),
         ("fd00::2:80", "brackets"),
         ("[fd00::2:80", "[fd00::2]:80"),
@@ -84,7 +84,7 @@ def test_parse_ports() -> None:
         ("10-5", "10 is above 5"),
         ("22,,80", "empty item"),
         ("", "empty port specification"),
-        ("ssh", "a port is a number"),
+        ("no-such-service", "a port is a number"),
         ("0", "ports are 1-65535"),
     ],
 )

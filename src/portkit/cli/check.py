@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from portkit.cli.common import add_output_options, number_arg, seconds_arg, subparser
+from portkit.cli.common import add_netns_options, add_output_options, number_arg, seconds_arg, subparser
 from portkit.errors import ExitCode, InputError
 
 DESCRIPTION = """\
@@ -72,6 +72,7 @@ def register(sub: Any) -> None:
     fam.add_argument(
         "-6", dest="family", action="store_const", const=6, help="use IPv6 addresses of names only"
     )
+    add_netns_options(p)
     add_output_options(p)
     p.set_defaults(func=run)
 
@@ -103,17 +104,23 @@ def _expand(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from portkit.ops.probe import check
+    from portkit.ops.vantage import run_from
     from portkit.render.output import Output
     from portkit.render.probe import check_json, check_table
 
     out = Output.from_args(args)
-    report = check(
-        _expand(args),
-        timeout=args.timeout,
-        retries=args.retries,
-        banner=args.banner,
-        syn=args.syn,
-        family=args.family,
+    targets = _expand(args)
+    report = run_from(
+        args.netns,
+        args.netns_pid,
+        lambda: check(
+            targets,
+            timeout=args.timeout,
+            retries=args.retries,
+            banner=args.banner,
+            syn=args.syn,
+            family=args.family,
+        ),
     )
     if out.json:
         out.emit_json(check_json(report))

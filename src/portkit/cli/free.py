@@ -46,6 +46,9 @@ def _info_query(text: str) -> str:
     from portkit.engine.endpoint import parse_port, shown
 
     t = text.strip(" ")
+    num, slash, proto = t.partition("/")
+    if slash and proto.lower() in ("tcp", "udp") and num.isascii() and num.isdigit():
+        t = num  # "53/udp" asks about port 53, as "host:53/udp" names it
     if any(c.isdigit() for c in t) and all(c.isdigit() for c in t):
         try:
             return str(parse_port(t, allow_zero=True))

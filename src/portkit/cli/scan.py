@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from portkit.cli.common import add_output_options, number_arg, seconds_arg, subparser
+from portkit.cli.common import add_netns_options, add_output_options, number_arg, seconds_arg, subparser
 from portkit.errors import ExitCode
 
 DESCRIPTION = """\
@@ -88,6 +88,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "-oX", dest="xml", metavar="FILE", help="also write nmap-compatible XML to FILE ('-' for stdout)"
     )
+    add_netns_options(p)
     add_output_options(p)
     p.set_defaults(func=run)
 
@@ -112,6 +113,7 @@ def _progress_bar() -> Any:
 def run(args: argparse.Namespace) -> int:
     from portkit.errors import InputError
     from portkit.ops.probe import scan
+    from portkit.ops.vantage import run_from
     from portkit.render.output import Output, warn
     from portkit.render.probe import scan_json, scan_table
 
@@ -138,20 +140,24 @@ def run(args: argparse.Namespace) -> int:
         bar.start()
         task = bar.add_task("scan", total=None)
     try:
-        report = scan(
-            args.targets,
-            ports=args.ports,
-            top=args.top,
-            udp=args.udp,
-            syn=args.syn,
-            family=args.family,
-            no_ping=args.no_ping,
-            rate=args.rate,
-            max_retries=args.max_retries,
-            timeout=args.timeout,
-            all_ports=args.all_ports,
-            processes=args.processes,
-            on_progress=on_progress if bar is not None else None,
+        report = run_from(
+            args.netns,
+            args.netns_pid,
+            lambda: scan(
+                args.targets,
+                ports=args.ports,
+                top=args.top,
+                udp=args.udp,
+                syn=args.syn,
+                family=args.family,
+                no_ping=args.no_ping,
+                rate=args.rate,
+                max_retries=args.max_retries,
+                timeout=args.timeout,
+                all_ports=args.all_ports,
+                processes=args.processes,
+                on_progress=on_progress if bar is not None else None,
+            ),
         )
     except BaseException:
         if xml_file is not None:  # no scan, no file: do not leave an empty one behind

@@ -9,7 +9,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from portkit.cli.common import add_output_options, address_arg, number_arg, subparser
+from portkit.cli.common import (
+    add_netns_options,
+    add_output_options,
+    address_arg,
+    number_arg,
+    subparser,
+    typed_arg,
+)
 from portkit.errors import ExitCode, InputError
 
 WHY_DESCRIPTION = """\
@@ -79,6 +86,19 @@ def _lang(text: str) -> str:
     return text
 
 
+def _from_text(text: str) -> str:
+    """--from: an address (checked now) or a host name (checked now, resolved when gathering)."""
+    from portkit.engine.endpoint import check_name, parse_address
+
+    t = text.strip(" ")
+    if ":" in t or t[:1].isdigit():
+        return str(address_arg(t))
+    if parse_address(t) is not None:
+        return t
+    return check_name(t, what="--from host")
+
+
+_from_arg = typed_arg(_from_text, "--from")
 _seconds = number_arg("timeout", 0.05, 60, unit="seconds")
 _ttl = number_arg("max TTL", 1, 64, integer=True)
 _tries = number_arg("number of tries", 1, 5, integer=True)
@@ -98,6 +118,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="{en,ko}",
         help="language of the story (default: from LANG); JSON is always English",
     )
+    add_netns_options(p)
     add_output_options(p)
 
 
@@ -118,9 +139,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--from",
         dest="from_addr",
-        type=address_arg,
-        metavar="ADDR",
-        help="the client's address: one of this host's (send from it) or another host's (judge its packets here)",
+        type=_from_arg,
+        metavar="ADDR|NAME",
+        help="the client's address or host name (resolved as the target is): one of this host's (send from it) or another host's (judge its packets here)",
     )
     p.add_argument(
         "--timeout",
@@ -174,6 +195,7 @@ def register(sub: Any) -> None:
 def run_why(args: argparse.Namespace) -> int:
     from portkit.i18n import translator
     from portkit.ops import why as ops
+    from portkit.ops.vantage import run_from
     from portkit.render.output import Output
     from portkit.render.why import why_json, why_text
 
@@ -191,8 +213,12 @@ def run_why(args: argparse.Namespace) -> int:
         if args.facts_out is not None:
             ops.check_facts_out(args.facts_out)
         timeout = 1.0 if args.timeout is None else args.timeout
-        facts = ops.why_facts(
-            args.target, from_addr=args.from_addr, timeout=timeout, trace=args.trace, family=args.family
+        facts = run_from(
+            args.netns,
+            args.netns_pid,
+            lambda: ops.why_facts(
+                args.target, from_addr=args.from_addr, timeout=timeout, trace=args.trace, family=args.family
+            ),
         )
         if args.facts_out is not None:
             ops.dump_facts(facts, args.facts_out)
@@ -214,6 +240,8 @@ def _refuse_gathering_options(args: argparse.Namespace) -> None:
             ("--timeout", args.timeout is not None),
             ("--no-trace", not args.trace),
             ("-4" if args.family == 4 else "-6", args.family is not None),
+            ("--netns", args.netns is not None),
+            ("--netns-pid", args.netns_pid is not None),
         )
         if used
     ]
@@ -225,18 +253,23 @@ def _refuse_gathering_options(args: argparse.Namespace) -> None:
 
 def run_trace(args: argparse.Namespace) -> int:
     from portkit.i18n import translator
+    from portkit.ops.vantage import run_from
     from portkit.ops.why import trace
     from portkit.render.output import Output
     from portkit.render.why import trace_json, trace_text
 
     out = Output.from_args(args)
-    t = trace(
-        args.target,
-        max_ttl=args.max_ttl,
-        timeout=args.timeout,
-        tries=args.tries,
-        family=args.family,
-        method=args.method,
+    t = run_from(
+        args.netns,
+        args.netns_pid,
+        lambda: trace(
+            args.target,
+            max_ttl=args.max_ttl,
+            timeout=args.timeout,
+            tries=args.tries,
+            family=args.family,
+            method=args.method,
+        ),
     )
     if out.json:
         out.emit_json(trace_json(t))

@@ -168,6 +168,27 @@ def check_name(name: str, *, what: str = "host", where: str = "") -> str:
     return name
 
 
+_SERVICE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,31}")
+
+
+def service_port(name: str, proto: str | None = None) -> int | None:
+    """The port of a well-known service name (``ssh`` -> 22), or None; only for ``proto`` when given."""
+    if not _SERVICE_NAME.fullmatch(name):
+        return None
+    from portkit.registry.ports import common_port_by_name
+
+    c = common_port_by_name(name)
+    if c is None or (proto is not None and proto not in c.protos):
+        return None
+    return c.port
+
+
+def _port_or_service(text: str, *, where: str = "", proto: str | None = None) -> int:
+    """A port number, or a service name such as ``ssh`` or ``http`` (issue 13: names wherever a port goes)."""
+    port = service_port(text, proto)
+    return port if port is not None else parse_port(text, where=where)
+
+
 def parse_ports(spec: str) -> tuple[int, ...]:
     """``"22,80,8000-8002"`` -> (22, 80, 8000, 8001, 8002), sorted and without repeats.
 
@@ -182,7 +203,10 @@ def parse_ports(spec: str) -> tuple[int, ...]:
     for part in s.split(","):
         if not part:
             raise PortSpecError(f"invalid port specification {shown(spec)!r}: empty item between commas")
-        if "-" in part:
+        named = service_port(part)
+        if named is not None:
+            ports.add(named)
+        elif "-" in part:
             lo_s, _, hi_s = part.partition("-")
             if not lo_s or not hi_s:
                 raise PortSpecError(
@@ -243,7 +267,7 @@ def parse_endpoint(text: str, default_proto: str = "tcp") -> Endpoint:
         host, sep, port_s = t.rpartition(":")
         if not sep:
             raise TargetError(f"invalid endpoint {shown(text)!r}: missing :PORT (e.g. {t}:22, or use -p 22)")
-    port = parse_port(port_s, where=f" in {shown(text)!r}")
+    port = _port_or_service(port_s, where=f" in {shown(text)!r}", proto=proto)
     return Endpoint(_check_host(host, text), port, proto)
 
 

@@ -54,7 +54,7 @@ def why_facts(
 
     ep = parse_endpoint(target)
     if from_addr is not None:
-        from_addr = _address(from_addr, "--from")
+        from_addr = _from_address(from_addr, ep.host, family)
     if family not in (None, 4, 6):
         from portkit.errors import InputError
 
@@ -264,6 +264,29 @@ def trace(
         tries=tries,
         method=method,
     )
+
+
+def _from_address(text: str, target_host: str, family: int | None) -> str:
+    """--from ADDR or --from NAME: a name is resolved the same way as the target (issue 13 item 17)."""
+    from portkit.engine.endpoint import check_name, parse_address
+    from portkit.errors import TargetError
+    from portkit.ops.why_gather import system_resolve
+
+    t = text.strip(" ")
+    if ":" in t or parse_address(t.strip("[]"), what="--from address") is not None or t[:1].isdigit():
+        return _address(text, "--from")
+    name = check_name(t, what="--from host")
+    try:
+        v4, v6 = system_resolve(name)
+    except OSError:
+        v4, v6 = (), ()
+    want6 = family == 6 or (family is None and ":" in target_host)
+    picks = (v6 + v4) if want6 else (v4 + v6)
+    if family is not None:
+        picks = v6 if family == 6 else v4
+    if not picks:
+        raise TargetError(f"invalid --from host {name!r}: the name does not resolve (give an IPv4 or IPv6 address)")
+    return picks[0]
 
 
 def _address(text: str, what: str) -> str:

@@ -24,7 +24,6 @@ import ipaddress
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from portkit.backends.host import resolve, route_get
 from portkit.errors import ResolveError
@@ -260,22 +259,26 @@ def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | Non
             if outbound is None:
                 gathering.unknowns.append(Unknown("outbound", why_unknown(res)))
         blocked_here = outbound is not None and outbound.verdict != "accept"
-        tracing = None
-        if not local_target and o.trace and not blocked_here:
-            # The trace runs beside the probe, not after it: a dropped port then costs one
-            # timeout instead of two. It is used only when the probe dies (no answer at all).
+        probe = gathering.attempt("probe", lambda: _probe(address, port, proto, o, vantage=csrc))
+        if (
+            not local_target
+            and o.trace
+            and not blocked_here
+            and probe is not None
+            and probe.state != "open"
+            and probe.reason == "no-response"
+        ):
+            # The trace runs only after the probe died without an answer: running it beside
+            # the probe completed a handshake per TTL that reached an open port (issue 13
+            # item 15). Unanswered, the port cannot complete one for the trace either, and
+            # the trace stops at the first hop that is the destination.
             src_bind = o.from_addr if from_local else None
-            tracing = _Background(
+            trace = gathering.attempt(
+                "trace",
                 lambda: (o.trace_fn or _default_trace)(
                     address, port, proto, target=target, source=src_bind, timeout=o.timeout
-                )
+                ),
             )
-        probe = gathering.attempt("probe", lambda: _probe(address, port, proto, o, vantage=csrc))
-        if tracing is not None:
-            if probe is not None and probe.state != "open" and probe.reason == "no-response":
-                trace = gathering.attempt("trace", tracing.result)
-            else:
-                tracing.wait()  # not needed: the probe got an answer
         if other is not None and (probe is None or probe.state != "open"):
             other_probe = gathering.attempt(
                 "probe_other_family", lambda: _probe(other or "", port, proto, o, vantage="this host")
@@ -303,34 +306,6 @@ def gather(target: str, port: int, proto: str = "tcp", opts: GatherOptions | Non
         other_family=other_probe,
         unknowns=tuple(gathering.unknowns),
     )
-
-
-class _Background:
-    """Run ``fn`` in a thread now; ``result()`` joins it and returns (or raises) its outcome."""
-
-    def __init__(self, fn: Callable[[], TraceResult]) -> None:
-        import threading
-
-        self._box: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                self._box["value"] = fn()
-            except BaseException as exc:
-                self._box["error"] = exc
-
-        self._thread = threading.Thread(target=work, name="portkit-trace", daemon=True)
-        self._thread.start()
-
-    def wait(self) -> None:
-        self._thread.join()
-
-    def result(self) -> TraceResult:
-        self._thread.join()
-        if "error" in self._box:
-            raise self._box["error"]
-        value: TraceResult = self._box["value"]
-        return value
 
 
 def _default_trace(
