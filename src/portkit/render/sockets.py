@@ -22,6 +22,7 @@ from portkit.model.sockets import (
     SocketTable,
     WhoReport,
 )
+from portkit.model.text import N_
 from portkit.render.jsonout import document, to_jsonable
 from portkit.render.table import Cell, render_table, style
 
@@ -92,9 +93,9 @@ def container_cell(ref: ContainerRef | None, tr: Callable[[str], str]) -> str:
     if ref.port is not None:
         text += f" -> {ref.address + ':' if ref.address else ''}{ref.port}"
     if ref.role == "reservation":
-        text += " " + tr("[reservation]")
+        text += " " + tr(N_("[reservation]"))
     elif ref.role == "dnat":
-        text += " " + tr("[DNAT]")
+        text += " " + tr(N_("[DNAT]"))
     return text
 
 
