@@ -36,6 +36,9 @@ def test_report_names_the_container_behind_docker_proxy(dockerd: DockerHost) -> 
         assert s["container"] == {"runtime": "docker", "id": cid[:12], "name": "pk-web", "image": IMAGE, "port": 80}
     text = run_cli("report", prefix=dockerd.prefix, env=dockerd.env)
     assert text.code == 0 and "CONTAINER" in text.stdout and f"pk-web ({cid[:12]} {IMAGE}) -> 172.17." in text.stdout
+    who = run_cli("who", "8080", "--json", prefix=dockerd.prefix, env=dockerd.env)
+    holders = json.loads(who.stdout)["holders"]
+    assert any(h["container"] and h["container"]["name"] == "pk-web" for h in holders), who.stdout
     # sockets of other processes carry no container
     assert all(s["container"] is None for s in _sockets(dockerd, "ls") if s["process"] not in ("docker-proxy",))
 

@@ -477,7 +477,12 @@ def _who_rows(port: int, proto: str | None, mask: int, netns: str | None, netns_
     rows = [r for r in rows if not (r[0] == "tcp" and r[2] == STATE_TIME_WAIT)]
     owners, incomplete = be.owners(rows, {r[8] for r in rows})
     lookups = _RowLookups()
-    return SocketRows(lookups.values(rows, owners), (), incomplete, bname), time_wait
+    values = lookups.values(rows, owners)
+    if netns is None and netns_pid is None:
+        from portkit.ops.containers import annotate
+
+        values = annotate(values)
+    return SocketRows(values, (), incomplete, bname), time_wait
 
 
 def service_name(port: int, proto: str = "tcp") -> str | None:
