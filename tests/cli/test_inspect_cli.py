@@ -46,7 +46,7 @@ SOCKET_KEYS: dict[str, Any] = {
     "proto": str, "family": str, "local_address": str, "local_port": int, "remote_address": (str, type(None)),
     "remote_port": (int, type(None)), "state": str, "pid": (int, type(None)), "process": (str, type(None)),
     "user": (str, type(None)), "processes": list, "service": (str, type(None)), "port_class": str, "exposure": str,
-    "inbound": object, "inbound_rule": object,
+    "inbound": object, "inbound_rule": object, "container": (dict, type(None)),
 }  # fmt: skip
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 

@@ -48,6 +48,7 @@ from portkit.model.probe import (
     ScanReport,
 )
 from portkit.model.sockets import (
+    ContainerRef,
     FreePorts,
     Holder,
     KillOutcome,
@@ -82,6 +83,7 @@ def socket_fields(**kw: object) -> dict[str, object]:
         proto="tcp", family="ipv4", local_address="0.0.0.0", local_port=3306, remote_address=None,
         remote_port=None, state="LISTEN", pid=None, process=None, user="mysql", processes=(),
         service="mysql", port_class="registered", exposure="all", inbound=None, inbound_rule=None,
+        container=None,
     )  # fmt: skip
     base.update(kw)
     procs = base["processes"]
@@ -102,6 +104,10 @@ ROWS = [
     socket_row(proto="udp", state="UNCONN", local_port=53, service="domain", port_class="well-known", user=None),
     socket_row(state="ESTABLISHED", local_address="10.0.0.5", local_port=22, remote_address="10.0.0.9", remote_port=51000,
                exposure="address", service="ssh", port_class="well-known", user="root", processes=(ProcessRef(222, "sshd", "root"),)),
+    socket_row(local_port=8080, service="http-alt", port_class="registered", user="root", processes=(ProcessRef(4242, "docker-proxy", "root"),),
+               container=ContainerRef("docker", "3f2a9c1b0d4e", "web", "busybox", 80, "172.17.0.2", "proxy")),
+    socket_row(local_port=8081, service=None, port_class="registered", user=None, state="PUBLISHED",
+               container=ContainerRef("docker", "77aa00bb11cc", "api", "pk-busybox:1", 8000, "172.17.0.3", "dnat")),
 ]  # fmt: skip
 NOTES = (
     Note("exposed-sensitive", 3306, "tcp", "3306/tcp (mysql) listens on all interfaces; bind it to 127.0.0.1 or filter it"),

@@ -26,6 +26,7 @@ def row(**kw: Any) -> tuple[Any, ...]:
         proto="tcp", family="ipv4", local_address="0.0.0.0", local_port=3306, remote_address=None,
         remote_port=None, state="LISTEN", pid=None, process=None, user="mysql", processes=(),
         service="mysql", port_class="registered", exposure="all", inbound=None, inbound_rule=None,
+        container=None,
     )  # fmt: skip
     base.update(kw)
     if base["processes"]:

@@ -76,8 +76,13 @@ def pid_netns_path(pid: int) -> str:
 
 
 def resolve(name: str | None = None, pid: int | None = None) -> str | None:
-    """The namespace path for --netns NAME / --netns-pid PID, or None for our own."""
+    """The namespace path for --netns NAME / --netns container:NAME / --netns-pid PID, or
+    None for our own."""
     if name is not None:
+        if name.startswith("container:"):
+            from portkit.backends import containers  # only when a container is named
+
+            return containers.netns_path(name[len("container:") :])
         return netns_path(name)
     if pid is not None:
         return pid_netns_path(pid)

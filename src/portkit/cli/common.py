@@ -165,7 +165,7 @@ def add_output_options(p: argparse.ArgumentParser, *, json_help: str | None = No
 def add_netns_options(p: argparse.ArgumentParser) -> None:
     """--netns NAME / --netns-pid PID: look inside another network namespace."""
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--netns", metavar="NAME", help="look inside the named network namespace (as 'ip netns' names it)")
+    g.add_argument("--netns", metavar="NAME", help="look inside the named network namespace (as 'ip netns' names it), or container:NAME (a container name or id prefix)")
     g.add_argument(
         "--netns-pid",
         metavar="PID",

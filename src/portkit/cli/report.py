@@ -115,6 +115,11 @@ def register(sub: Any) -> None:
         help="judge the INBOUND column for a new connection from ADDR (default: an outside "
         "address, 192.0.2.1 or 2001:db8::1, arriving on the default route's interface)",
     )
+    p.add_argument(
+        "--containers",
+        action="store_true",
+        help="add the sockets inside every running container's network namespace, marked with the container",
+    )
     add_output_options(p)
     add_netns_options(p)
     p.set_defaults(func=run_report)
@@ -198,6 +203,7 @@ def run_report(args: argparse.Namespace) -> int:
         tcp=tcp,
         udp=udp,
         inbound_from=_address_arg(args.inbound_from),
+        containers=args.containers,
     )
     out = Output.from_args(args)
     _warn_incomplete(table.owners_incomplete, [e.pid for e in table.sockets])

@@ -51,6 +51,20 @@ class ProcessRef:
 
 
 @dataclass(frozen=True, slots=True)
+class ContainerRef:
+    """The container a socket serves or lives in; ``port`` is the container's port the
+    socket leads to (None for a socket inside the container)."""
+
+    runtime: str  # "docker" | "podman"
+    id: str  # short id
+    name: str
+    image: str
+    port: int | None
+    address: str | None = internal(default=None)
+    role: str | None = internal(default=None)  # "proxy" | "reservation" | "inside"
+
+
+@dataclass(frozen=True, slots=True)
 class SocketEntry:
     """One socket. ``pid``/``process`` name the lowest-pid holder, ``processes`` all of them;
     ``user`` is the socket owner's name. ``inbound``/``inbound_rule`` are filled by the
@@ -72,6 +86,7 @@ class SocketEntry:
     exposure: str  # "loopback" | "all" | "address"
     inbound: str | None = None
     inbound_rule: str | None = None
+    container: ContainerRef | None = None
 
 
 @dataclass(frozen=True, slots=True)

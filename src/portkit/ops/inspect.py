@@ -69,7 +69,7 @@ _ENTRY_FIELDS = tuple(f.name for f in fields(SocketEntry))
 _make_holder: Any = Holder
 # Indexes into a value tuple (SocketEntry field order).
 I_PROTO, I_FAMILY, I_LADDR, I_LPORT, I_RADDR, I_RPORT, I_STATE = range(7)
-I_PID, I_PROCESS, I_USER, I_PROCESSES, I_SERVICE, I_CLASS, I_EXPOSURE, I_INBOUND, I_INBOUND_RULE = range(7, 16)
+I_PID, I_PROCESS, I_USER, I_PROCESSES, I_SERVICE, I_CLASS, I_EXPOSURE, I_INBOUND, I_INBOUND_RULE, I_CONTAINER = range(7, 17)
 
 
 def _parse_states(states: Iterable[str]) -> tuple[int, int]:
@@ -208,12 +208,12 @@ class _RowLookups:
                 user = self.user(uid)
             if first is None:
                 append((proto, fam, laddr, lport, raddr, rport, state_name, None, None, user, refs,
-                        facts[0], facts[1], exp, None, None))  # fmt: skip
+                        facts[0], facts[1], exp, None, None, None))  # fmt: skip
             else:
                 if user is None and uid < 0:  # psutil rows carry no uid: show the holder's user
                     user = first.user
                 append((proto, fam, laddr, lport, raddr, rport, state_name, first.pid, first.name, user, refs,
-                        facts[0], facts[1], exp, None, None))  # fmt: skip
+                        facts[0], facts[1], exp, None, None, None))  # fmt: skip
         return out
 
 
@@ -294,6 +294,10 @@ def collect_sockets(
                     break
         rows = keep
     values = lookups.values(rows, owners)
+    if netns is None and netns_pid is None:
+        from portkit.ops.containers import annotate
+
+        values = annotate(values)
     found_notes = _notes(values, eph) if notes and eph is not None else ()
     return SocketRows(values, found_notes, incomplete, bname)
 
@@ -366,12 +370,19 @@ def _notes(values: Sequence[tuple[Any, ...]], eph: tuple[int, int]) -> tuple[Not
 def report(
     *, netns: str | None = None, netns_pid: int | None = None, family: str | int | None = None,
     tcp: bool = True, udp: bool = True, backend: str | None = None, inbound_from: str | None = None,
+    containers: bool = False,
 ) -> SocketTable:  # fmt: skip
-    """The host port report: every listening TCP and bound UDP socket, sorted, with notes."""
+    """The host port report: every listening TCP and bound UDP socket, sorted, with notes.
+
+    With a container API socket present, ports published by DNAT alone appear with state
+    ``PUBLISHED``; ``containers`` adds the sockets inside every running container."""
     got = collect_sockets(
         tcp=tcp, udp=udp, family=family, netns=netns, netns_pid=netns_pid, backend=backend
     )
-    entries = tuple(SocketEntry(*v) for v in sorted(got.rows, key=_sort_key))
+    rows = got.rows
+    if netns is None and netns_pid is None:
+        rows = _container_rows(rows, tcp=tcp, udp=udp, family=family, backend=backend, inside=containers)
+    entries = tuple(SocketEntry(*v) for v in sorted(rows, key=_sort_key))
     # Integration point of the firewall domain: it fills each entry's inbound/inbound_rule
     # here (dataclasses.replace); the renderers show an INBOUND column once any is set.
     table = SocketTable(entries, got.notes, got.owners_incomplete, got.backend)
@@ -380,6 +391,34 @@ def report(
 
         table = annotate_inbound(table, netns=netns, source=inbound_from)
     return table
+
+
+def _container_rows(rows: list[tuple[Any, ...]], *, tcp: bool, udp: bool, family: str | int | None,
+                    backend: str | None, inside: bool) -> list[tuple[Any, ...]]:  # fmt: skip
+    from portkit.backends import containers as ctr_backend
+    from portkit.ops import containers as ctr
+
+    if not inside and not ctr_backend.api_sockets():
+        return rows
+    cs, _source = ctr_backend.list_containers()
+    if not cs:
+        return rows
+    rows = ctr.annotate(rows, cs)
+
+    def make(proto: str, fam: str, addr: str, port: int, ref: Any) -> tuple[Any, ...]:
+        svc, klass = service_name(port, proto), _port_class(port)
+        return (proto, fam, addr, port, None, None, "PUBLISHED", None, None, None, (), svc, klass,
+                _exposure(addr), None, None, ref)  # fmt: skip
+
+    fams = _families(family)
+    extra = [r for r in ctr.published_rows(rows, cs, tcp, udp, make) if r[I_FAMILY] in fams]
+    if inside:
+
+        def collect(pid: int) -> list[tuple[Any, ...]]:
+            return collect_sockets(tcp=tcp, udp=udp, family=family, netns_pid=pid, backend=backend, notes=False).rows
+
+        extra += ctr.inside_rows(cs, collect)
+    return rows + extra
 
 
 def parse_port_proto(text: str) -> tuple[int, str | None]:
@@ -438,7 +477,12 @@ def _who_rows(port: int, proto: str | None, mask: int, netns: str | None, netns_
     rows = [r for r in rows if not (r[0] == "tcp" and r[2] == STATE_TIME_WAIT)]
     owners, incomplete = be.owners(rows, {r[8] for r in rows})
     lookups = _RowLookups()
-    return SocketRows(lookups.values(rows, owners), (), incomplete, bname), time_wait
+    values = lookups.values(rows, owners)
+    if netns is None and netns_pid is None:
+        from portkit.ops.containers import annotate
+
+        values = annotate(values)
+    return SocketRows(values, (), incomplete, bname), time_wait
 
 
 def service_name(port: int, proto: str = "tcp") -> str | None:

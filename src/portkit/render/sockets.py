@@ -13,7 +13,16 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from portkit.model.sockets import KillOutcome, Note, ProcessRef, SocketEntry, SocketTable, WhoReport
+from portkit.model.sockets import (
+    ContainerRef,
+    KillOutcome,
+    Note,
+    ProcessRef,
+    SocketEntry,
+    SocketTable,
+    WhoReport,
+)
+from portkit.model.text import N_
 from portkit.render.jsonout import document, to_jsonable
 from portkit.render.table import Cell, render_table, style
 
@@ -32,12 +41,12 @@ def rows_json(rows: Sequence[tuple[Any, ...]], notes: Sequence[Note], **extra: A
     peers: dict[str | None, str] = {None: "null"}
     parts: list[str] = []
     append = parts.append
-    for (proto, fam, laddr, lport, raddr, rport, state, _pid, _pn, user, refs, svc, klass, exp, inb, inb_rule) in rows:  # fmt: skip
+    for (proto, fam, laddr, lport, raddr, rport, state, _pid, _pn, user, refs, svc, klass, exp, inb, inb_rule, ctr) in rows:  # fmt: skip
         hkey = (proto, fam, laddr)
         head = heads.get(hkey)
         if head is None:
             head = heads[hkey] = f'{{"proto":"{proto}","family":"{fam}","local_address":"{laddr}","local_port":'
-        tkey = (state, id(refs), user, svc, klass, exp, inb, inb_rule)
+        tkey = (state, id(refs), user, svc, klass, exp, inb, inb_rule, ctr)
         tail = tails.get(tkey)
         if tail is None:
             if refs:
@@ -48,7 +57,7 @@ def rows_json(rows: Sequence[tuple[Any, ...]], notes: Sequence[Note], **extra: A
                 holder, lst = '"pid":null,"process":null', ""
             tail = tails[tkey] = (
                 f',"state":"{state}",{holder},"user":{_j(user)},"processes":[{lst}],"service":{_j(svc)},'
-                f'"port_class":"{klass}","exposure":"{exp}","inbound":{_j(inb)},"inbound_rule":{_j(inb_rule)}}}'
+                f'"port_class":"{klass}","exposure":"{exp}","inbound":{_j(inb)},"inbound_rule":{_j(inb_rule)},"container":{_j(ctr)}}}'
             )
         peer = peers.get(raddr)
         if peer is None:
@@ -76,12 +85,29 @@ def _process_cell(refs: Sequence[ProcessRef]) -> str:
     return _safe(refs[0].name) + (f" (+{extra})" if extra else "")
 
 
+def container_cell(ref: ContainerRef | None, tr: Callable[[str], str]) -> str:
+    """``web (3f2a9c1b0d4e busybox) -> 172.17.0.2:80``, with the role when it is not the server."""
+    if ref is None:
+        return "-"
+    text = f"{_safe(ref.name)} ({ref.id}{' ' + _safe(ref.image) if ref.image else ''})"
+    if ref.port is not None:
+        text += f" -> {ref.address + ':' if ref.address else ''}{ref.port}"
+    if ref.role == "reservation":
+        text += " " + tr(N_("[reservation]"))
+    elif ref.role == "dnat":
+        text += " " + tr(N_("[DNAT]"))
+    return text
+
+
 def report_text(entries: Sequence[SocketEntry], notes: Sequence[Note], *, color: bool, tr: Callable[[str], str]) -> str:
     """The host report table: one line per listening socket, then the notes."""
     show_inbound = any(e.inbound is not None for e in entries)
     headers = ["PROTO", "ADDRESS", "PORT", "SERVICE", "CLASS", "EXPOSURE", "PID", "PROCESS", "USER"]
     if show_inbound:
         headers.append("INBOUND")
+    show_container = any(e.container is not None for e in entries)
+    if show_container:
+        headers.append("CONTAINER")
     rows: list[list[str | Cell]] = []
     for e in entries:
         row: list[str | Cell] = [
@@ -97,6 +123,8 @@ def report_text(entries: Sequence[SocketEntry], notes: Sequence[Note], *, color:
         ]
         if show_inbound:
             row.append(str(e.inbound) if e.inbound is not None else "-")
+        if show_container:
+            row.append(container_cell(e.container, tr))
         rows.append(row)
     if not rows:
         out = tr("No listening TCP or bound UDP sockets.")
@@ -160,6 +188,9 @@ def ls_text(rows: Sequence[tuple[Any, ...]], notes: Sequence[Note], *, color: bo
         [holder(r[10]) for r in rows],
         [r[9] or "-" for r in rows],
     ]
+    if any(r[16] is not None for r in rows):
+        headers.append("CONTAINER")
+        cols.append([container_cell(r[16], tr) for r in rows])
     pid_col = exp_col + 1
     widths = [max(len(h), max(map(len, c))) for h, c in zip(headers, cols, strict=True)]
     padded: list[list[str]] = []
@@ -203,6 +234,9 @@ def who_text(report: WhoReport, *, color: bool, tr: Callable[[str], str]) -> str
             ).format(count=report.time_wait)
         return text
     headers = ["PROTO", "LOCAL ADDRESS:PORT", "STATE", "PID", "USER", "STARTED", "COMMAND"]
+    show_container = any(h.container is not None for h in report.holders)
+    if show_container:
+        headers.insert(6, "CONTAINER")
     # A server's accepted connections share its port: one line per (socket kind, process)
     # with a count, so the listener is not lost among thousands of connections (JSON lists all).
     groups: dict[tuple[Any, ...], list[Any]] = {}
@@ -225,6 +259,7 @@ def who_text(report: WhoReport, *, color: bool, tr: Callable[[str], str]) -> str
                 Cell(str(h.pid) if h.pid is not None else "-", "bold", "right"),
                 h.user or "-",
                 (h.started or "-").replace("T", " "),
+                *([container_cell(h.container, tr)] if show_container else []),
                 cmd,
             ]
         )
