@@ -299,12 +299,16 @@ def test_lab_down_forgets_the_kernel_forwards_of_its_namespaces(lab_name: str) -
     lab of that name lists it as MISSING."""
     assert portkit("lab", "up", "port-forward", "--name", lab_name).code == 0
     router = f"pk-{lab_name}-router"
-    record = Path(os.environ.get("PORTKIT_RUN_DIR", "/run/portkit")) / "forward" / f"{router}.json"
+    records = Path(os.environ.get("PORTKIT_RUN_DIR", "/run/portkit")) / "forward"
+
+    def recorded() -> list[Path]:  # filed by the namespace's identity, labelled with its name
+        return [p for p in records.glob("net-*.json") if json.loads(p.read_text()).get("netns") == router]
+
     r = portkit("forward", "--kernel", "--netns", router, "9797:10.0.30.2:2988")
     assert r.code == 0, r.stderr
-    assert record.exists()
+    assert len(recorded()) == 1
     assert portkit("lab", "down", lab_name).code == 0
-    assert not record.exists()
+    assert recorded() == []
     assert portkit("lab", "up", "port-forward", "--name", lab_name).code == 0
     listed = portkit("forward", "--list", "--netns", router, "--json")
     assert listed.code == 1 and json.loads(listed.stdout)["forwards"] == []

@@ -84,8 +84,9 @@ def tables(ns: str) -> str:
 
 def test_roots_timer_refuses_a_swapped_rollback(run_dir: Path, ns: str) -> None:
     from portkit.backends import rollback
+    from portkit.backends.netns import state_key
 
-    name = f"firewall-{ns}"  # the name 'fw apply --netns NS --confirm' arms
+    name = f"firewall-{state_key(ns)}"  # the name 'fw apply --netns NS --confirm' arms
     st = rollback.arm(name, "add table inet good_old_state\n", 60, netns=ns)
     assert st.armed and st.pid is not None
     d = run_dir / "rollback" / name

@@ -94,6 +94,13 @@ def _has_net_admin() -> bool:
     return os.geteuid() == 0
 
 
+def require_net_admin(what: str) -> None:
+    """PrivilegeError (exit 3) naming ``what`` unless this process has CAP_NET_ADMIN: asked
+    first, so a command that would also look up a namespace says the missing privilege."""
+    if not _has_net_admin():
+        raise PrivilegeError(f"{what} needs CAP_NET_ADMIN (run as root)")
+
+
 def _list_with_binding(mod: Any, netns: str | None) -> str | None:
     from portkit.backends.netns import netns_path, run_in_netns
 

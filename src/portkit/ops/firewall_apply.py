@@ -206,11 +206,13 @@ def _keep(name: str, text: str) -> str | None:
 
 def confirm_apply(*, netns: str | None = None) -> bool:
     """Keep the applied rules: disarm the rollback timer. False if none was pending."""
+    nftb.require_net_admin("'fw confirm'")
     return rollback.confirm(_state_name(netns))
 
 
 def reset_firewall(*, netns: str | None = None) -> bool:
     """Remove table ``inet portkit`` (only it). False if it was not loaded."""
+    nftb.require_net_admin("'fw reset'")
     rollback.confirm(_state_name(netns))
     if nftb.list_table_text(nftcompile.FAMILY, nftcompile.TABLE, netns=netns) is None:
         return False
