@@ -188,7 +188,7 @@ def test_binary_config_file_is_one_line_exit_2(tmp_path: pathlib.Path) -> None:
     r = pk("forward", "--check", "--config", str(blob))
     assert (
         r.code == 2
-        and r.stderr == f"portkit: {blob}: not a text file; a forward config is YAML text (UTF-8)\n"
+        and r.stderr == f"portkit: {blob}: not UTF-8 text (byte 0xd0 at offset 20); a forward config is UTF-8 text\n"
     )
 
 
