@@ -84,6 +84,17 @@ def seconds_arg(what: str, high: float, *, low: float = 0.0, allow_zero: bool = 
     return number_arg(what, low, high, low_open=not allow_zero, unit="seconds")
 
 
+def _path(text: str) -> str:
+    if not text.strip():
+        raise InputError(f"invalid file name {text!r}: give the path of a file")
+    return text
+
+
+#: a file path the user names (``--policy FILE``): an empty or blank name is refused,
+#: never read as "the default"
+path_arg = typed_arg(_path, "file name")
+
+
 def _port(text: str) -> int:
     from portkit.engine.endpoint import parse_port, shown
     from portkit.errors import PortSpecError

@@ -12,6 +12,7 @@ from portkit.cli.common import (
     iface_arg,
     iface_pattern_arg,
     number_arg,
+    path_arg,
     proto_arg,
     subparser,
 )
@@ -96,7 +97,7 @@ CONFIRM_SECONDS = number_arg("confirmation timeout", 1, 86400, unit="seconds")
 
 
 def _common(p: argparse.ArgumentParser, *, json: bool = True) -> None:
-    p.add_argument("--policy", metavar="FILE", default=None, help=f"the policy file (default {DEFAULT_POLICY})")
+    p.add_argument("--policy", metavar="FILE", type=path_arg, default=None, help=f"the policy file (default {DEFAULT_POLICY})")
     p.add_argument("--netns", metavar="NAME", help="work inside the named network namespace ('ip netns' name)")
     if json:
         add_output_options(p)
@@ -188,7 +189,7 @@ def _usage(p: argparse.ArgumentParser) -> int:
 
 
 def _policy(args: argparse.Namespace) -> str:
-    return str(args.policy or DEFAULT_POLICY)
+    return str(DEFAULT_POLICY if args.policy is None else args.policy)
 
 
 def _check_unused(args: argparse.Namespace, *, policy: bool = False, netns: bool = False) -> None:
