@@ -423,7 +423,7 @@ def _container_rows(rows: list[tuple[Any, ...]], *, tcp: bool, udp: bool, family
 
 def parse_port_proto(text: str) -> tuple[int, str | None]:
     """``"80"`` -> ``(80, None)``, ``"53/udp"`` -> ``(53, "udp")``; InputError otherwise."""
-    port_s, slash, proto = text.strip().partition("/")
+    port_s, slash, proto = text.strip(" ").partition("/")  # spaces only: "80\n" is no port
     proto = proto.lower()
     if proto not in ("tcp", "udp") and (proto or slash):  # "80/" names no protocol
         raise PortSpecError(f"invalid protocol {proto!r} in {text!r}; valid protocols are: tcp, udp")

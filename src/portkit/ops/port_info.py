@@ -15,9 +15,11 @@ __all__ = ["port_info"]
 
 def port_info(query: int | str) -> PortInfo:
     """What ``query`` (a port number or a service name such as ``ssh``) means on this host."""
-    text = str(query).strip()
+    from portkit.parse.scalars import is_ascii_number
+
+    text = str(query).strip(" ")
     db = services.service_db(with_nmap=True)
-    if text.isdigit():
+    if is_ascii_number(text):
         port = int(text)
         if port > 65535:
             raise PortSpecError(f"invalid port {text!r}; valid ports are 0-65535 (or a service name such as ssh)")
