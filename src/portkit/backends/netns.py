@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from portkit.errors import InputError, PrivilegeError, SystemRefused
+from portkit.errors import NOT_A_PATH, InputError, PrivilegeError, SystemRefused, map_exceptions
 
 T = TypeVar("T")
 
@@ -90,17 +90,12 @@ def entered(path: str) -> Iterator[None]:
 
     Prefer :func:`run_in_netns`, which uses a throwaway thread.
     """
-    try:
+    with map_exceptions("cannot open own network namespace"):
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    except OSError as exc:
-        raise SystemRefused(f"cannot open own network namespace: {exc.strerror}") from exc
     try:
-        try:
+        # a path that names no namespace is bad input (exit 2); EACCES is exit 3
+        with map_exceptions(f"cannot open network namespace {path}", errnos=dict.fromkeys(NOT_A_PATH, InputError)):
             target = os.open(path, os.O_RDONLY)
-        except PermissionError as exc:
-            raise PrivilegeError(f"cannot open network namespace {path}: permission denied") from exc
-        except OSError as exc:
-            raise InputError(f"cannot open network namespace {path}: {exc.strerror}") from exc
         try:
             _setns(target, CLONE_NEWNET)
         finally:
@@ -159,10 +154,8 @@ class NetnsId:
 
 
 def _identity_here() -> NetnsId:
-    try:
+    with map_exceptions("cannot read own network namespace"):
         st = os.stat("/proc/thread-self/ns/net")
-    except OSError as exc:
-        raise SystemRefused(f"cannot read own network namespace: {exc.strerror}") from exc
     cookie: int | None = None
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:

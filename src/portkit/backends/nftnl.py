@@ -17,7 +17,7 @@ import os
 import socket
 import struct
 
-from portkit.errors import PrivilegeError, SystemRefused
+from portkit.errors import PrivilegeError, SystemRefused, map_os_error
 from portkit.parse.netlink_tlv import attrs
 from portkit.parse.nftnetlink import RawRuleset
 
@@ -49,7 +49,7 @@ class NftSocket:
         try:
             self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
         except OSError as exc:
-            raise SystemRefused(f"cannot open a netfilter netlink socket: {exc.strerror or exc}") from None
+            raise map_os_error(exc, "cannot open a netfilter netlink socket") from None
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self.sock.bind((0, 0))
         self.seq = 0

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from portkit.backends import state
-from portkit.errors import InputError, PrivilegeError
+from portkit.errors import InputError, map_os_error
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _POLL = 0.2
@@ -60,7 +60,7 @@ def _locked(name: str) -> Iterator[None]:
         state.make_dir(root, 0o700)
         fd = state.open_lock(os.path.join(root, f"{name}.lock"))
     except PermissionError as exc:
-        raise PrivilegeError(f"cannot use the rollback state under {root}: {exc.strerror} (run as root)") from exc
+        raise map_os_error(exc, f"cannot use the rollback state under {root}", hint="run as root") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -110,7 +110,7 @@ def arm(name: str, restore_script: str, seconds: float, netns: str | None = None
             meta = {"name": name, "deadline": deadline, "netns": netns, "pid": proc.pid}
             state.write_json(os.path.join(d, "meta.json"), meta)
     except PermissionError as exc:
-        raise PrivilegeError(f"cannot write the rollback state under {state.rollback_dir()}: {exc.strerror}") from exc
+        raise map_os_error(exc, f"cannot write the rollback state under {state.rollback_dir()}", hint="run as root") from exc
     return status(name)
 
 

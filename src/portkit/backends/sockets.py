@@ -28,7 +28,7 @@ from collections.abc import Collection, Sequence
 from typing import Any, ClassVar, Protocol
 
 from portkit.backends import procs
-from portkit.errors import InputError, SystemRefused
+from portkit.errors import InputError, SystemRefused, map_os_error
 from portkit.parse import procnet, sockdiag
 from portkit.parse.sockdiag import Row
 
@@ -71,7 +71,7 @@ class NetlinkBackend(_ProcfsOwners):
         try:
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, sockdiag.NETLINK_SOCK_DIAG)
         except OSError as exc:
-            raise SystemRefused(f"cannot open a sock_diag netlink socket: {exc.strerror}") from exc
+            raise map_os_error(exc, "cannot open a sock_diag netlink socket") from exc
         with sock:
             recv = sock.recv
             seq = 0

@@ -110,7 +110,7 @@ def _progress_bar() -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from portkit.errors import InputError
+    from portkit.errors import InputError, map_file_error
     from portkit.ops.probe import scan
     from portkit.render.output import Output, warn
     from portkit.render.probe import scan_json, scan_table
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             xml_file = open(args.xml, "w", encoding="utf-8")  # noqa: SIM115 - closed below
         except OSError as exc:
-            raise InputError(f"cannot write -oX {args.xml}: {exc.strerror}") from None
+            raise map_file_error(exc, args.xml, "-oX file", writing=True) from None
     bar = _progress_bar() if args.xml != "-" else None
     task: Any = None
 

@@ -33,7 +33,7 @@ from portkit.drivers.scanner_common import (
     work_items,
 )
 from portkit.engine.timing import RetryPolicy, RttEstimator, SilenceTracker, TimingProfile
-from portkit.errors import ResourceLimit
+from portkit.errors import map_os_error
 from portkit.model.cancel import Cancel
 from portkit.model.probe import PortState, Reason, Verdict
 from portkit.registry.udp_payloads import udp_payload
@@ -117,11 +117,8 @@ class UdpScanner:
                         if exc.errno not in (errno.EMFILE, errno.ENFILE):
                             raise
                         retries.appendleft((item, tryno))
-                        if not inflight:
-                            raise ResourceLimit(
-                                f"cannot open a UDP socket: {exc.strerror}",
-                                hint="the open-files limit is reached",
-                            ) from None
+                        if not inflight:  # nothing to wait for: no socket will come free
+                            raise map_os_error(exc, "cannot open a UDP socket") from None
                         cwnd.max_window = max(1, len(inflight) - 16)
                         cwnd.cwnd = min(cwnd.cwnd, float(cwnd.max_window))
                         break

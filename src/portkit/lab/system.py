@@ -11,6 +11,7 @@ the lab's service runner for this lab (command line and start time match).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import selectors
@@ -26,7 +27,7 @@ from portkit.backends import state
 from portkit.backends.host import require_tool
 from portkit.backends.netns import NETNS_RUN_DIR, run_in_netns
 from portkit.backends.state import ETC_NETNS
-from portkit.errors import PrivilegeError, SystemRefused
+from portkit.errors import PrivilegeError, SystemRefused, map_os_error
 from portkit.lab.plan import OPTIONAL_SYSCTLS
 
 T = TypeVar("T")
@@ -108,12 +109,12 @@ def write_sysctls(ns: str, items: Sequence[tuple[str, str]]) -> None:
             try:
                 with open(f"/proc/sys/{key}", "w") as f:
                     f.write(value)
-            except FileNotFoundError:
-                # A kernel without IPv6 has no ipv6 keys; some keys are per-namespace only lately.
-                if "ipv6" not in key and key not in OPTIONAL_SYSCTLS:
-                    raise SystemRefused(f"sysctl {key.replace('/', '.')} does not exist in this kernel") from None
             except OSError as exc:
-                raise SystemRefused(f"cannot set {key.replace('/', '.')}={value} in {ns}: {exc.strerror}") from exc
+                # A kernel without IPv6 has no ipv6 keys; some keys are per-namespace only lately.
+                if isinstance(exc, FileNotFoundError) and ("ipv6" in key or key in OPTIONAL_SYSCTLS):
+                    continue
+                missing = {errno.ENOENT: (SystemRefused, "this kernel has no such sysctl")}
+                raise map_os_error(exc, f"cannot set {key.replace('/', '.')}={value} in {ns}", errnos=missing) from exc
 
     in_ns(ns, work)
 

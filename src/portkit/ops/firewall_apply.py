@@ -18,7 +18,7 @@ from portkit.backends import rollback, state
 from portkit.backends.files import check_path_text
 from portkit.engine import nftcompile
 from portkit.engine.policy import evaluate_policy, shadowed_rules
-from portkit.errors import FileFormatError, InputError, PrivilegeError, SystemRefused
+from portkit.errors import FileFormatError, InputError, PrivilegeError, SystemRefused, map_os_error
 from portkit.model.firewall import ApplyResult, FwStatus, Policy
 from portkit.ops.firewall_policy import DEFAULT_POLICY, STATE_DIR, load_policy_file
 from portkit.ops.fwcheck import make_packet
@@ -281,8 +281,8 @@ def enable_boot(
         os.makedirs(unit_dir, exist_ok=True)
         with open(target, "w") as f:
             f.write(text)
-    except PermissionError as exc:
-        raise PrivilegeError(f"cannot write {target}: {exc.strerror}") from exc
+    except OSError as exc:
+        raise map_os_error(exc, f"cannot write {target}", hint="run as root") from exc
     if systemctl:
         _systemctl("daemon-reload")
         _systemctl("enable", UNIT_NAME)
@@ -299,8 +299,8 @@ def disable_boot(*, unit_dir: str = UNIT_DIR, systemctl: bool = True, netns: str
         _systemctl("disable", UNIT_NAME)
     try:
         os.unlink(target)
-    except PermissionError as exc:
-        raise PrivilegeError(f"cannot remove {target}: {exc.strerror}") from exc
+    except OSError as exc:
+        raise map_os_error(exc, f"cannot remove {target}", hint="run as root") from exc
     if systemctl:
         _systemctl("daemon-reload")
     return True
