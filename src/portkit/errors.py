@@ -184,8 +184,10 @@ def map_os_error(exc: OSError, what: str, *, hint: str | None = None, errnos: Er
 
 def map_file_error(exc: OSError, path: str, kind: str, *, writing: bool = False) -> PortkitError:
     """The one mapping for an OSError on a file the user named (``kind``: "policy file"):
-    a path that names no usable file is bad input, said in words (exit 2); EPERM/EACCES is a
-    missing privilege (exit 3); anything else goes through :func:`map_os_error` (exit 4).
+    EPERM/EACCES is a missing privilege (exit 3); a path that names no usable file is bad
+    input, said in words (exit 2), and so is any other failure to read it (``/proc/self/mem``
+    answers EIO: the file named is the problem); a failure to write one that is not the
+    path's (ENOSPC, EROFS) goes through :func:`map_os_error` (exit 4).
 
     >>> str(map_file_error(FileNotFoundError(errno.ENOENT, "No such file"), "/x.yaml", "policy file"))
     '/x.yaml: no such policy file'
@@ -206,8 +208,10 @@ def map_file_error(exc: OSError, path: str, kind: str, *, writing: bool = False)
         problem = f"is a directory, not a {kind}"
     elif exc.errno in (errno.ENXIO, errno.ENODEV):  # a socket or a device without a driver
         problem = f"is not a regular file; a {kind} must be one"
+    elif not writing:
+        problem = f"cannot read {kind}: {exc.strerror or exc}"
     else:
-        return map_os_error(exc, f"cannot {verb} {kind} {path}")
+        return map_os_error(exc, f"cannot write {kind} {path}")
     return FileFormatError(path, problem)
 
 

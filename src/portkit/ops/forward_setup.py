@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from portkit.engine.forwardspec import check_unique, parse_config
+from portkit.errors import FileFormatError
 from portkit.model.forward import ForwardConfig, ForwardOptions, ForwardSpec
 from portkit.ops.forward import forward_specs, run_forwarder
 
@@ -20,10 +21,13 @@ __all__ = ["forward_setup", "load_forward_config", "serve_forwards"]
 
 def load_forward_config(path: str) -> ForwardConfig:
     """The forwards and options of a ``--config`` YAML file (FileFormatError naming the line)."""
-    from portkit.backends.files import read_user_file
-
-    # a regular file below the size limit (a FIFO would block, /dev/zero never end)
-    text = read_user_file(path, "forward config") or ""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise FileFormatError(path, f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise FileFormatError(path, "not a text file; a forward config is YAML text (UTF-8)") from None
     return parse_config(text, path)
 
 
