@@ -50,7 +50,7 @@ def list_netns() -> list[str]:
     """Names of the namespaces ``ip netns`` knows (files under /run/netns)."""
     try:
         return sorted(os.listdir(NETNS_RUN_DIR))
-    except FileNotFoundError:
+    except FileNotFoundError:  # no /run/netns yet: ip netns knows no namespace
         return []
 
 
@@ -180,7 +180,7 @@ def is_initial(ident: NetnsId) -> bool:
         return True
     try:
         st = os.stat("/proc/1/ns/net")
-    except OSError:
+    except OSError:  # /proc/1 hidden (another PID namespace): the inode check above decided
         return False
     return (st.st_dev, st.st_ino) == (ident.dev, ident.ino)
 

@@ -61,7 +61,7 @@ class NftSocket:
     def cookie(self) -> int | None:
         try:
             return int(struct.unpack("=Q", self.sock.getsockopt(socket.SOL_SOCKET, _SO_NETNS_COOKIE, 8))[0])
-        except OSError:
+        except OSError:  # an older kernel without SO_NETNS_COOKIE: no cookie, no caching
             return None
 
     def request(self, msg: int, *, family: int = 0, body: bytes = b"", dump: bool = True) -> list[bytes]:
@@ -144,7 +144,7 @@ class NftSocket:
 def _if_nameindex() -> list[tuple[int, str]]:
     try:
         return socket.if_nameindex()
-    except OSError:
+    except OSError:  # no interface list: rules show interface indexes instead of names
         return []
 
 

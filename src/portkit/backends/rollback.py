@@ -71,7 +71,7 @@ def _locked(name: str) -> Iterator[None]:
 def _read_meta(d: str) -> dict[str, object] | None:
     try:
         data = state.read_state_json(os.path.join(d, "meta.json"))
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # no readable meta.json: no timer recorded
         return None
     return data if isinstance(data, dict) else None
 
@@ -80,7 +80,7 @@ def _pid_is_timer(pid: int, name: str) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             argv = f.read().split(b"\0")
-    except OSError:
+    except OSError:  # the pid is gone: it is no timer
         return False
     return b"portkit.backends.rollback" in argv and name.encode() in argv
 
@@ -206,7 +206,7 @@ def _fire(name: str) -> None:
         try:
             proc = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=60, check=False)
             result = "rolled back" if proc.returncode == 0 else f"rollback failed: {proc.stderr.strip()[:300]}"
-        except (OSError, subprocess.SubprocessError) as exc:
+        except (OSError, subprocess.SubprocessError) as exc:  # no nft to run: recorded as the result, which fw status shows
             result = f"rollback failed: {exc}"
         _write_result(name, {"name": name, "result": result, "time": time.time(), "netns": netns})
         shutil.rmtree(d, ignore_errors=True)

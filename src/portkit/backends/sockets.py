@@ -242,7 +242,7 @@ def default_backend_name() -> str:
         try:
             socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, sockdiag.NETLINK_SOCK_DIAG).close()
             name = "netlink"
-        except OSError:
+        except OSError:  # no sock_diag netlink here: the next backend that works
             name = "procfs" if os.path.exists("/proc/net/tcp") else "psutil"
     _chosen.append(name)
     return name

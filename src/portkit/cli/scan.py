@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 with xml_file:
                     xml_file.write(xml)
-            except OSError as exc:
+            except OSError as exc:  # the scan result is printed already: the lost XML file is a warning
                 warn(f"cannot write {args.xml}: {exc.strerror}")
     if args.xml != "-":
         if out.json:

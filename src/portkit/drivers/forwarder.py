@@ -376,7 +376,7 @@ def _nofile_limit() -> int:
 
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         return int(soft) if soft > 0 else 20000
-    except (ImportError, ValueError, OSError):
+    except (ImportError, ValueError, OSError):  # no resource module or limit: assume a common default
         return 20000
 
 

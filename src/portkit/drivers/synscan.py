@@ -83,7 +83,7 @@ def attach_port_filter(sock: socket.socket, sport: int, v6: bool) -> bool:
     fprog = struct.pack("=HxxxxxxQ", len(prog), ctypes.addressof(buf))
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-    except OSError:
+    except OSError:  # no BPF filter: the receive loop filters in Python instead
         return False
     return True
 

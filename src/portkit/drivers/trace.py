@@ -171,7 +171,7 @@ def _read_error(s: socket.socket, fam: int) -> tuple[int, int, str | None] | Non
     for _ in range(4):
         try:
             _data, anc, _flags, _addr = s.recvmsg(64, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
-        except OSError:
+        except OSError:  # the error queue is empty: no ICMP answer yet
             return None
         for level, ctype, cdata in anc:
             if (level, ctype) == want:
@@ -209,7 +209,7 @@ def _judge(
     if readable:
         try:
             p.sock.recv(2048)
-        except OSError as exc:
+        except OSError as exc:  # an answer, not a failure: refused is the destination, the rest says nothing
             if exc.errno == errno.ECONNREFUSED:
                 return TraceHop(p.ttl, address, rtt, HOP_DESTINATION, "port-unreach")
             return None

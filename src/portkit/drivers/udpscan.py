@@ -129,7 +129,7 @@ class UdpScanner:
                     try:
                         s.connect(sockaddr(self.addresses[hi], port))
                         s.send(udp_payload(port))
-                    except OSError as exc:
+                    except OSError as exc:  # an answer, not a failure: the ICMP error (or errno) is the verdict
                         icmp = read_icmp(s)
                         s.close()
                         if icmp is not None:
@@ -186,7 +186,7 @@ class UdpScanner:
                             verdict = Verdict(PortState.OPEN, Reason.UDP_RESPONSE, None, rtt_ms)
                         except ConnectionRefusedError:
                             verdict = Verdict(PortState.CLOSED, Reason.PORT_UNREACH, None, rtt_ms)
-                        except OSError:
+                        except OSError:  # no answer to judge: the retry or the timeout decides
                             verdict = None
                     s2.close()
                     if verdict is None:  # an error without an ICMP: probe the port again

@@ -87,7 +87,7 @@ def write(name: str, data: dict[str, Any]) -> None:
 def remove(name: str) -> None:
     try:
         os.unlink(state_path(name))
-    except FileNotFoundError:
+    except FileNotFoundError:  # already gone: what remove wanted
         pass
 
 
@@ -95,7 +95,7 @@ def names() -> list[str]:
     d = statefiles.labs_dir()
     try:
         entries = os.listdir(d)
-    except FileNotFoundError:
+    except FileNotFoundError:  # no labs directory: no lab is up
         return []
     statefiles.check_trusted(d)
     return sorted(e[: -len(".json")] for e in entries if e.endswith(".json"))

@@ -198,7 +198,7 @@ def proc_starttime(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
-    except OSError:
+    except OSError:  # the process is gone
         return None
     fields = data[data.rfind(b")") + 2 :].split()
     return int(fields[19]) if len(fields) > 19 else None
@@ -208,7 +208,7 @@ def proc_cmdline(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-    except OSError:
+    except OSError:  # the process is gone
         return []
 
 
@@ -239,7 +239,7 @@ def _dead(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
-    except OSError:
+    except OSError:  # no /proc entry: gone
         return True
     return data[data.rfind(b")") + 2 : data.rfind(b")") + 3] in (b"Z", b"X")
 
@@ -302,7 +302,7 @@ def bound_ports(pid: int) -> set[tuple[str, int]] | None:
         for fd in os.listdir(f"/proc/{pid}/fd"):
             try:
                 target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
+            except OSError:  # the descriptor was closed meanwhile
                 continue
             if target.startswith("socket:["):
                 inodes.add(target[8:-1])
@@ -316,7 +316,7 @@ def bound_ports(pid: int) -> set[tuple[str, int]] | None:
                     if len(parts) > 9 and parts[3] == state and parts[9] in inodes:
                         found.add((proto, int(parts[1].rsplit(":", 1)[1], 16)))
         return found
-    except OSError:
+    except OSError:  # gone, or /proc unreadable: unknown, said as None
         return None
 
 
@@ -326,7 +326,7 @@ def pids_in(namespaces: Sequence[str]) -> list[int]:
     for ns in namespaces:
         try:
             st = os.stat(ns_path(ns))
-        except OSError:
+        except OSError:  # the namespace is gone: no pid is in it
             continue
         wanted.add((st.st_dev, st.st_ino))
     if not wanted:
@@ -337,7 +337,7 @@ def pids_in(namespaces: Sequence[str]) -> list[int]:
             continue
         try:
             st = os.stat(f"/proc/{entry}/ns/net")
-        except OSError:
+        except OSError:  # the process exited meanwhile
             continue
         if (st.st_dev, st.st_ino) in wanted and not _dead(int(entry)):
             out.append(int(entry))

@@ -173,7 +173,7 @@ def _keep(name: str, text: str) -> str | None:
     try:
         state.make_dir(STATE_DIR, 0o700)
         return state.write_file(os.path.join(STATE_DIR, name), text)
-    except OSError:
+    except OSError:  # the kept copy is a convenience: apply goes on without it
         return None
 
 
@@ -211,7 +211,7 @@ def firewall_status(path: str = DEFAULT_POLICY, *, netns: str | None = None, uni
             in_sync = applied is not None and applied.strip() == want and loaded == text
             if applied is None or loaded is None:
                 in_sync = None
-        except (OSError, ValueError, FileFormatError):
+        except (OSError, ValueError, FileFormatError):  # state unreadable: "in sync" is unknown, not false
             in_sync = None
     rb = rollback.status(_state_name(netns))
     return FwStatus(
