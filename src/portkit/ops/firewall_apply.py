@@ -280,6 +280,7 @@ def enable_boot(
     try:
         os.makedirs(unit_dir, exist_ok=True)
         with open(target, "w") as f:
+            os.fchmod(f.fileno(), 0o644)  # whatever the umask: a unit others could edit runs as root
             f.write(text)
     except OSError as exc:
         raise map_os_error(exc, f"cannot write {target}", hint="run as root") from exc
