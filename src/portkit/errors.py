@@ -5,7 +5,11 @@ class to an exit status and prints ``str(error)`` as one line on stderr; a libra
 catches the same classes. Foreign errors (OSError from the kernel, CalledProcessError from
 ``nft``) are mapped at each boundary, once, with the :func:`map_exceptions` context manager
 (httpx's idea): ``with map_exceptions("reading /proc/net/tcp"): ...`` turns an OSError into
-the matching portkit error, so no caller writes its own ``except OSError`` to do it.
+the matching portkit error, so no caller writes its own ``except OSError`` to do it. Where a
+handler must catch the OSError itself (to close a socket first, or to tell EADDRINUSE
+apart), it raises ``map_os_error(exc, what)``, or ``map_file_error(exc, path, kind)`` for a
+file the user named; tests/unit/test_error_mapping.py refuses a handler that builds a
+portkit error from an OSError by hand.
 
     PortkitError                    (generic; exit 1 is never used for errors)
     ├── InputError                  exit 2  bad input: a port of 70000, a malformed rule file
@@ -24,6 +28,7 @@ the matching portkit error, so no caller writes its own ``except OSError`` to do
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from enum import IntEnum
@@ -131,27 +136,99 @@ class Interrupted(PortkitError):
     exit_code = ExitCode.INTERRUPTED
 
 
-def map_os_error(exc: OSError, what: str) -> PortkitError:
-    """Map an OSError raised while doing ``what`` to the matching portkit error."""
+#: What an errno means where the caller of :func:`map_os_error` stands, when it is not the
+#: default (EADDRNOTAVAIL on a bind is a bad address, exit 2): a class taking
+#: ``(message, *, hint)``, or such a class and the reason to print instead of ``strerror``.
+ErrnoMapping = Mapping[int, type[PortkitError] | tuple[type[PortkitError], str]]
+
+#: The errnos that say a path names nothing usable (for ``errnos=dict.fromkeys(NOT_A_PATH,
+#: InputError)`` where the path came from the user).
+NOT_A_PATH = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG)
+
+_PRIVILEGE_HINT = "run as root or with CAP_NET_ADMIN/CAP_NET_RAW"
+
+
+def map_os_error(exc: OSError, what: str, *, hint: str | None = None, errnos: ErrnoMapping | None = None) -> PortkitError:
+    """The one mapping from an OSError raised while doing ``what`` to a portkit error.
+
+    ``what`` names the value and the operation ("cannot listen on 0.0.0.0:80/tcp") and starts
+    the one-line message; the system's reason follows. ``errnos`` first (the caller knows
+    that, say, EADDRNOTAVAIL on a bind means a bad address), then:
+
+    ==========================  ==================  ====
+    EPERM, EACCES               PrivilegeError      3
+    EMFILE, ENFILE              ResourceLimit       4    (the open-files limit)
+    ENOBUFS, ENOMEM             ResourceLimit       4    (memory)
+    anything else               SystemRefused       4
+    ==========================  ==================  ====
+
+    ``hint`` replaces the default hint of the class. A file the user named goes through
+    :func:`map_file_error` instead, which says what is wrong with the path (exit 2).
+
+    >>> str(map_os_error(OSError(errno.EROFS, "Read-only file system"), "cannot set /proc/sys/x"))
+    'cannot set /proc/sys/x: Read-only file system'
+    """
     detail = exc.strerror or str(exc)
+    chosen = (errnos or {}).get(exc.errno) if exc.errno is not None else None
+    if chosen is not None:
+        cls, reason = chosen if isinstance(chosen, tuple) else (chosen, detail)
+        return cls(f"{what}: {reason}", hint=hint)
     if exc.errno in (errno.EPERM, errno.EACCES):
-        return PrivilegeError(f"{what}: {detail}", hint="run as root or with CAP_NET_ADMIN/CAP_NET_RAW")
+        return PrivilegeError(f"{what}: {detail}", hint=hint or _PRIVILEGE_HINT)
     if exc.errno in (errno.EMFILE, errno.ENFILE):
-        return ResourceLimit(f"{what}: {detail}", hint="the open-files limit is reached")
-    return SystemRefused(f"{what}: {detail}")
+        return ResourceLimit(f"{what}: {detail}", hint=hint or "the open-files limit is reached")
+    if exc.errno in (errno.ENOBUFS, errno.ENOMEM):
+        return ResourceLimit(f"{what}: {detail}", hint=hint or "the system is short of memory")
+    return SystemRefused(f"{what}: {detail}", hint=hint)
+
+
+def map_file_error(exc: OSError, path: str, kind: str, *, writing: bool = False) -> PortkitError:
+    """The one mapping for an OSError on a file the user named (``kind``: "policy file"):
+    EPERM/EACCES is a missing privilege (exit 3); a path that names no usable file is bad
+    input, said in words (exit 2), and so is any other failure to read it (``/proc/self/mem``
+    answers EIO: the file named is the problem); a failure to write one that is not the
+    path's (ENOSPC, EROFS) goes through :func:`map_os_error` (exit 4).
+
+    >>> str(map_file_error(FileNotFoundError(errno.ENOENT, "No such file"), "/x.yaml", "policy file"))
+    '/x.yaml: no such policy file'
+    """
+    verb = "write" if writing else "read"
+    if exc.errno in (errno.EPERM, errno.EACCES):
+        return PrivilegeError(f"cannot {verb} {kind} {path}: {exc.strerror or exc}")
+    if exc.errno == errno.ENOENT:
+        parent = os.path.dirname(os.path.abspath(path))
+        problem = f"no such directory {parent}" if writing else f"no such {kind}"
+    elif exc.errno == errno.ENOTDIR:
+        problem = f"a part of the path is not a directory, so there is no {kind} there"
+    elif exc.errno == errno.ELOOP:
+        problem = "too many levels of symbolic links"
+    elif exc.errno == errno.ENAMETOOLONG:
+        problem = "the file name is too long"
+    elif exc.errno == errno.EISDIR:
+        problem = f"is a directory, not a {kind}"
+    elif exc.errno in (errno.ENXIO, errno.ENODEV):  # a socket or a device without a driver
+        problem = f"is not a regular file; a {kind} must be one"
+    elif not writing:
+        problem = f"cannot read {kind}: {exc.strerror or exc}"
+    else:
+        return map_os_error(exc, f"cannot write {kind} {path}")
+    return FileFormatError(path, problem)
 
 
 @contextmanager
 def map_exceptions(
     what: str,
     mapping: Mapping[type[BaseException], type[PortkitError]] | None = None,
+    *,
+    hint: str | None = None,
+    errnos: ErrnoMapping | None = None,
 ) -> Iterator[None]:
     """Map foreign exceptions raised inside the block to portkit errors, at one boundary.
 
     ``what`` names the operation ("cannot listen on 0.0.0.0:80/tcp") and starts the message.
     ``mapping`` sends other exception classes to a portkit class (checked in order, first
-    match wins); an OSError not in it goes through :func:`map_os_error`. A PortkitError
-    passes through untouched.
+    match wins); an OSError not in it goes through :func:`map_os_error` (with ``hint`` and
+    ``errnos``). A PortkitError passes through untouched.
     """
     try:
         yield
@@ -161,7 +238,7 @@ def map_exceptions(
         for foreign, ours in (mapping or {}).items():
             if isinstance(exc, foreign):
                 detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                raise ours(f"{what}: {detail}" if detail else what) from exc
+                raise ours(f"{what}: {detail}" if detail else what, hint=hint) from exc
         if isinstance(exc, OSError):
-            raise map_os_error(exc, what) from exc
+            raise map_os_error(exc, what, hint=hint, errnos=errnos) from exc
         raise

@@ -60,7 +60,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         (["check", "[::1:80"], "needs its ']'"),
         # checked before the scan: a typo in the path must not cost a scan (was: scan, then
         # a warning, exit 0)
-        (["scan", "127.0.0.1", "-p", "22", "-oX", "/nonexistent-pk-dir/x.xml"], "cannot write -oX"),
+        (["scan", "127.0.0.1", "-p", "22", "-oX", "/nonexistent-pk-dir/x.xml"], "x.xml: no such directory /nonexistent-pk-dir"),
         (["check", "10.0.0.300:80"], "not a valid IPv4 address"),
         (["scan", "127.0.0.1", "-p", "22", "-oX", "-", "--json"], "both write to stdout"),
     ],

@@ -15,7 +15,7 @@ import subprocess
 
 from portkit.backends.host import find_tool
 from portkit.backends.netns import netns_path, pid_netns_path, run_in_netns
-from portkit.errors import PrivilegeError, SystemRefused
+from portkit.errors import PrivilegeError, SystemRefused, map_os_error
 
 PROC_FILE = "nf_conntrack"
 
@@ -26,9 +26,9 @@ def _read_proc(in_thread: bool) -> str | None:
         with open(path) as f:
             return f.read()
     except FileNotFoundError:
-        return None
-    except PermissionError:
-        raise PrivilegeError("reading the conntrack table needs root (CAP_NET_ADMIN)") from None
+        return None  # no nf_conntrack in this kernel: no table, which the caller reports
+    except PermissionError as exc:
+        raise map_os_error(exc, "reading the conntrack table", hint="run as root or with CAP_NET_ADMIN") from None
 
 
 def _ns_path(netns: str | None, netns_pid: int | None) -> str | None:

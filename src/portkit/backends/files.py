@@ -11,11 +11,11 @@ caps the size, and decodes UTF-8, mapping each failure to :class:`FileFormatErro
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import os
 import stat
 
-from portkit.errors import FileFormatError, PrivilegeError, map_os_error
+from portkit.errors import FileFormatError, PrivilegeError, map_file_error
 
 #: The largest config file portkit reads (policies and scenarios are a few KiB).
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -42,14 +42,10 @@ def read_user_file(path: str, kind: str, *, missing_ok: bool = False, limit: int
     check_path_text(path, kind)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except FileNotFoundError:
-        if missing_ok:
-            return None
-        raise FileFormatError(path, f"no such {kind}") from None
-    except PermissionError as exc:
-        raise PrivilegeError(f"cannot read {kind} {path}: {exc.strerror}") from None
     except OSError as exc:
-        raise FileFormatError(path, _why(exc, kind)) from None
+        if missing_ok and isinstance(exc, FileNotFoundError):
+            return None
+        raise map_file_error(exc, path, kind) from None
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
@@ -69,7 +65,7 @@ def read_user_file(path: str, kind: str, *, missing_ok: bool = False, limit: int
                 raise FileFormatError(path, f"is larger than {limit} bytes; a {kind} may be at most that")
             chunks.append(chunk)
     except OSError as exc:
-        raise FileFormatError(path, _why(exc, kind)) from None
+        raise map_file_error(exc, path, kind) from None
     finally:
         os.close(fd)
     raw = b"".join(chunks)
@@ -79,16 +75,6 @@ def read_user_file(path: str, kind: str, *, missing_ok: bool = False, limit: int
         raise FileFormatError(
             path, f"not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); a {kind} is UTF-8 text"
         ) from None
-
-
-def _why(exc: OSError, kind: str) -> str:
-    if exc.errno == errno.ELOOP:
-        return "too many levels of symbolic links"
-    if exc.errno == errno.ENOTDIR:
-        return f"a part of the path is not a directory, so there is no {kind} there"
-    if exc.errno == errno.ENAMETOOLONG:
-        return "the file name is too long"
-    return f"cannot read {kind}: {exc.strerror or exc}"
 
 
 def check_user_file_writable(path: str, kind: str) -> None:
@@ -101,9 +87,9 @@ def check_user_file_writable(path: str, kind: str) -> None:
     try:
         st = os.stat(real)
     except FileNotFoundError:
-        st = None
+        st = None  # a new file: its directory is checked below
     except OSError as exc:
-        raise FileFormatError(path, _why(exc, kind)) from None
+        raise map_file_error(exc, path, kind, writing=True) from None
     if st is not None and not stat.S_ISREG(st.st_mode):
         what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
         raise FileFormatError(path, f"is {what}; a {kind} is written as a regular file")
@@ -128,23 +114,19 @@ def write_user_file(path: str, text: str, kind: str) -> None:
         try:
             mode = stat.S_IMODE(os.stat(real).st_mode)
         except FileNotFoundError:
-            mode = 0o644
+            mode = 0o644  # a new file
         fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(real)}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.chmod(tmp, mode)
         os.replace(tmp, real)
         tmp = None
-    except PermissionError as exc:
-        raise PrivilegeError(f"cannot write {kind} {path}: {exc.strerror}") from None
-    except OSError as exc:  # ENOSPC, EROFS, ...: the system refused
-        raise map_os_error(exc, f"cannot write {kind} {path}") from None
+    except OSError as exc:  # EACCES: exit 3; ENOSPC, EROFS, ...: the system refused
+        raise map_file_error(exc, path, kind, writing=True) from None
     finally:
         if tmp is not None:
-            try:
+            with contextlib.suppress(OSError):  # best effort: the error above is what counts
                 os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def read_stdin_text(kind: str, *, limit: int = MAX_CONFIG_BYTES) -> str:
@@ -155,7 +137,7 @@ def read_stdin_text(kind: str, *, limit: int = MAX_CONFIG_BYTES) -> str:
     try:
         raw = sys.stdin.buffer.read(limit + 1)
     except OSError as exc:
-        raise FileFormatError(name, _why(exc, kind)) from None
+        raise map_file_error(exc, name, kind) from None
     if len(raw) > limit:
         raise FileFormatError(name, f"is larger than {limit} bytes; a {kind} may be at most that")
     try:

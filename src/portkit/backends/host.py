@@ -33,7 +33,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from portkit.errors import PortkitError, PrivilegeError, ResolveError, SystemRefused
+from portkit.errors import PortkitError, PrivilegeError, ResolveError, SystemRefused, map_os_error
 
 if TYPE_CHECKING:  # imported where a route is built: fw check's start-up does not need it
     from portkit.model.diagnosis import RouteFact
@@ -42,6 +42,7 @@ __all__ = [
     "default_route_dev",
     "find_tool",
     "interface_addresses",
+    "interface_index",
     "local_addresses",
     "parse_route_get",
     "require_tool",
@@ -99,7 +100,7 @@ def _proc_local_addresses() -> list[str] | None:
         with open("/proc/thread-self/net/fib_trie") as f:
             lines = f.read().splitlines()
     except OSError:
-        return None
+        return None  # /proc not mounted or not readable here: the caller falls back to psutil
     last = ""
     for line in lines:  # "  |-- 10.0.0.1" then "     /32 host LOCAL"
         text = line.strip()
@@ -144,12 +145,21 @@ def _ip_json(args: list[str], netns: str | None) -> Any:
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
-        return None
+        return None  # no ip, or it hung: no answer, which each caller treats as "unknown"
     if proc.returncode != 0 or not proc.stdout.strip():
         return None
     try:
         return json.loads(proc.stdout)
     except ValueError:
+        return None
+
+
+def interface_index(name: str) -> int | None:
+    """The index of interface ``name`` in this thread's namespace; None when there is none
+    (``if_nametoindex`` says so with an OSError that carries no errno: an answer, not a failure)."""
+    try:
+        return socket.if_nametoindex(name)
+    except (OSError, ValueError):  # ValueError: a name with a NUL
         return None
 
 
@@ -240,22 +250,21 @@ def _netlink_route(destination: str, source: str | None, iif: str | None, timeou
     if src is not None:
         body += struct.pack("=HH", 4 + len(src.packed), _RTA_SRC) + src.packed
     if iif is not None:
-        try:
-            index = socket.if_nametoindex(iif)
-        except OSError:
-            raise SystemRefused(f'ip route get {destination}: Cannot find device "{iif}"') from None
+        index = interface_index(iif)
+        if index is None:  # in ip's words, as the fallback below says it
+            raise SystemRefused(f'ip route get {destination}: Cannot find device "{iif}"')
         body += struct.pack("=HHI", 8, _RTA_IIF, index)
     try:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)  # NETLINK_ROUTE
     except OSError:
-        return None
+        return None  # no netlink here (a sandbox): the caller asks ip instead
     with sock:
         try:
             sock.settimeout(timeout)
             sock.send(struct.pack("=IHHII", 16 + len(body), _RTM_GETROUTE, _NLM_F_REQUEST, 1, 0) + body)
             data = sock.recv(65536)
         except OSError:
-            return None
+            return None  # no answer in time: the caller asks ip instead
     if len(data) < 20:
         return None
     length, mtype = struct.unpack_from("=IH", data, 0)
@@ -277,7 +286,7 @@ def _netlink_route(destination: str, source: str | None, iif: str | None, timeou
         try:
             dev = socket.if_indextoname(int.from_bytes(oif, sys.byteorder))
         except OSError:
-            dev = None
+            dev = None  # the interface went away since the kernel answered
     return _route_fact(destination, rtype, addr(_RTA_DST), dev, addr(_RTA_PREFSRC), addr(_RTA_GATEWAY))
 
 
@@ -295,7 +304,7 @@ def _ip_route_get(destination: str, source: str | None, iif: str | None, netns: 
     except subprocess.TimeoutExpired as exc:
         raise SystemRefused(f"ip route get {destination} did not answer within {timeout:.0f} s") from exc
     except OSError as exc:
-        raise SystemRefused(f"cannot run ip: {exc.strerror}") from exc
+        raise map_os_error(exc, f"cannot run {argv[0]}") from exc
     if proc.returncode != 0:
         err = (proc.stderr or proc.stdout).strip().splitlines()
         first = err[0] if err else f"exit status {proc.returncode}"

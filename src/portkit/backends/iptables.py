@@ -22,6 +22,6 @@ def iptables_save(*, ipv6: bool = False, netns: str | None = None) -> str | None
     argv = [exe] if netns is None else ["ip", "netns", "exec", netns, exe]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError):  # no iptables-save, or it hung: no iptables view, which the caller reports
         return None
     return proc.stdout if proc.returncode == 0 else None

@@ -49,7 +49,7 @@ def forget_netns(netns: str) -> None:
     as their label go. (A namespace of the same name made later has a new identity anyway.)"""
     try:
         names = os.listdir(_run_dir())
-    except OSError:
+    except OSError:  # no forwards directory: nothing recorded, nothing to forget
         return
     for n in names:
         if not n.startswith("net-") or not n.endswith(".json"):
@@ -57,7 +57,7 @@ def forget_netns(netns: str) -> None:
         p = os.path.join(_run_dir(), n)
         try:
             data = state.read_state_json(p)
-        except (OSError, ValueError, SystemRefused):
+        except (OSError, ValueError, SystemRefused):  # a record that cannot be read or trusted is not this namespace's
             continue
         if isinstance(data, dict) and data.get("netns") == netns:
             with contextlib.suppress(OSError):
@@ -69,7 +69,7 @@ def load_state(netns: str | None) -> tuple[list[ForwardSpec], dict[str, bool]]:
     of the state file. Entries that cannot be read are skipped; no file means none."""
     try:
         data = state.read_state_json(_state_path(netns))
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # unreadable state means no recorded forwards (see the docstring)
         return [], {}
     specs: list[ForwardSpec] = []
     local: dict[str, bool] = {}
@@ -121,7 +121,7 @@ def is_local_address(addr: str, netns: str | None) -> bool:
         with socket.socket(fam, socket.SOCK_DGRAM) as s:
             try:
                 s.bind((addr, 0))
-            except OSError:
+            except OSError:  # cannot bind it: not an address of this namespace
                 return False
             return True
 

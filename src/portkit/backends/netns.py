@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from portkit.errors import InputError, PrivilegeError, SystemRefused
+from portkit.errors import NOT_A_PATH, InputError, PrivilegeError, SystemRefused, map_exceptions
 
 T = TypeVar("T")
 
@@ -50,7 +50,7 @@ def list_netns() -> list[str]:
     """Names of the namespaces ``ip netns`` knows (files under /run/netns)."""
     try:
         return sorted(os.listdir(NETNS_RUN_DIR))
-    except FileNotFoundError:
+    except FileNotFoundError:  # no /run/netns yet: ip netns knows no namespace
         return []
 
 
@@ -95,17 +95,12 @@ def entered(path: str) -> Iterator[None]:
 
     Prefer :func:`run_in_netns`, which uses a throwaway thread.
     """
-    try:
+    with map_exceptions("cannot open own network namespace"):
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    except OSError as exc:
-        raise SystemRefused(f"cannot open own network namespace: {exc.strerror}") from exc
     try:
-        try:
+        # a path that names no namespace is bad input (exit 2); EACCES is exit 3
+        with map_exceptions(f"cannot open network namespace {path}", errnos=dict.fromkeys(NOT_A_PATH, InputError)):
             target = os.open(path, os.O_RDONLY)
-        except PermissionError as exc:
-            raise PrivilegeError(f"cannot open network namespace {path}: permission denied") from exc
-        except OSError as exc:
-            raise InputError(f"cannot open network namespace {path}: {exc.strerror}") from exc
         try:
             _setns(target, CLONE_NEWNET)
         finally:
@@ -164,10 +159,8 @@ class NetnsId:
 
 
 def _identity_here() -> NetnsId:
-    try:
+    with map_exceptions("cannot read own network namespace"):
         st = os.stat("/proc/thread-self/ns/net")
-    except OSError as exc:
-        raise SystemRefused(f"cannot read own network namespace: {exc.strerror}") from exc
     cookie: int | None = None
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
@@ -192,7 +185,7 @@ def is_initial(ident: NetnsId) -> bool:
         return True
     try:
         st = os.stat("/proc/1/ns/net")
-    except OSError:
+    except OSError:  # /proc/1 hidden (another PID namespace): the inode check above decided
         return False
     return (st.st_dev, st.st_ino) == (ident.dev, ident.ino)
 

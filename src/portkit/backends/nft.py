@@ -89,7 +89,7 @@ def _has_net_admin() -> bool:
             for line in f:
                 if line.startswith("CapEff:"):
                     return bool(int(line.split()[1], 16) >> 12 & 1)
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError):  # no /proc status: fall back to the euid
         pass
     return os.geteuid() == 0
 
@@ -115,7 +115,7 @@ def _list_with_binding(mod: Any, netns: str | None) -> str | None:
 
     try:
         rc, out, err = run_in_netns(netns_path(netns) if netns is not None else None, work)
-    except OSError:
+    except OSError:  # cannot enter the namespace: no JSON ruleset; the caller reports it unknown
         return None
     if rc != 0:
         if "Operation not permitted" in err or "Permission denied" in err:
@@ -178,7 +178,7 @@ def ruleset_generation(*, netns: str | None = None) -> tuple[int, int] | None:
     try:
         cookie = sock.cookie()
         return (cookie, sock.generation()) if cookie is not None else None
-    except (PortkitError, OSError):
+    except (PortkitError, OSError):  # no cookie or generation: the ruleset is not cached, only read again
         return None
     finally:
         sock.close()

@@ -48,7 +48,7 @@ def parser_stamp() -> str:
         try:
             st = os.stat(mod.__file__ or "")
             parts.append(f"{mod.__name__}:{st.st_mtime_ns}:{st.st_size}")
-        except OSError:
+        except OSError:  # a module without a file (zipapp): its name alone keys the cache
             parts.append(mod.__name__)
     return f"{zlib.crc32(';'.join(parts).encode()):08x}"
 

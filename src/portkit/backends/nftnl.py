@@ -17,7 +17,7 @@ import os
 import socket
 import struct
 
-from portkit.errors import PrivilegeError, SystemRefused
+from portkit.errors import PrivilegeError, SystemRefused, map_os_error
 from portkit.parse.netlink_tlv import attrs
 from portkit.parse.nftnetlink import RawRuleset
 
@@ -49,7 +49,7 @@ class NftSocket:
         try:
             self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
         except OSError as exc:
-            raise SystemRefused(f"cannot open a netfilter netlink socket: {exc.strerror or exc}") from None
+            raise map_os_error(exc, "cannot open a netfilter netlink socket") from None
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self.sock.bind((0, 0))
         self.seq = 0
@@ -61,7 +61,7 @@ class NftSocket:
     def cookie(self) -> int | None:
         try:
             return int(struct.unpack("=Q", self.sock.getsockopt(socket.SOL_SOCKET, _SO_NETNS_COOKIE, 8))[0])
-        except OSError:
+        except OSError:  # an older kernel without SO_NETNS_COOKIE: no cookie, no caching
             return None
 
     def request(self, msg: int, *, family: int = 0, body: bytes = b"", dump: bool = True) -> list[bytes]:
@@ -144,7 +144,7 @@ class NftSocket:
 def _if_nameindex() -> list[tuple[int, str]]:
     try:
         return socket.if_nameindex()
-    except OSError:
+    except OSError:  # no interface list: rules show interface indexes instead of names
         return []
 
 

@@ -23,7 +23,7 @@ def nmap_services() -> tuple[ServiceFreq, ...]:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             return tuple(parse_nmap_services(f.read()))
-    except OSError:
+    except OSError:  # nmap's table is optional: without it, no nmap port names
         return ()
 
 

@@ -36,7 +36,7 @@ def socket_owners(
     """
     try:
         entries = os.listdir(proc)
-    except OSError:
+    except OSError:  # no /proc to walk: no owners, and the answer says it is incomplete
         return {}, True
     pids = sorted(int(e) for e in entries if e.isdigit())
     wanted: dict[str, int] | None = None
@@ -66,7 +66,7 @@ def _walk(pids: list[int], wanted: dict[str, int] | None, proc: str) -> tuple[di
     for pid in pids:
         try:
             dfd = osopen(f"{proc}/{pid}/fd", _O_DIR)
-        except PermissionError:
+        except PermissionError:  # another user's process: say the answer is incomplete
             incomplete = True
             continue
         except OSError:  # gone, or a kernel thread
@@ -74,7 +74,7 @@ def _walk(pids: list[int], wanted: dict[str, int] | None, proc: str) -> tuple[di
         try:
             try:
                 names = listdir(dfd)
-            except OSError:
+            except OSError:  # the process exited while it was walked
                 continue
             if wanted is not None:
                 # fds list in ascending order and a listener is usually opened first, so a
@@ -83,7 +83,7 @@ def _walk(pids: list[int], wanted: dict[str, int] | None, proc: str) -> tuple[di
                 for name in names:
                     try:
                         ino = wanted.get(readlink(name, dir_fd=dfd))
-                    except OSError:
+                    except OSError:  # the descriptor was closed while it was read
                         continue
                     if ino is not None:
                         lst = owners.get(ino)
@@ -100,7 +100,7 @@ def _walk(pids: list[int], wanted: dict[str, int] | None, proc: str) -> tuple[di
                 for name in names:
                     try:
                         link = readlink(name, dir_fd=dfd)
-                    except OSError:
+                    except OSError:  # the descriptor was closed while it was read
                         continue
                     if link[:8] == "socket:[":
                         ino = int(link[8:-1])
@@ -124,7 +124,7 @@ def _fd_counts(pids: list[int], proc: str) -> list[int]:
     for pid in pids:
         try:
             counts.append(os.stat(f"{proc}/{pid}/fd").st_size)
-        except OSError:
+        except OSError:  # gone, or not ours to stat: counted as no descriptors
             counts.append(0)
     return counts
 
@@ -167,11 +167,11 @@ def _walk_forked(
     """
     try:
         rfd, wfd = os.pipe()
-    except OSError:
+    except OSError:  # no pipe: walk in this process alone
         return None
     try:
         child = os.fork()
-    except OSError:
+    except OSError:  # no fork: walk in this process alone
         os.close(rfd)
         os.close(wfd)
         return None
@@ -226,14 +226,14 @@ def process_name(pid: int, *, proc: str = PROC) -> str | None:
     try:
         with open(f"{proc}/{pid}/comm", "rb") as f:
             return f.read().rstrip(b"\n").decode("utf-8", "replace")
-    except OSError:
+    except OSError:  # the process is gone
         return None
 
 
 def process_uid(pid: int, *, proc: str = PROC) -> int | None:
     try:
         return os.stat(f"{proc}/{pid}").st_uid
-    except OSError:
+    except OSError:  # the process is gone
         return None
 
 
@@ -242,7 +242,7 @@ def process_cmdline(pid: int, *, proc: str = PROC) -> str:
     try:
         with open(f"{proc}/{pid}/cmdline", "rb") as f:
             raw = f.read()
-    except OSError:
+    except OSError:  # the process is gone
         return ""
     return raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
 
@@ -276,7 +276,7 @@ def process_started(pid: int, *, proc: str = PROC) -> str | None:
         if not _btime:
             with open(f"{proc}/stat") as f:
                 _btime.append(parse_btime(f.read()))
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError):  # gone, or /proc/stat unreadable: no start time
         return None
     import datetime as _dt
 
@@ -289,7 +289,7 @@ def is_gone(pid: int, *, proc: str = PROC) -> bool:
     try:
         with open(f"{proc}/{pid}/stat") as f:
             text = f.read()
-    except OSError:
+    except OSError:  # no /proc entry: the process is gone
         return True
     try:
         return text[text.rindex(")") + 2] in "ZX"

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from portkit.backends import state
-from portkit.errors import InputError, PrivilegeError
+from portkit.errors import InputError, map_os_error
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _POLL = 0.2
@@ -60,7 +60,7 @@ def _locked(name: str) -> Iterator[None]:
         state.make_dir(root, 0o700)
         fd = state.open_lock(os.path.join(root, f"{name}.lock"))
     except PermissionError as exc:
-        raise PrivilegeError(f"cannot use the rollback state under {root}: {exc.strerror} (run as root)") from exc
+        raise map_os_error(exc, f"cannot use the rollback state under {root}", hint="run as root") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -71,7 +71,7 @@ def _locked(name: str) -> Iterator[None]:
 def _read_meta(d: str) -> dict[str, object] | None:
     try:
         data = state.read_state_json(os.path.join(d, "meta.json"))
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # no readable meta.json: no timer recorded
         return None
     return data if isinstance(data, dict) else None
 
@@ -80,7 +80,7 @@ def _pid_is_timer(pid: int, name: str) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             argv = f.read().split(b"\0")
-    except OSError:
+    except OSError:  # the pid is gone: it is no timer
         return False
     return b"portkit.backends.rollback" in argv and name.encode() in argv
 
@@ -110,7 +110,7 @@ def arm(name: str, restore_script: str, seconds: float, netns: str | None = None
             meta = {"name": name, "deadline": deadline, "netns": netns, "pid": proc.pid}
             state.write_json(os.path.join(d, "meta.json"), meta)
     except PermissionError as exc:
-        raise PrivilegeError(f"cannot write the rollback state under {state.rollback_dir()}: {exc.strerror}") from exc
+        raise map_os_error(exc, f"cannot write the rollback state under {state.rollback_dir()}", hint="run as root") from exc
     return status(name)
 
 
@@ -206,7 +206,7 @@ def _fire(name: str) -> None:
         try:
             proc = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=60, check=False)
             result = "rolled back" if proc.returncode == 0 else f"rollback failed: {proc.stderr.strip()[:300]}"
-        except (OSError, subprocess.SubprocessError) as exc:
+        except (OSError, subprocess.SubprocessError) as exc:  # no nft to run: recorded as the result, which fw status shows
             result = f"rollback failed: {exc}"
         _write_result(name, {"name": name, "result": result, "time": time.time(), "netns": netns})
         shutil.rmtree(d, ignore_errors=True)

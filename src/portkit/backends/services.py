@@ -26,7 +26,7 @@ def _read(path: str) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             return f.read()
-    except OSError:
+    except OSError:  # a missing services file means no names from it
         return ""
 
 

@@ -79,7 +79,7 @@ def _status(pid: int, proc: str) -> dict[str, str] | None:
     try:
         with open(f"{proc}/{pid}/status", encoding="utf-8", errors="replace") as f:
             text = f.read()
-    except OSError:
+    except OSError:  # gone or unreadable: the caller tells which (fail closed when it exists)
         return None
     fields: dict[str, str] = {}
     for line in text.splitlines():
@@ -95,7 +95,7 @@ def _stat_flags_ppid(pid: int, proc: str) -> tuple[int | None, int | None]:
     try:
         with open(f"{proc}/{pid}/stat", encoding="utf-8", errors="replace") as f:
             text = f.read()
-    except OSError:
+    except OSError:  # gone or unreadable: the caller tells which (fail closed when it exists)
         return None, None
     rest = text[text.rfind(")") + 1 :].split()
     # rest[0] is field 3 (state): ppid is field 4, flags field 9.

@@ -28,7 +28,7 @@ from collections.abc import Collection, Sequence
 from typing import Any, ClassVar, Protocol
 
 from portkit.backends import procs
-from portkit.errors import InputError, SystemRefused
+from portkit.errors import InputError, SystemRefused, map_os_error
 from portkit.parse import procnet, sockdiag
 from portkit.parse.sockdiag import Row
 
@@ -71,7 +71,7 @@ class NetlinkBackend(_ProcfsOwners):
         try:
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, sockdiag.NETLINK_SOCK_DIAG)
         except OSError as exc:
-            raise SystemRefused(f"cannot open a sock_diag netlink socket: {exc.strerror}") from exc
+            raise map_os_error(exc, "cannot open a sock_diag netlink socket") from exc
         with sock:
             recv = sock.recv
             seq = 0
@@ -242,7 +242,7 @@ def default_backend_name() -> str:
         try:
             socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, sockdiag.NETLINK_SOCK_DIAG).close()
             name = "netlink"
-        except OSError:
+        except OSError:  # no sock_diag netlink here: the next backend that works
             name = "procfs" if os.path.exists("/proc/net/tcp") else "psutil"
     _chosen.append(name)
     return name

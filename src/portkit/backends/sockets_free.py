@@ -18,7 +18,7 @@ def ipv6_available() -> bool:
         try:
             socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()
             _ipv6.append(True)
-        except OSError:
+        except OSError:  # a kernel without IPv6
             _ipv6.append(False)
     return _ipv6[0]
 
@@ -26,7 +26,7 @@ def ipv6_available() -> bool:
 def _bind_ok(family: int, kind: int, port: int) -> bool:
     try:
         s = socket.socket(family, kind)
-    except OSError:
+    except OSError:  # no such socket family here: the port is not free in it
         return False
     with s:
         try:
@@ -35,7 +35,7 @@ def _bind_ok(family: int, kind: int, port: int) -> bool:
                 s.bind(("::", port))
             else:
                 s.bind(("0.0.0.0", port))
-        except OSError as exc:
+        except OSError as exc:  # taken or not ours to take: not free; anything else is unexpected
             if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EPERM, errno.EADDRNOTAVAIL):
                 return False
             raise

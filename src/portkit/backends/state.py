@@ -156,7 +156,7 @@ def check_trusted(path: str) -> None:
         walked = os.path.join(walked, part) if part else "/"
         try:
             st = os.stat(walked)
-        except FileNotFoundError:
+        except FileNotFoundError:  # nothing there yet: nothing to trust or distrust
             return
         why = _problem(st, allow_sticky=True)
         if why:
@@ -168,7 +168,7 @@ def check_trusted(path: str) -> None:
             current = os.path.join(current, below[depth - 1])
         try:
             st = os.lstat(current)
-        except FileNotFoundError:
+        except FileNotFoundError:  # nothing there yet: nothing to trust or distrust
             return
         if stat.S_ISLNK(st.st_mode):
             raise _refuse(current, "is a symlink")
@@ -216,7 +216,7 @@ def read_state_bytes(path: str) -> bytes | None:
     """The bytes of the trusted state file ``path``; None when it does not exist."""
     try:
         fd = open_state(path)
-    except FileNotFoundError:
+    except FileNotFoundError:  # no file: nothing recorded (see the docstring)
         return None
     with os.fdopen(fd, "rb") as f:
         return f.read()
@@ -315,7 +315,7 @@ def write_file(path: str, data: bytes | str, mode: int = 0o600) -> str:
     except BaseException:
         try:
             os.unlink(tmp)
-        except OSError:
+        except OSError:  # best effort: the error being raised is what counts
             pass
         raise
     return path

@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-        except OSError:
+        except OSError:  # stdout is gone anyway: nothing left to protect
             pass
         return int(ExitCode.OK)
     except Exception as exc:  # a bug: still one line, never a traceback unless asked

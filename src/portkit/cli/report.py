@@ -260,7 +260,7 @@ def _confirm(question: str) -> bool:
     """Ask on the controlling terminal (or stdin when it is one); refuse without a terminal."""
     try:
         tty = open("/dev/tty", "r+")  # noqa: SIM115 - closed below
-    except OSError:
+    except OSError:  # no controlling terminal: try stdin, else refuse
         tty = None
     if tty is not None:
         with tty:

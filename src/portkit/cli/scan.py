@@ -111,7 +111,7 @@ def _progress_bar() -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from portkit.errors import InputError
+    from portkit.errors import InputError, map_file_error
     from portkit.ops.probe import scan
     from portkit.ops.vantage import run_from
     from portkit.render.output import Output, warn
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             xml_file = open(args.xml, "w", encoding="utf-8")  # noqa: SIM115 - closed below
         except OSError as exc:
-            raise InputError(f"cannot write -oX {args.xml}: {exc.strerror}") from None
+            raise map_file_error(exc, args.xml, "-oX file", writing=True) from None
     bar = _progress_bar() if args.xml != "-" else None
     task: Any = None
 
@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 with xml_file:
                     xml_file.write(xml)
-            except OSError as exc:
+            except OSError as exc:  # the scan result is printed already: the lost XML file is a warning
                 warn(f"cannot write {args.xml}: {exc.strerror}")
     if args.xml != "-":
         if out.json:

@@ -106,11 +106,8 @@ def bind_listener(spec: ForwardSpec, who_holds: WhoHolds | None) -> socket.socke
         sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise _in_use(spec, who_holds) from None
-        if exc.errno == errno.EADDRNOTAVAIL:
-            raise InputError(
-                f"cannot listen on {spec.listen}: no interface of this host has {spec.bind}"
-            ) from None
-        raise map_os_error(exc, f"cannot listen on {spec.listen}/{spec.proto}") from None
+        not_here = (InputError, f"no interface of this host has {spec.bind}")
+        raise map_os_error(exc, f"cannot listen on {spec.listen}/{spec.proto}", errnos={errno.EADDRNOTAVAIL: not_here}) from None
     return sock
 
 
@@ -379,7 +376,7 @@ def _nofile_limit() -> int:
 
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         return int(soft) if soft > 0 else 20000
-    except (ImportError, ValueError, OSError):
+    except (ImportError, ValueError, OSError):  # no resource module or limit: assume a common default
         return 20000
 
 

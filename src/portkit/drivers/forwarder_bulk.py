@@ -93,7 +93,7 @@ class BulkRelay:
     def _run(self, half: Half) -> None:
         try:
             self._pump(half)
-        except OSError as exc:
+        except OSError as exc:  # the relay ends; its first error is what it reports
             if self.error is None:
                 self.error = exc.strerror or str(exc)
             self.abort()
@@ -119,7 +119,7 @@ class BulkRelay:
             half.shut = True
             try:
                 half.dst.sock.shutdown(socket.SHUT_WR)
-            except OSError:
+            except OSError:  # the peer is gone already: nothing left to tell it
                 pass
 
     def _finished(self) -> None:
@@ -132,7 +132,7 @@ class BulkRelay:
         for s in (self.relay.client.sock, self.relay.upstream.sock):
             try:
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
+            except OSError:  # closed already: the thread is awake or done
                 pass
 
     def join(self, timeout: float) -> None:

@@ -52,7 +52,7 @@ def serve(host: str, tcp_port: int | None, udp_port: int | None) -> None:
                         c, _ = tcp.accept()
                     except BlockingIOError:
                         break
-                    except OSError:
+                    except OSError:  # the client left before accept: nothing to serve
                         break
                     c.setblocking(False)
                     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -68,7 +68,7 @@ def serve(host: str, tcp_port: int | None, udp_port: int | None) -> None:
                         break
                     try:
                         udp.sendto(buf[:n], peer)
-                    except OSError:
+                    except OSError:  # an echo is best effort, as UDP is
                         pass
             else:
                 item = conns.get(fd)
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
         _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ImportError, ValueError, OSError):
+    except (ImportError, ValueError, OSError):  # a test helper: the default limit will do
         pass
     serve(args.host, args.tcp, args.udp)
     return 0

@@ -116,7 +116,7 @@ class Worker:
     def poke(self) -> None:
         try:
             self._wake_w.send(b"\0")
-        except OSError:
+        except OSError:  # the wake-up pipe is full: the loop wakes anyway
             pass
 
     def _on_wake(self, _ev: int) -> None:
@@ -135,7 +135,7 @@ class Worker:
         if self.handlers.pop(fd, None) is not None:
             try:
                 self.ep.unregister(fd)
-            except OSError:
+            except OSError:  # closed already: epoll forgot it itself
                 pass
 
     def log(self, line: str) -> None:
@@ -204,7 +204,7 @@ class Worker:
                 sock, addr = lst.sock.accept()
             except BlockingIOError:
                 return
-            except OSError as exc:
+            except OSError as exc:  # out of descriptors pauses the listener; a client that left is dropped
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     self._pause(lst, now, exc)
                 return
@@ -249,7 +249,7 @@ class Worker:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             up = socket.socket(lst.family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-        except OSError as exc:
+        except OSError as exc:  # counted and logged: one client fails, the forward goes on
             sock.close()
             self.failed += 1
             self.log(

@@ -43,16 +43,16 @@ def pipe_size_refusal(size: int) -> str | None:
     process, the per-user pipe budget, and 2 GiB for anyone."""
     try:
         r, w = os.pipe2(os.O_CLOEXEC)
-    except OSError as exc:
+    except OSError as exc:  # the answer is the reason, not an exception
         return f"cannot create a pipe: {exc.strerror}"
     try:
         fcntl.fcntl(w, _F_SETPIPE_SZ, size)
-    except (OSError, OverflowError) as exc:
+    except (OSError, OverflowError) as exc:  # the answer is the reason, not an exception
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         try:
             with open("/proc/sys/fs/pipe-max-size", encoding="ascii") as f:
                 limit = f.read().strip()
-        except OSError:
+        except OSError:  # the limit only adds detail to the reason
             limit = "?"
         return f"the kernel refuses a pipe of {size} bytes ({detail}; /proc/sys/fs/pipe-max-size is {limit})"
     finally:
@@ -200,7 +200,7 @@ class Half:
                     self.shut = True
                     try:
                         dst.sock.shutdown(socket.SHUT_WR)
-                    except OSError:
+                    except OSError:  # the peer is gone already: nothing left to tell it
                         pass
                 return
             if not src.readable:
@@ -309,6 +309,6 @@ class Relay:
                     end.sock.setsockopt(
                         socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
                     )
-                except OSError:
+                except OSError:  # the socket closes anyway, just without the reset
                     pass
             end.sock.close()

@@ -81,13 +81,13 @@ def grab_banner(
             s.sendall(hello)
             try:
                 h = socket.create_connection((address, port), timeout=timeout)
-            except OSError:
+            except OSError:  # no second connection: describe what the first one got
                 return describe_reply(hello, _recv_some(s, timeout))
             with h:
                 get = http_probe(server_name)
                 h.sendall(get)
                 tls_data, http_data = _read_both(s, h, timeout)
-    except OSError:
+    except OSError:  # the probe saw nothing: no banner (the port state is the scan's answer)
         return None
     tls_text = describe_reply(hello, tls_data)
     if tls_data and describe_tls(tls_data) is not None:
@@ -123,7 +123,7 @@ def _recv_some(s: socket.socket, timeout: float) -> bytes:
         return s.recv(4096)
     except (TimeoutError, BlockingIOError):
         return b""
-    except OSError:
+    except OSError:  # a reset or an error: no banner
         return b""
 
 
@@ -157,7 +157,7 @@ def _echo_alive(addresses: Sequence[str], timeout: float) -> set[int]:
                     hdr = hdr[:2] + struct.pack("!H", _icmp_checksum(hdr)) + hdr[4:]
                 try:
                     s.sendto(hdr, (addresses[i], 0))
-                except OSError:
+                except OSError:  # this address cannot be sent to: it stays not alive
                     continue
             end = time.monotonic() + timeout
             while len(alive) < len(idx):
@@ -189,7 +189,7 @@ def discover(addresses: Sequence[str], *, privileged: bool, timeout: float = 1.0
     if privileged:
         try:
             alive |= _echo_alive(addresses, timeout)
-        except PermissionError:
+        except PermissionError:  # no raw sockets: discover with connects alone
             privileged = False
     rest = [i for i in range(len(addresses)) if i not in alive]
     if not rest:

@@ -59,7 +59,7 @@ from portkit.drivers.scanner_common import (
     work_items,
 )
 from portkit.engine.timing import RetryPolicy, RttEstimator, SilenceTracker, TimingProfile
-from portkit.errors import ResourceLimit
+from portkit.errors import map_os_error
 from portkit.model.cancel import Cancel
 from portkit.model.probe import PortState, Reason, Verdict
 
@@ -193,9 +193,10 @@ class ConnectScanner:
                         if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                             raise
                         retries.appendleft((hi, port, tryno))
-                        if not inflight:
-                            raise ResourceLimit(
-                                f"cannot open a socket for {host.address}:{port}: {exc.strerror}",
+                        if not inflight:  # nothing to wait for: no socket will come free
+                            raise map_os_error(
+                                exc,
+                                f"cannot open a socket for {host.address}:{port}",
                                 hint=f"the open-files limit is {limit}; close other files or raise 'ulimit -Hn'",
                             ) from None
                         # fewer files than we thought: shrink the window for good

@@ -65,7 +65,7 @@ def raise_nofile_limit() -> int:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
             soft = hard
-        except (ValueError, OSError):
+        except (ValueError, OSError):  # not allowed to raise it: scan within the soft limit
             pass
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 

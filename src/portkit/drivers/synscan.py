@@ -39,7 +39,7 @@ from portkit.drivers.scanner_common import (
     work_items,
 )
 from portkit.engine.timing import CongestionWindow, RetryPolicy, RttEstimator, SilenceTracker, TimingProfile
-from portkit.errors import PrivilegeError, SystemRefused
+from portkit.errors import SystemRefused, map_os_error
 from portkit.model.cancel import Cancel
 from portkit.model.probe import PortState, Reason, Verdict
 from portkit.parse.sockerr import icmp_reason
@@ -83,7 +83,7 @@ def attach_port_filter(sock: socket.socket, sport: int, v6: bool) -> bool:
     fprog = struct.pack("=HxxxxxxQ", len(prog), ctypes.addressof(buf))
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-    except OSError:
+    except OSError:  # no BPF filter: the receive loop filters in Python instead
         return False
     return True
 
@@ -94,17 +94,18 @@ def source_address(dst: str, family: int) -> str:
         try:
             u.connect((dst, 9))
         except OSError as exc:
-            raise SystemRefused(f"no route to {dst}: {exc.strerror}") from None
+            # EACCES here is a broadcast address, EPERM a firewall: no privilege would help
+            no_route = dict.fromkeys((errno.EACCES, errno.EPERM), SystemRefused)
+            raise map_os_error(exc, f"no route to {dst}", errnos=no_route) from None
         return str(u.getsockname()[0])
 
 
 def open_raw(family: int, proto: int) -> socket.socket:
     try:
         return socket.socket(family, socket.SOCK_RAW, proto)
-    except PermissionError:
-        raise PrivilegeError(
-            "--syn needs raw sockets (root or CAP_NET_RAW)",
-            hint="run as root, or drop --syn for a connect scan",
+    except PermissionError as exc:
+        raise map_os_error(
+            exc, "--syn needs raw sockets (root or CAP_NET_RAW)", hint="run as root, or drop --syn for a connect scan"
         ) from None
 
 

@@ -31,7 +31,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from portkit.errors import InputError, PrivilegeError, map_os_error
+from portkit.errors import InputError, map_os_error
 from portkit.model.trace import (
     HOP_DESTINATION,
     HOP_SILENT,
@@ -118,8 +118,8 @@ def _open_raw(fam: int, method: str) -> socket.socket | None:
         r = socket.socket(fam, socket.SOCK_RAW, proto)
     except PermissionError as exc:
         if method == "raw":
-            raise PrivilegeError("trace --method raw needs root (CAP_NET_RAW)") from exc
-        return None
+            raise map_os_error(exc, "trace --method raw needs root (CAP_NET_RAW)") from exc
+        return None  # "auto" without the privilege: the IP_RECVERR method needs none
     r.setblocking(False)
     return r
 
@@ -171,7 +171,7 @@ def _read_error(s: socket.socket, fam: int) -> tuple[int, int, str | None] | Non
     for _ in range(4):
         try:
             _data, anc, _flags, _addr = s.recvmsg(64, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
-        except OSError:
+        except OSError:  # the error queue is empty: no ICMP answer yet
             return None
         for level, ctype, cdata in anc:
             if (level, ctype) == want:
@@ -209,7 +209,7 @@ def _judge(
     if readable:
         try:
             p.sock.recv(2048)
-        except OSError as exc:
+        except OSError as exc:  # an answer, not a failure: refused is the destination, the rest says nothing
             if exc.errno == errno.ECONNREFUSED:
                 return TraceHop(p.ttl, address, rtt, HOP_DESTINATION, "port-unreach")
             return None
@@ -261,9 +261,9 @@ def _round(
             try:
                 s = _open_probe(address, port, proto, ttl, source)
             except OSError as exc:
-                if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL):
-                    raise InputError(f"cannot trace {address}: {exc.strerror}") from exc
-                raise map_os_error(exc, f"tracing {address}:{port}/{proto}") from exc
+                # no route to it, or a source address this host lacks: the target is bad input
+                unreachable = dict.fromkeys((errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL), InputError)
+                raise map_os_error(exc, f"cannot trace {address}:{port}/{proto}", errnos=unreachable) from exc
             probes[s.fileno()] = _Probe(ttl, s, time.monotonic(), int(s.getsockname()[1]))
             mask = select.EPOLLERR | (select.EPOLLOUT if proto == "tcp" else select.EPOLLIN)
             ep.register(s.fileno(), mask)

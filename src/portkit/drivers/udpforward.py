@@ -34,11 +34,11 @@ def grow_buffer(sock: socket.socket, size: int) -> None:
         if force is not None:
             sock.setsockopt(socket.SOL_SOCKET, force, size)
             return
-    except OSError:
+    except OSError:  # not root: the plain SO_RCVBUF below
         pass
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-    except OSError:
+    except OSError:  # a smaller buffer only costs bursts
         pass
 
 
@@ -167,13 +167,13 @@ class UdpForward:
             return None
         try:
             up = socket.socket(self.family, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
-        except OSError as exc:
+        except OSError as exc:  # logged: this client is dropped, the forward goes on
             self.reactor.log(f"udp {fmt_addr(key)}: cannot open upstream socket: {exc.strerror}")
             return None
         grow_buffer(up, SESSION_BUFFER)
         try:
             up.connect(self.target_addr)
-        except OSError as exc:
+        except OSError as exc:  # logged: this client is dropped, the forward goes on
             up.close()
             self.reactor.log(f"udp {fmt_addr(key)} -> {self.spec.target}: {exc.strerror}")
             return None
@@ -200,7 +200,7 @@ class UdpForward:
                 self.sock.sendto(buf[:n], sess.client)
                 sess.bytes_down += n
                 sess.pkts_down += 1
-            except OSError:
+            except OSError:  # a datagram lost, as UDP may lose it
                 pass
 
     # -- housekeeping ----------------------------------------------------------------------

@@ -33,7 +33,7 @@ from portkit.drivers.scanner_common import (
     work_items,
 )
 from portkit.engine.timing import RetryPolicy, RttEstimator, SilenceTracker, TimingProfile
-from portkit.errors import ResourceLimit
+from portkit.errors import map_os_error
 from portkit.model.cancel import Cancel
 from portkit.model.probe import PortState, Reason, Verdict
 from portkit.registry.udp_payloads import udp_payload
@@ -117,11 +117,8 @@ class UdpScanner:
                         if exc.errno not in (errno.EMFILE, errno.ENFILE):
                             raise
                         retries.appendleft((item, tryno))
-                        if not inflight:
-                            raise ResourceLimit(
-                                f"cannot open a UDP socket: {exc.strerror}",
-                                hint="the open-files limit is reached",
-                            ) from None
+                        if not inflight:  # nothing to wait for: no socket will come free
+                            raise map_os_error(exc, "cannot open a UDP socket") from None
                         cwnd.max_window = max(1, len(inflight) - 16)
                         cwnd.cwnd = min(cwnd.cwnd, float(cwnd.max_window))
                         break
@@ -132,7 +129,7 @@ class UdpScanner:
                     try:
                         s.connect(sockaddr(self.addresses[hi], port))
                         s.send(udp_payload(port))
-                    except OSError as exc:
+                    except OSError as exc:  # an answer, not a failure: the ICMP error (or errno) is the verdict
                         icmp = read_icmp(s)
                         s.close()
                         if icmp is not None:
@@ -189,7 +186,7 @@ class UdpScanner:
                             verdict = Verdict(PortState.OPEN, Reason.UDP_RESPONSE, None, rtt_ms)
                         except ConnectionRefusedError:
                             verdict = Verdict(PortState.CLOSED, Reason.PORT_UNREACH, None, rtt_ms)
-                        except OSError:
+                        except OSError:  # no answer to judge: the retry or the timeout decides
                             verdict = None
                     s2.close()
                     if verdict is None:  # an error without an ICMP: probe the port again

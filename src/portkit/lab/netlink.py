@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from portkit.errors import SystemRefused
+from portkit.errors import SystemRefused, map_os_error
 from portkit.lab import system
 from portkit.lab.plan import NsConfig, Plan
 
@@ -25,7 +25,7 @@ def _mapped(what: str, fn: Any, *args: Any, **kw: Any) -> Any:
     try:
         return fn(*args, **kw)
     except OSError as exc:  # NetlinkError is an OSError subclass
-        raise SystemRefused(f"{what}: {exc}") from exc
+        raise map_os_error(exc, what) from exc
 
 
 def create_namespaces(p: Plan) -> None:

@@ -81,7 +81,7 @@ def _probe(address: str, port: int, proto: str, send: bytes, timeout: float, sou
             return Probe("open", data, "", (local[0], local[1]))
         except TimeoutError:
             return Probe("timeout", b"", "ETIMEDOUT")
-        except OSError as exc:
+        except OSError as exc:  # the errno is the probe's answer
             code = exc.errno or 0
             return Probe(_ERRNO_STATE.get(code, "error"), b"", errno.errorcode.get(code, str(code)))
 

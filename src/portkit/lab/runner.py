@@ -36,7 +36,7 @@ def raise_fd_limit() -> int:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
             soft = want
-        except (ValueError, OSError):
+        except (ValueError, OSError):  # not allowed to raise it: serve within the soft limit
             pass
     return max(16, soft - 64)
 
@@ -90,7 +90,7 @@ class Runner:
         for _ in range(64):  # drain a burst of connections per wake-up
             try:
                 conn, _ = sock.accept()
-            except OSError:
+            except OSError:  # the backlog is drained
                 return
             self._accepted(conn, svc)
 
@@ -124,7 +124,7 @@ class Runner:
                 n = conn.send(buf)
             except BlockingIOError:
                 break
-            except OSError:
+            except OSError:  # the client left: drop it
                 self._close(conn)
                 return
             del buf[:n]
@@ -138,7 +138,7 @@ class Runner:
             data = conn.recv(65536)
         except BlockingIOError:
             return
-        except OSError:
+        except OSError:  # a reset: treated as the end of the stream
             data = b""
         if not data:
             if self.out.get(conn):  # the peer is done sending: finish echoing, then close
@@ -165,13 +165,13 @@ class Runner:
     def _dgram(self, sock: socket.socket, svc: dict[str, Any]) -> None:
         try:
             data, peer = sock.recvfrom(65536)
-        except OSError:
+        except OSError:  # nothing to read after all
             return
         reply = {"echo": data, "banner": svc["banner"].encode() + b"\r\n"}.get(svc["kind"])
         if reply is not None:
             try:
                 sock.sendto(reply, peer)
-            except OSError:
+            except OSError:  # a reply lost, as UDP may lose it
                 pass
 
     def serve(self) -> None:
@@ -200,7 +200,7 @@ def main(argv: list[str]) -> int:
     runner = Runner(argv[1], json.loads(sys.stdin.read() or "[]"))
     try:
         runner.bind_all()
-    except OSError as exc:
+    except OSError as exc:  # the parent reads this line and reports it
         sys.stdout.write(f"error: {exc}\n")
         sys.stdout.flush()
         return 4

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from portkit.backends import state as statefiles
-from portkit.errors import InputError, SystemRefused
+from portkit.errors import InputError, SystemRefused, map_exceptions
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 
@@ -34,13 +34,9 @@ def state_path(name: str) -> str:
 
 
 def read(name: str) -> dict[str, Any] | None:
-    try:
+    leftover = f"if it is a leftover, delete that file and any 'ip netns' namespaces named pk-{name}-*"
+    with map_exceptions(f"cannot read lab state {state_path(name)}", {ValueError: SystemRefused}, hint=leftover):
         data = statefiles.read_state_json(state_path(name))
-    except (OSError, ValueError) as exc:
-        raise SystemRefused(
-            f"cannot read lab state {state_path(name)}: {exc}",
-            hint=f"if it is a leftover, delete that file and any 'ip netns' namespaces named pk-{name}-*",
-        ) from exc
     if data is None:
         return None
     problem = record_problem(name, data)
@@ -91,7 +87,7 @@ def write(name: str, data: dict[str, Any]) -> None:
 def remove(name: str) -> None:
     try:
         os.unlink(state_path(name))
-    except FileNotFoundError:
+    except FileNotFoundError:  # already gone: what remove wanted
         pass
 
 
@@ -99,7 +95,7 @@ def names() -> list[str]:
     d = statefiles.labs_dir()
     try:
         entries = os.listdir(d)
-    except FileNotFoundError:
+    except FileNotFoundError:  # no labs directory: no lab is up
         return []
     statefiles.check_trusted(d)
     return sorted(e[: -len(".json")] for e in entries if e.endswith(".json"))

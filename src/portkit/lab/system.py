@@ -11,6 +11,7 @@ the lab's service runner for this lab (command line and start time match).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import selectors
@@ -26,7 +27,7 @@ from portkit.backends import state
 from portkit.backends.host import require_tool
 from portkit.backends.netns import NETNS_RUN_DIR, run_in_netns
 from portkit.backends.state import ETC_NETNS
-from portkit.errors import PrivilegeError, SystemRefused
+from portkit.errors import PrivilegeError, SystemRefused, map_os_error
 from portkit.lab.plan import OPTIONAL_SYSCTLS
 
 T = TypeVar("T")
@@ -108,12 +109,12 @@ def write_sysctls(ns: str, items: Sequence[tuple[str, str]]) -> None:
             try:
                 with open(f"/proc/sys/{key}", "w") as f:
                     f.write(value)
-            except FileNotFoundError:
-                # A kernel without IPv6 has no ipv6 keys; some keys are per-namespace only lately.
-                if "ipv6" not in key and key not in OPTIONAL_SYSCTLS:
-                    raise SystemRefused(f"sysctl {key.replace('/', '.')} does not exist in this kernel") from None
             except OSError as exc:
-                raise SystemRefused(f"cannot set {key.replace('/', '.')}={value} in {ns}: {exc.strerror}") from exc
+                # A kernel without IPv6 has no ipv6 keys; some keys are per-namespace only lately.
+                if isinstance(exc, FileNotFoundError) and ("ipv6" in key or key in OPTIONAL_SYSCTLS):
+                    continue
+                missing = {errno.ENOENT: (SystemRefused, "this kernel has no such sysctl")}
+                raise map_os_error(exc, f"cannot set {key.replace('/', '.')}={value} in {ns}", errnos=missing) from exc
 
     in_ns(ns, work)
 
@@ -197,7 +198,7 @@ def proc_starttime(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
-    except OSError:
+    except OSError:  # the process is gone
         return None
     fields = data[data.rfind(b")") + 2 :].split()
     return int(fields[19]) if len(fields) > 19 else None
@@ -207,7 +208,7 @@ def proc_cmdline(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-    except OSError:
+    except OSError:  # the process is gone
         return []
 
 
@@ -238,7 +239,7 @@ def _dead(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
-    except OSError:
+    except OSError:  # no /proc entry: gone
         return True
     return data[data.rfind(b")") + 2 : data.rfind(b")") + 3] in (b"Z", b"X")
 
@@ -301,7 +302,7 @@ def bound_ports(pid: int) -> set[tuple[str, int]] | None:
         for fd in os.listdir(f"/proc/{pid}/fd"):
             try:
                 target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
+            except OSError:  # the descriptor was closed meanwhile
                 continue
             if target.startswith("socket:["):
                 inodes.add(target[8:-1])
@@ -315,7 +316,7 @@ def bound_ports(pid: int) -> set[tuple[str, int]] | None:
                     if len(parts) > 9 and parts[3] == state and parts[9] in inodes:
                         found.add((proto, int(parts[1].rsplit(":", 1)[1], 16)))
         return found
-    except OSError:
+    except OSError:  # gone, or /proc unreadable: unknown, said as None
         return None
 
 
@@ -325,7 +326,7 @@ def pids_in(namespaces: Sequence[str]) -> list[int]:
     for ns in namespaces:
         try:
             st = os.stat(ns_path(ns))
-        except OSError:
+        except OSError:  # the namespace is gone: no pid is in it
             continue
         wanted.add((st.st_dev, st.st_ino))
     if not wanted:
@@ -336,7 +337,7 @@ def pids_in(namespaces: Sequence[str]) -> list[int]:
             continue
         try:
             st = os.stat(f"/proc/{entry}/ns/net")
-        except OSError:
+        except OSError:  # the process exited meanwhile
             continue
         if (st.st_dev, st.st_ino) in wanted and not _dead(int(entry)):
             out.append(int(entry))

@@ -19,7 +19,7 @@ from portkit.backends.nftlive import decoded_nat, live_ruleset, live_ruleset_jso
 from portkit.engine.nfteval import Evaluator
 from portkit.engine.nftview import list_dnat, ruleset_view
 from portkit.engine.policy import add_rule, delete_rule, shadowed_rules
-from portkit.errors import InputError, PrivilegeError, SystemRefused
+from portkit.errors import InputError, PrivilegeError, SystemRefused, map_file_error
 from portkit.model.firewall import (
     DnatEntry,
     NftRuleset,
@@ -93,8 +93,8 @@ def _save(path: str, policy: Policy) -> None:
             f.write(dump_policy(policy))
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except PermissionError as exc:
-        raise PrivilegeError(f"cannot write policy file {path}: {exc.strerror}") from exc
+    except OSError as exc:
+        raise map_file_error(exc, path, "policy file", writing=True) from exc
 
 
 @contextlib.contextmanager
@@ -107,8 +107,8 @@ def _edit_lock(path: str) -> Iterator[None]:
     try:
         os.makedirs(d, exist_ok=True)
         fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    except PermissionError as exc:
-        raise PrivilegeError(f"cannot write policy file {path}: {exc.strerror}") from exc
+    except OSError as exc:
+        raise map_file_error(exc, path, "policy file", writing=True) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

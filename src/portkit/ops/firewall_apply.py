@@ -19,7 +19,14 @@ from portkit.backends import rollback, state
 from portkit.backends.files import check_path_text
 from portkit.engine import nftcompile
 from portkit.engine.policy import evaluate_policy, shadowed_rules
-from portkit.errors import FileFormatError, InputError, PrivilegeError, SystemRefused
+from portkit.errors import (
+    FileFormatError,
+    InputError,
+    PrivilegeError,
+    SystemRefused,
+    map_file_error,
+    map_os_error,
+)
 from portkit.model.firewall import ApplyResult, FwStatus, Policy, PolicyWarning
 from portkit.ops.firewall_policy import DEFAULT_POLICY, STATE_DIR, load_policy_file
 from portkit.ops.fwcheck import make_packet
@@ -65,7 +72,7 @@ def check_file_mode(path: str) -> None:
     try:
         st = os.stat(path)
     except PermissionError as exc:
-        raise PrivilegeError(f"cannot read policy file {path}: {exc.strerror}") from exc
+        raise map_file_error(exc, path, "policy file") from exc
     except OSError:  # missing, a symlink loop, below a file: reading it says which, exit 2
         return
     mode = stat.S_IMODE(st.st_mode)
@@ -200,7 +207,7 @@ def _keep(name: str, text: str) -> str | None:
     try:
         state.make_dir(STATE_DIR, 0o700)
         return state.write_file(os.path.join(STATE_DIR, name), text)
-    except OSError:
+    except OSError:  # the kept copy is a convenience: apply goes on without it
         return None
 
 
@@ -240,7 +247,7 @@ def firewall_status(path: str = DEFAULT_POLICY, *, netns: str | None = None, uni
             in_sync = applied is not None and applied.strip() == want and loaded == text
             if applied is None or loaded is None:
                 in_sync = None
-        except (OSError, ValueError, FileFormatError):
+        except (OSError, ValueError, FileFormatError):  # state unreadable: "in sync" is unknown, not false
             in_sync = None
     rb = rollback.status(_state_name(netns))
     return FwStatus(
@@ -309,9 +316,10 @@ def enable_boot(
     try:
         os.makedirs(unit_dir, exist_ok=True)
         with open(target, "w") as f:
+            os.fchmod(f.fileno(), 0o644)  # whatever the umask: a unit others could edit runs as root
             f.write(text)
-    except PermissionError as exc:
-        raise PrivilegeError(f"cannot write {target}: {exc.strerror}") from exc
+    except OSError as exc:
+        raise map_os_error(exc, f"cannot write {target}", hint="run as root") from exc
     if systemctl:
         _systemctl("daemon-reload")
         _systemctl("enable", UNIT_NAME)
@@ -328,8 +336,8 @@ def disable_boot(*, unit_dir: str = UNIT_DIR, systemctl: bool = True, netns: str
         _systemctl("disable", UNIT_NAME)
     try:
         os.unlink(target)
-    except PermissionError as exc:
-        raise PrivilegeError(f"cannot remove {target}: {exc.strerror}") from exc
+    except OSError as exc:
+        raise map_os_error(exc, f"cannot remove {target}", hint="run as root") from exc
     if systemctl:
         _systemctl("daemon-reload")
     return True

@@ -8,6 +8,7 @@ them imports another for it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from portkit.backends import state
@@ -15,7 +16,9 @@ from portkit.model.firewall import Policy
 
 __all__ = ["DEFAULT_POLICY", "STATE_DIR", "check_netns", "load_policy_file", "policy_services"]
 
-DEFAULT_POLICY = "/etc/portkit/policy.yaml"
+#: /etc/portkit/policy.yaml: the policy file in backends/state.py's config_dir(), which
+#: ``$PORTKIT_CONFIG_DIR`` moves (read once, at import, like STATE_DIR).
+DEFAULT_POLICY = os.path.join(state.config_dir(), "policy.yaml")
 STATE_DIR = state.firewall_dir()
 
 

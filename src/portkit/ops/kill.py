@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from portkit.backends import procs
 from portkit.backends.signals import protected_reason
-from portkit.errors import InputError, PrivilegeError, SystemRefused
+from portkit.errors import InputError, PrivilegeError, SystemRefused, map_os_error
 from portkit.model.sockets import KillOutcome, WhoReport
 
 __all__ = ["kill_holders", "parse_signal"]
@@ -76,9 +76,9 @@ def _send(pid: int, sig: _signal.Signals) -> None:
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
-        pass
-    except PermissionError:
-        raise PrivilegeError(f"not allowed to send {sig.name} to pid {pid}; run as root or as its owner") from None
+        pass  # it exited meanwhile: what a kill wanted
+    except PermissionError as exc:
+        raise map_os_error(exc, f"not allowed to send {sig.name} to pid {pid}", hint="run as root or as its owner") from None
 
 
 def _wait(pids: list[int], timeout: float, sleep: Callable[[float], None]) -> list[int]:

@@ -82,7 +82,6 @@ def _check_scope(address: str, syn: bool) -> str:
     interface (fe80::1 is on every link: the kernel cannot pick one and says EINVAL), an
     unknown interface, or a zoned address with --syn (the raw path has no scope yet)."""
     import ipaddress
-    import socket
 
     bare, _, zone = address.partition("%")
     ip = ipaddress.ip_address(bare)
@@ -92,10 +91,10 @@ def _check_scope(address: str, syn: bool) -> str:
         )
     if zone:
         if not zone.isdigit():
-            try:
-                socket.if_nametoindex(zone)
-            except OSError:
-                raise TargetError(f"unknown interface {zone!r} in {address}: see 'ip link'") from None
+            from portkit.backends.host import interface_index
+
+            if interface_index(zone) is None:
+                raise TargetError(f"unknown interface {zone!r} in {address}: see 'ip link'")
         if syn:
             raise TargetError(f"--syn cannot probe zoned address {address}: drop --syn for a connect scan")
     return address

@@ -35,7 +35,7 @@ class Gathering:
             self.unknowns.append(Unknown(what, f"not available in this portkit build ({exc})"))
         except PortkitError as exc:
             self.unknowns.append(Unknown(what, str(exc)))
-        except OSError as exc:
+        except OSError as exc:  # a fact that cannot be gathered is an unknown, not an error
             self.unknowns.append(Unknown(what, exc.strerror or str(exc)))
         return None
 
@@ -83,7 +83,7 @@ class Firewall:
             self.error = f"the firewall evaluator is not available in this portkit build ({exc})"
         except PortkitError as exc:
             self.error = str(exc)
-        except OSError as exc:
+        except OSError as exc:  # the evaluator is unavailable: said in the report, not raised
             self.error = exc.strerror or str(exc)
 
     def check(self, what: str, **kw: Any) -> Any:
