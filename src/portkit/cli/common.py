@@ -2,7 +2,7 @@
 
 Every option that takes a number, a port, an address, an interface or a protocol uses one
 of the ``*_arg`` callables below as its argparse ``type=``; each delegates to the one pure
-parser of that kind of value (:mod:`portkit.engine.endpoint`), so ``--confirm nan``, ``--port ²``
+parser of that kind of value (:mod:`portkit.parse.scalars`, :mod:`portkit.engine.endpoint`), so ``--confirm nan``, ``--port ²``
 and ``--iif 'eth0;drop'`` are refused by the parser with one line naming the value and what
 would be valid (exit 2), before any command runs.
 """
@@ -70,7 +70,7 @@ def number_arg(
 ) -> Callable[[str], Any]:
     """argparse ``type=`` for a number in [low, high] (``low_open``: above low): NaN,
     infinities, signs, exponents, Unicode digits and out-of-range values are refused."""
-    from portkit.engine.endpoint import parse_number
+    from portkit.parse.scalars import parse_number
 
     def parse(text: str) -> float | int:
         v = parse_number(text, what=what, low=low, high=high, integer=integer, low_open=low_open, unit=unit)
@@ -96,8 +96,8 @@ path_arg = typed_arg(_path, "file name")
 
 
 def _port(text: str) -> int:
-    from portkit.engine.endpoint import parse_port, shown
     from portkit.errors import PortSpecError
+    from portkit.parse.scalars import parse_port, shown
 
     try:
         return parse_port(text)
@@ -106,13 +106,13 @@ def _port(text: str) -> int:
 
 
 def _pid(text: str) -> int:
-    from portkit.engine.endpoint import parse_number
+    from portkit.parse.scalars import parse_number
 
     return int(parse_number(text, what="pid", low=1, high=4194304, integer=True))
 
 
 def _iface(text: str) -> str:
-    from portkit.engine.endpoint import check_ifname
+    from portkit.parse.scalars import check_ifname
 
     return check_ifname(text)
 
@@ -133,7 +133,7 @@ address_arg = typed_arg(_address, "address")  # an IPv4 dotted quad or an IPv6 l
 
 
 def _iface_pattern(text: str) -> str:
-    from portkit.engine.endpoint import check_ifname
+    from portkit.parse.scalars import check_ifname
 
     return check_ifname(text, pattern=True)
 
@@ -144,7 +144,7 @@ iface_pattern_arg = typed_arg(_iface_pattern, "interface")  # a name, or a prefi
 def proto_arg(choices: tuple[str, ...], *, numbers: bool = False) -> Callable[[str], str]:
     """argparse ``type=`` for a protocol name out of ``choices`` (case-insensitive), or with
     ``numbers`` an IP protocol number 0-255 in ASCII digits."""
-    from portkit.engine.endpoint import is_ascii_number, shown
+    from portkit.parse.scalars import is_ascii_number, shown
 
     def parse(text: str) -> str:
         v = text.strip(" ").lower()

@@ -427,7 +427,7 @@ def parse_port_proto(text: str) -> tuple[int, str | None]:
     proto = proto.lower()
     if proto not in ("tcp", "udp") and (proto or slash):  # "80/" names no protocol
         raise PortSpecError(f"invalid protocol {proto!r} in {text!r}; valid protocols are: tcp, udp")
-    from portkit.engine.endpoint import parse_port
+    from portkit.parse.scalars import parse_port
 
     try:
         port = parse_port(port_s)
