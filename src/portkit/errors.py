@@ -172,7 +172,7 @@ def map_os_error(exc: OSError, what: str, *, hint: str | None = None, errnos: Er
     chosen = (errnos or {}).get(exc.errno) if exc.errno is not None else None
     if chosen is not None:
         cls, reason = chosen if isinstance(chosen, tuple) else (chosen, detail)
-        return cls(f"{what}: {reason}", hint=hint)
+        return cls(f"{what}: {reason}", hint=hint) if hint else cls(f"{what}: {reason}")
     if exc.errno in (errno.EPERM, errno.EACCES):
         return PrivilegeError(f"{what}: {detail}", hint=hint or _PRIVILEGE_HINT)
     if exc.errno in (errno.EMFILE, errno.ENFILE):
@@ -238,7 +238,8 @@ def map_exceptions(
         for foreign, ours in (mapping or {}).items():
             if isinstance(exc, foreign):
                 detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                raise ours(f"{what}: {detail}" if detail else what, hint=hint) from exc
+                message = f"{what}: {detail}" if detail else what
+                raise (ours(message, hint=hint) if hint else ours(message)) from exc
         if isinstance(exc, OSError):
             raise map_os_error(exc, what, hint=hint, errnos=errnos) from exc
         raise
