@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import stat
 import subprocess
 import sys
 
@@ -247,3 +248,14 @@ def test_ssh_lockout_fails_closed_on_a_malformed_ssh_connection() -> None:
         reason = ssh_lockout(pol, bad)
         assert reason is not None and "malformed" in reason, bad
     assert ssh_lockout(pol, None) is None and ssh_lockout(pol, "") is None
+
+
+def test_fw_allow_makes_the_policy_directories_0755_whatever_the_umask(tmp_path: pathlib.Path) -> None:
+    policy = tmp_path / "etc" / "portkit" / "policy.yaml"
+    r = subprocess.run(
+        [sys.executable, "-m", "portkit", "fw", "allow", "22/tcp", "--policy", str(policy)],
+        capture_output=True, text=True, timeout=60, check=False, preexec_fn=lambda: os.umask(0),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    modes = [stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "etc", policy.parent, policy)]
+    assert modes == [0o755, 0o755, 0o644]

@@ -79,12 +79,25 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------- policy files
 
 
+def _make_policy_dir(d: str) -> None:
+    """Create the policy file's missing directories 0755 whatever the umask (a 0777
+    /etc/portkit would let anyone swap the policy root loads); existing ones stay as they are."""
+    missing: list[str] = []
+    p = d
+    while p and not os.path.isdir(p):
+        missing.append(p)
+        p = os.path.dirname(p)
+    for m in reversed(missing):
+        os.mkdir(m, 0o755)
+        os.chmod(m, 0o755)
+
+
 def _save(path: str, policy: Policy) -> None:
     from portkit.parse.policy_yaml import dump_policy
 
     d = os.path.dirname(os.path.abspath(path))
     try:
-        os.makedirs(d, exist_ok=True)
+        _make_policy_dir(d)
         mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.exists(path) else 0o644
         import tempfile
 
@@ -105,7 +118,7 @@ def _edit_lock(path: str) -> Iterator[None]:
 
     d = os.path.dirname(os.path.abspath(path))
     try:
-        os.makedirs(d, exist_ok=True)
+        _make_policy_dir(d)
         fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
         raise map_file_error(exc, path, "policy file", writing=True) from exc
