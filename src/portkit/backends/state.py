@@ -194,22 +194,7 @@ def open_state(path: str, flags: int = os.O_RDONLY) -> int:
     FileNotFoundError and PermissionError pass through for the caller to decide (a missing
     state file usually means "nothing recorded"); every trust problem raises UntrustedState.
     """
-    path = os.path.abspath(path)
-    check_trusted(path)
-    try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as exc:
-        if os.path.islink(path):
-            raise _refuse(path, "is a symlink") from None
-        if isinstance(exc, IsADirectoryError):
-            raise _refuse(path, "is not a regular file") from None
-        raise
-    try:
-        _check_fd(path, fd)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return _open_trusted(path, flags | os.O_NONBLOCK | os.O_NOCTTY)
 
 
 def read_state_bytes(path: str) -> bytes | None:
@@ -238,13 +223,21 @@ def read_state_json(path: str) -> Any:
 
 def open_lock(path: str) -> int:
     """A descriptor for ``flock`` on the lock file ``path`` (created 0600 if missing)."""
+    return _open_trusted(path, os.O_RDWR | os.O_CREAT)
+
+
+def _open_trusted(path: str, flags: int) -> int:
+    """``open(path, flags)`` (0600 when created) under the trust rules: the directory chain
+    checked first, no symlink followed, the opened file checked by its descriptor."""
     path = os.path.abspath(path)
     check_trusted(path)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
         if os.path.islink(path):
             raise _refuse(path, "is a symlink") from None
+        if isinstance(exc, IsADirectoryError):
+            raise _refuse(path, "is not a regular file") from None
         raise
     try:
         _check_fd(path, fd)
